@@ -1,0 +1,44 @@
+"""trioflow's actor kernel: actors, supervisors and traces on trio.
+
+This package knows nothing about pipelines. An actor is a trio task owning
+a bounded mailbox; a supervisor owns a nursery of actors and applies a
+strategy when one fails; every spawn, message, exit and cancellation is
+reported to a trace sink.
+"""
+
+from ._actor import Actor, ActorRef
+from ._envelope import Envelope
+from ._errors import ActorError, ActorStopped, AskTimeout, ChildFailed
+from ._reply import ReplySlot
+from ._supervisor import (
+    DEFAULT_MAILBOX_SIZE,
+    ESCALATE,
+    Escalate,
+    Restart,
+    Strategy,
+    Supervisor,
+    open_supervisor,
+)
+from ._trace import MemoryTraceSink, TraceEvent, TraceKind, TraceSink
+
+__all__ = [
+    "DEFAULT_MAILBOX_SIZE",
+    "ESCALATE",
+    "Actor",
+    "ActorError",
+    "ActorRef",
+    "ActorStopped",
+    "AskTimeout",
+    "ChildFailed",
+    "Envelope",
+    "Escalate",
+    "MemoryTraceSink",
+    "ReplySlot",
+    "Restart",
+    "Strategy",
+    "Supervisor",
+    "TraceEvent",
+    "TraceKind",
+    "TraceSink",
+    "open_supervisor",
+]

@@ -1,0 +1,174 @@
+"""Actors: a trio task that owns a bounded mailbox.
+
+An :class:`Actor` subclass implements :meth:`Actor.receive`. The kernel
+runs it in a task of a supervisor's nursery (see :mod:`._supervisor`),
+hands it one message at a time, and reports everything to the trace sink.
+Other tasks talk to it through its :class:`ActorRef`.
+
+Why a bounded mailbox: a producer faster than its consumer must slow down
+(``tell`` waits for room) instead of growing memory without limit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Generic, TypeVar
+
+import trio
+
+from ._envelope import Envelope
+from ._errors import ActorStopped, AskTimeout
+from ._reply import ReplySlot
+from ._trace import TraceEvent, TraceKind, TraceSink
+
+M = TypeVar("M")
+R = TypeVar("R")
+
+
+class Actor(Generic[M]):
+    """Base class of actors; ``M`` is the type of message it receives.
+
+    ``receive`` handles one message; for an ``ask`` its return value is the
+    reply and an exception it raises goes back to the asker (the actor goes
+    on with its next message). An exception raised while handling a
+    ``tell`` has nobody to go back to, so it ends the actor and its
+    supervisor's strategy decides what happens next.
+    """
+
+    path: str = ""
+    _stopping: bool = False
+
+    async def receive(self, message: M) -> Any:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Exit after the current message; queued asks get ``ActorStopped``."""
+        self._stopping = True
+
+
+class ActorRef(Generic[M]):
+    """The address of an actor and the way to send it messages."""
+
+    __slots__ = ("_send", "_trace", "path")
+
+    def __init__(
+        self, path: str, send: trio.MemorySendChannel[Envelope[M]], trace: TraceSink
+    ) -> None:
+        self.path = path
+        self._send = send
+        self._trace = trace
+
+    def __repr__(self) -> str:
+        return f"ActorRef({self.path!r})"
+
+    async def tell(self, message: M, *, sender: str | None = None) -> None:
+        """Send ``message``; wait while the mailbox is full (backpressure)."""
+        await self._post(Envelope(message, sender, None))
+
+    async def ask(self, message: M, *, sender: str | None = None, timeout: float = math.inf) -> Any:
+        """Send ``message`` and wait for the reply.
+
+        Raises :class:`AskTimeout` if no reply arrives within ``timeout``
+        seconds (the time spent waiting for mailbox room counts), the
+        handler's exception if it raised one, and :class:`ActorStopped` if
+        the actor stopped before handling the message.
+        """
+        slot: ReplySlot[Any] = ReplySlot()
+        with trio.move_on_after(timeout) as scope:
+            await self._post(Envelope(message, sender, slot))
+            return await slot.wait()
+        assert scope.cancelled_caught
+        raise AskTimeout(self.path, message, timeout)
+
+    async def _post(self, envelope: Envelope[M]) -> None:
+        self._trace.record(
+            TraceEvent(
+                TraceKind.SEND,
+                envelope.sender or "",
+                trio.current_time(),
+                type(envelope.message).__name__,
+                self.path,
+            )
+        )
+        try:
+            await self._send.send(envelope)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ActorStopped(self.path) from None
+
+    def close(self) -> None:
+        """Close the mailbox: the actor handles what is queued, then exits."""
+        self._send.close()
+
+
+async def run_actor(
+    actor: Actor[M],
+    mailbox: trio.MemoryReceiveChannel[Envelope[M]],
+    trace: TraceSink,
+) -> None:
+    """Deliver ``mailbox`` to ``actor`` one message at a time until it stops.
+
+    Returns when the mailbox is closed and drained or the actor calls
+    :meth:`Actor.stop`; raises what a ``tell`` handler raised. Reports
+    receive, exit and cancellation events; the supervisor reports spawns.
+    """
+    path = actor.path
+    try:
+        async for envelope in mailbox:
+            trace.record(
+                TraceEvent(
+                    TraceKind.RECEIVE,
+                    path,
+                    trio.current_time(),
+                    type(envelope.message).__name__,
+                    envelope.sender,
+                )
+            )
+            slot = envelope.reply
+            if slot is None:
+                await actor.receive(envelope.message)
+            else:
+                await _answer(actor, envelope.message, slot)
+            if actor._stopping:
+                break
+    except trio.Cancelled as cancelled:
+        trace.record(
+            TraceEvent(TraceKind.CANCEL, path, trio.current_time(), detail=cancelled.reason)
+        )
+        raise
+    except Exception as error:
+        trace.record(
+            TraceEvent(
+                TraceKind.EXIT,
+                path,
+                trio.current_time(),
+                "failed",
+                detail=f"{type(error).__name__}: {error}",
+            )
+        )
+        raise
+    trace.record(TraceEvent(TraceKind.EXIT, path, trio.current_time(), "ok"))
+
+
+async def _answer(actor: Actor[M], message: M, slot: ReplySlot[Any]) -> None:
+    """Handle an ask: the handler's result or exception becomes the reply."""
+    try:
+        value = await actor.receive(message)
+    except Exception as error:  # delivered to the asker, who owns the request
+        slot.fail(error)
+    except trio.Cancelled:
+        # The asker may live outside the cancelled scope: never leave it hanging.
+        slot.fail(ActorStopped(actor.path))
+        raise
+    else:
+        slot.set(value)
+
+
+def refuse_queued(mailbox: trio.MemoryReceiveChannel[Envelope[Any]], path: str) -> None:
+    """Fail every ask still queued in a mailbox whose actor has exited."""
+    while True:
+        try:
+            envelope = mailbox.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            return
+        if envelope.reply is not None and not envelope.reply.filled:
+            envelope.reply.fail(ActorStopped(path))

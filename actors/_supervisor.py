@@ -1,0 +1,217 @@
+"""Supervisors: a nursery that owns actors and decides what a failure means.
+
+A supervisor is opened with :func:`open_supervisor` as an ``async with``
+block. Actors spawned in it run in its nursery, so none outlives the block.
+When the block's body finishes, every mailbox is closed: each actor handles
+what is already queued and exits, and the block waits for all of them.
+
+When a child raises, the strategy decides:
+
+* :class:`Escalate` (the default, trio's own behaviour): every sibling and
+  the block's body are cancelled with a reason naming the failed child,
+  and the block raises :class:`ChildFailed` wrapping the child's exception.
+  The caller sees one typed error, never an ``ExceptionGroup``.
+* :class:`Restart`: a fresh actor from the child's factory takes over the
+  same mailbox (queued messages are kept; the one being handled is lost).
+  More than ``max_restarts`` restarts within ``within_s`` seconds escalate,
+  as in Erlang/OTP.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn, TypeVar
+
+import attrs
+import trio
+
+from ._actor import Actor, ActorRef, refuse_queued, run_actor
+from ._envelope import Envelope
+from ._errors import ChildFailed
+from ._trace import TraceEvent, TraceKind, TraceSink
+
+M = TypeVar("M")
+
+#: Default mailbox capacity: small, so backpressure starts early.
+DEFAULT_MAILBOX_SIZE = 16
+
+
+@attrs.frozen
+class Escalate:
+    """A child's failure cancels its siblings and fails the supervisor."""
+
+
+@attrs.frozen
+class Restart:
+    """Restart a failed child, at most ``max_restarts`` times in ``within_s`` seconds."""
+
+    max_restarts: int = 3
+    within_s: float = 5.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_restarts < 0:
+            raise ValueError(f"max_restarts must be >= 0, got {self.max_restarts}")
+        if self.within_s <= 0:
+            raise ValueError(f"within_s must be > 0, got {self.within_s}")
+
+
+Strategy = Escalate | Restart
+ESCALATE = Escalate()
+
+
+@attrs.define(slots=True)
+class _Child:
+    path: str
+    factory: Callable[[], Actor[Any]]
+    ref: ActorRef[Any]
+    mailbox: trio.MemoryReceiveChannel[Envelope[Any]]
+    restart_times: collections.deque[float] = attrs.field(factory=collections.deque)
+
+
+class Supervisor:
+    """Owns a nursery of actors; created by :func:`open_supervisor`."""
+
+    def __init__(
+        self, path: str, nursery: trio.Nursery, strategy: Strategy, trace: TraceSink
+    ) -> None:
+        self.path = path
+        self.trace = trace
+        self._nursery = nursery
+        self._strategy = strategy
+        self._children: dict[str, _Child] = {}
+        self.failure: ChildFailed | None = None
+
+    def spawn(
+        self,
+        name: str,
+        factory: Callable[[], Actor[M]],
+        *,
+        mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+    ) -> ActorRef[M]:
+        """Start an actor made by ``factory`` at ``<supervisor path>/<name>``.
+
+        The factory is called again for every restart. Names are unique
+        within a supervisor while their actor runs.
+        """
+        path = f"{self.path}/{name}" if self.path else name
+        if path in self._children:
+            raise ValueError(f"an actor named {path!r} is already running")
+        send, receive = trio.open_memory_channel[Envelope[M]](mailbox_size)
+        ref = ActorRef(path, send, self.trace)
+        child = _Child(path, factory, ref, receive)
+        self._children[path] = child
+        self.trace.record(TraceEvent(TraceKind.SPAWN, path, trio.current_time(), peer=self.path))
+        self._nursery.start_soon(self._supervise, child, name=path)
+        return ref
+
+    def cancel(self, reason: str) -> None:
+        """Cancel every child and the supervisor's body, giving ``reason``."""
+        self._nursery.cancel_scope.cancel(reason=reason)
+
+    def close_mailboxes(self) -> None:
+        """Ask every child to finish its queued messages and exit."""
+        for child in list(self._children.values()):
+            child.ref.close()
+
+    async def _supervise(self, child: _Child) -> None:
+        try:
+            while True:
+                actor = child.factory()
+                actor.path = child.path
+                try:
+                    await run_actor(actor, child.mailbox, self.trace)
+                    return
+                except Exception as error:  # a child's failure goes to the strategy
+                    if not self._may_restart(child):
+                        self._escalate(child, error)
+                        return
+                    self.trace.record(
+                        TraceEvent(
+                            TraceKind.RESTART,
+                            child.path,
+                            trio.current_time(),
+                            detail=f"{type(error).__name__}: {error}",
+                        )
+                    )
+        finally:
+            refuse_queued(child.mailbox, child.path)
+            child.mailbox.close()
+            del self._children[child.path]
+
+    def _may_restart(self, child: _Child) -> bool:
+        strategy = self._strategy
+        if not isinstance(strategy, Restart):
+            return False
+        now = trio.current_time()
+        times = child.restart_times
+        while times and now - times[0] > strategy.within_s:
+            times.popleft()
+        if len(times) >= strategy.max_restarts:
+            return False
+        times.append(now)
+        return True
+
+    def _escalate(self, child: _Child, error: Exception) -> None:
+        if self.failure is None:
+            restarts = len(child.restart_times)
+            self.failure = ChildFailed(child.path, error, restarts=restarts)
+            self.failure.__cause__ = error
+            self.cancel(f"{child.path} failed: {type(error).__name__}: {error}")
+
+
+@asynccontextmanager
+async def open_supervisor(
+    path: str, trace: TraceSink, *, strategy: Strategy = ESCALATE
+) -> AsyncIterator[Supervisor]:
+    """Open a supervisor at ``path``; see the module docstring for its rules.
+
+    An exception raised by the body cancels the children and propagates
+    unchanged (unwrapped from trio's ``ExceptionGroup``).
+    """
+    supervisor: Supervisor | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            supervisor = Supervisor(path, nursery, strategy, trace)
+            yield supervisor
+            # Only a body that finished lets the children drain; if it raised,
+            # the nursery cancels them (an idle child must not "exit ok").
+            supervisor.close_mailboxes()
+    except BaseExceptionGroup as group:
+        if supervisor is not None and supervisor.failure is not None and _only_cancelled(group):
+            raise supervisor.failure from supervisor.failure.cause
+        error = _unwrap(group)
+        if error is group:
+            raise
+        _raise_unchanged(error)
+    if supervisor.failure is not None:
+        raise supervisor.failure from supervisor.failure.cause
+
+
+def _raise_unchanged(error: BaseException) -> NoReturn:
+    """Raise ``error`` with its ``__cause__`` and ``__context__`` as they were.
+
+    Raising inside ``except`` would set its ``__context__`` to the group.
+    """
+    cause, context, suppress = error.__cause__, error.__context__, error.__suppress_context__
+    try:
+        raise error
+    finally:
+        error.__cause__ = cause  # (this also sets __suppress_context__)
+        error.__context__ = context
+        error.__suppress_context__ = suppress
+
+
+def _only_cancelled(group: BaseExceptionGroup[BaseException]) -> bool:
+    return group.subgroup(trio.Cancelled) is group
+
+
+def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The single exception of a nursery group, or the group itself."""
+    while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
+        inner = group.exceptions[0]
+        if not isinstance(inner, BaseExceptionGroup):
+            return inner
+        group = inner
+    return group

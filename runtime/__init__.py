@@ -1,0 +1,82 @@
+"""trioflow's pipeline runtime: the DSL, step actors, governor and runner."""
+
+from ._agents import Agent, CallableAgent, FakeModel, StubAgent
+from ._checks import Plugin, PluginOutcome, ValidationResult
+from ._context import (
+    AddTo,
+    AppendTo,
+    BaseContext,
+    Patch,
+    PatchOp,
+    Remove,
+    SetField,
+    SetKey,
+    WithPatch,
+    apply_patch,
+)
+from ._errors import (
+    ConfigurationError,
+    ContextValidationError,
+    ControlSignal,
+    FallbackLoopError,
+    InputTypeError,
+    PipelineTypeError,
+    RedirectLoopError,
+    ScriptExhausted,
+    TrioflowError,
+    UsageLimitExceeded,
+)
+from ._pipeline import Pipeline, PipelineStep
+from ._results import PipelineResult, RunStatus, StepResult
+from ._retry import FailureKind, RetryPolicy, append_feedback
+from ._runtime import Runtime, open_runtime, run_sync
+from ._step import MAX_FALLBACK_DEPTH, Cache, Step, step
+from ._usage import Completion, Usage, UsageLimits
+
+__all__ = [
+    "MAX_FALLBACK_DEPTH",
+    "AddTo",
+    "Agent",
+    "AppendTo",
+    "BaseContext",
+    "Cache",
+    "CallableAgent",
+    "Completion",
+    "ConfigurationError",
+    "ContextValidationError",
+    "ControlSignal",
+    "FailureKind",
+    "FakeModel",
+    "FallbackLoopError",
+    "InputTypeError",
+    "Patch",
+    "PatchOp",
+    "Pipeline",
+    "PipelineResult",
+    "PipelineStep",
+    "PipelineTypeError",
+    "Plugin",
+    "PluginOutcome",
+    "RedirectLoopError",
+    "Remove",
+    "RetryPolicy",
+    "RunStatus",
+    "Runtime",
+    "ScriptExhausted",
+    "SetField",
+    "SetKey",
+    "Step",
+    "StepResult",
+    "StubAgent",
+    "TrioflowError",
+    "Usage",
+    "UsageLimitExceeded",
+    "UsageLimits",
+    "ValidationResult",
+    "WithPatch",
+    "append_feedback",
+    "apply_patch",
+    "open_runtime",
+    "run_sync",
+    "step",
+]

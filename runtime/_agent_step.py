@@ -1,0 +1,368 @@
+"""Running an agent step: attempts, retries, fallbacks and caching.
+
+One attempt, in order: input processors; a reservation with the governor
+(when the step or agent gives an upper-bound estimate and a limit
+applies); the agent call under the step's timeout; the commit of what it
+cost; output processors; plugins in priority order (a plugin may replace
+the output, redirect the call to another agent, or fail with feedback);
+validators.
+
+Failures are classified by type (see :class:`FailureKind`): a timeout, a
+validation failure, a plugin failure, a configuration error, a redirect
+loop, or, for anything else the step's own code raised, an agent error.
+The retry policy decides which are retried; feedback from a failed
+validation or plugin is added to the next attempt's input. Usage limits end
+the step at once. After the last attempt of a retryable failure the
+fallback step runs; its result keeps the original error while attempts,
+usage and latency add up over everything that ran.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+import trio
+from trioflow.actors import Actor, TraceEvent, TraceKind
+
+from ._agents import Agent, EstimatingAgent
+from ._cache import cache_key
+from ._checks import UNSET, ValidationResult, call_maybe_async, callable_name
+from ._context import BaseContext, Patch, WithPatch, patch_from_fields
+from ._errors import ConfigurationError, RedirectLoopError
+from ._governor import Commit, Denial, Grant, Release, Reserve
+from ._messages import Execute, StepDone
+from ._results import StepResult
+from ._retry import RETRYABLE, FailureKind
+from ._services import RunServices
+from ._step import Step
+from ._usage import NO_USAGE, Completion, Usage
+
+
+class AttemptFailed(Exception):
+    """One attempt failed; ``kind`` decides whether another follows."""
+
+    def __init__(self, kind: FailureKind, feedback: str) -> None:
+        super().__init__(feedback)
+        self.kind = kind
+        self.feedback = feedback
+
+
+class _LimitBreached(Exception):
+    """The governor reported (or would cause) a usage limit breach."""
+
+    def __init__(self, message: str, *, paid: bool, output: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.paid = paid
+        self.output = output
+
+
+@attrs.define(slots=True)
+class _Tally:
+    """What a step has spent so far, over attempts, redirects and fallbacks."""
+
+    attempts: int = 0
+    usage: Usage = NO_USAGE
+
+
+@attrs.frozen(slots=True)
+class _Success:
+    output: Any
+    patch: Patch
+    metadata: dict[str, Any]
+
+
+class AgentStepActor(Actor[Execute]):
+    """Runs one :class:`Step` once, then stops."""
+
+    def __init__(self, spec: Step, services: RunServices) -> None:
+        self._spec = spec
+        self._services = services
+
+    async def receive(self, message: Execute) -> StepDone:
+        self.stop()
+        return await execute_step(
+            self._spec, self.path, message.data, message.context, self._services
+        )
+
+
+async def execute_step(
+    spec: Step, path: str, data: Any, context: BaseContext, services: RunServices
+) -> StepDone:
+    """Run ``spec`` at ``path``, from the cache when it opts in."""
+    if spec.cache is None:
+        return await _execute(spec, path, data, context, services)
+    key = cache_key(spec, spec.cache, data, context)
+    outcome = await services.cache.run(key, lambda: _execute(spec, path, data, context, services))
+    if isinstance(outcome, StepDone):
+        return outcome
+    _note(services, path, "cache_hit", key[:16])
+    hit = attrs.evolve(
+        outcome,
+        path=path,
+        attempts=0,
+        latency_s=0.0,
+        usage=NO_USAGE,
+        metadata={**outcome.metadata, "cache_hit": True},
+    )
+    return StepDone(hit)
+
+
+async def _execute(
+    spec: Step, path: str, data: Any, context: BaseContext, services: RunServices
+) -> StepDone:
+    started = trio.current_time()
+    tally = _Tally()
+    try:
+        outcome = await _attempts(spec, path, data, context, services, tally)
+    except _LimitBreached as breach:
+        result = StepResult(
+            spec.name,
+            path,
+            output=breach.output,
+            success=breach.paid,
+            attempts=tally.attempts,
+            latency_s=trio.current_time() - started,
+            usage=tally.usage,
+            feedback=breach.message,
+        )
+        return StepDone(result, breach=breach.message)
+    latency = trio.current_time() - started
+    if isinstance(outcome, _Success):
+        return StepDone(
+            StepResult(
+                spec.name,
+                path,
+                output=outcome.output,
+                success=True,
+                attempts=tally.attempts,
+                latency_s=latency,
+                usage=tally.usage,
+                metadata=outcome.metadata,
+                patch=outcome.patch,
+            )
+        )
+    failed = StepResult(
+        spec.name,
+        path,
+        attempts=tally.attempts,
+        latency_s=latency,
+        usage=tally.usage,
+        feedback=f"step {path!r} failed ({outcome.kind.value}): {outcome.feedback}",
+        metadata={"failure": outcome.kind.value},
+    )
+    if spec.fallback is None or outcome.kind not in RETRYABLE:
+        return StepDone(failed)
+    return await _fall_back(spec, spec.fallback, failed, data, context, services)
+
+
+async def _fall_back(
+    spec: Step,
+    fallback: Step,
+    failed: StepResult,
+    data: Any,
+    context: BaseContext,
+    services: RunServices,
+) -> StepDone:
+    _note(services, failed.path, "fallback", fallback.name)
+    done = await execute_step(
+        fallback, f"{failed.path}/fallback:{fallback.name}", data, context, services
+    )
+    ran = done.result
+    result = attrs.evolve(
+        ran,
+        name=spec.name,
+        path=failed.path,
+        attempts=failed.attempts + ran.attempts,
+        latency_s=failed.latency_s + ran.latency_s,
+        usage=failed.usage + ran.usage,
+        feedback=ran.feedback if not ran.success else failed.feedback,
+        metadata={
+            **ran.metadata,
+            "fallback_triggered": True,
+            "fallback_step": fallback.name,
+            "original_error": failed.feedback,
+        },
+        step_history=(failed, ran),
+    )
+    return StepDone(result, breach=done.breach)
+
+
+async def _attempts(
+    spec: Step,
+    path: str,
+    data: Any,
+    context: BaseContext,
+    services: RunServices,
+    tally: _Tally,
+) -> _Success | AttemptFailed:
+    policy = spec.retry
+    attempt_input = data
+    while True:
+        tally.attempts += 1
+        attempt = tally.attempts
+        try:
+            return await _attempt(spec, path, attempt_input, context, services, tally)
+        except AttemptFailed as failure:
+            if not policy.retries(failure.kind, attempt):
+                return failure
+            _note(
+                services,
+                path,
+                "retry",
+                f"attempt {attempt} {failure.kind.value}: {failure.feedback}",
+            )
+            delay = policy.delay_before(attempt + 1)
+            if delay:
+                await trio.sleep(delay)
+            attempt_input = policy.add_feedback(data, failure.feedback)
+
+
+async def _attempt(
+    spec: Step,
+    path: str,
+    data: Any,
+    context: BaseContext,
+    services: RunServices,
+    tally: _Tally,
+) -> _Success:
+    try:
+        return await _checked_call(spec, path, data, context, services, tally)
+    except (AttemptFailed, _LimitBreached):
+        raise
+    except RedirectLoopError as error:
+        raise AttemptFailed(FailureKind.REDIRECT_LOOP, str(error)) from error
+    except ConfigurationError as error:
+        raise AttemptFailed(FailureKind.CONFIGURATION, str(error)) from error
+    except trio.TooSlowError as error:
+        raise AttemptFailed(FailureKind.TIMEOUT, f"timed out after {spec.timeout_s:g}s") from error
+    except Exception as error:  # whatever else the step's own code raised is an agent error
+        raise AttemptFailed(FailureKind.AGENT_ERROR, f"{type(error).__name__}: {error}") from error
+
+
+async def _checked_call(
+    spec: Step,
+    path: str,
+    data: Any,
+    context: BaseContext,
+    services: RunServices,
+    tally: _Tally,
+) -> _Success:
+    for processor in spec.input_processors:
+        data = await call_maybe_async(processor, data, context)
+    agent: Agent = spec.agent
+    used: list[Agent] = [agent]
+    while True:
+        output, patch = await _paid_call(spec, agent, path, data, context, services, tally)
+        for processor in spec.output_processors:
+            output = await call_maybe_async(processor, output, context)
+        output, redirect = await _run_plugins(spec, output, context)
+        if redirect is None:
+            break
+        if any(redirect is seen for seen in used):
+            chain = " -> ".join(type(a).__name__ for a in [*used, redirect])
+            raise RedirectLoopError(f"step {path!r}: redirect loop detected ({chain})")
+        _note(services, path, "redirect", type(redirect).__name__)
+        used.append(redirect)
+        agent = redirect
+    metadata = await _run_validators(spec, output, context)
+    if spec.updates_context:
+        patch = patch + _fields_patch(spec, output)
+    return _Success(output, patch, metadata)
+
+
+async def _paid_call(
+    spec: Step,
+    agent: Agent,
+    path: str,
+    data: Any,
+    context: BaseContext,
+    services: RunServices,
+    tally: _Tally,
+) -> tuple[Any, Patch]:
+    """Reserve, call the agent under the timeout, and commit what it cost."""
+    budgeted = services.limits is not None or spec.limits is not None
+    grant = await _reserve(spec, agent, path, data, services) if budgeted else None
+    try:
+        with trio.fail_after(spec.timeout_s if spec.timeout_s is not None else math.inf):
+            reply = await agent.run(data, context=context, resources=services.resources)
+    except Exception:
+        if grant is not None:
+            await services.governor.ask(Release(grant), sender=path)
+        raise
+    usage = reply.usage if isinstance(reply, Completion) else NO_USAGE
+    output: Any = reply.output if isinstance(reply, Completion) else reply
+    tally.usage += usage
+    patch: Patch = ()
+    if isinstance(output, WithPatch):
+        output, patch = output.output, output.patch
+    if grant is not None or not usage.is_zero:
+        breach = await services.governor.ask(Commit(path, grant, usage, spec.limits), sender=path)
+        if breach is not None:
+            raise _LimitBreached(breach, paid=True, output=output)
+    return output, patch
+
+
+async def _reserve(
+    spec: Step, agent: Agent, path: str, data: Any, services: RunServices
+) -> Grant | None:
+    estimate = spec.usage_estimate
+    if estimate is None and isinstance(agent, EstimatingAgent):
+        estimate = agent.estimate_usage(data)
+    if estimate is None:
+        return None
+    decision = await services.governor.ask(Reserve(path, estimate, spec.limits), sender=path)
+    if isinstance(decision, Denial):
+        raise _LimitBreached(decision.message, paid=False)
+    assert isinstance(decision, Grant)
+    return decision
+
+
+async def _run_plugins(spec: Step, output: Any, context: BaseContext) -> tuple[Any, Agent | None]:
+    for plugin in spec.plugins:
+        outcome = await plugin.validate(output, context=context)
+        if not outcome.success:
+            name = type(plugin).__name__
+            raise AttemptFailed(
+                FailureKind.PLUGIN, f"{name}: {outcome.feedback or 'rejected the output'}"
+            )
+        if outcome.new_solution is not UNSET:
+            output = outcome.new_solution
+        if outcome.redirect_to is not None:
+            return output, outcome.redirect_to
+    return output, None
+
+
+async def _run_validators(spec: Step, output: Any, context: BaseContext) -> dict[str, Any]:
+    failures: list[str] = []
+    for validator in spec.validators:
+        verdict = await call_maybe_async(validator, output, context)
+        if not isinstance(verdict, ValidationResult):
+            raise ConfigurationError(
+                f"validator {callable_name(validator)} returned {verdict!r}, not a ValidationResult"
+            )
+        if not verdict.valid:
+            failures.append(f"{callable_name(validator)}: {verdict.feedback or 'invalid'}")
+    if not failures:
+        return {"validation_passed": True} if spec.validators else {}
+    feedback = "Validation failed: " + "; ".join(failures)
+    if spec.strict_validation:
+        raise AttemptFailed(FailureKind.VALIDATION, feedback)
+    return {"validation_passed": False, "validation_feedback": feedback}
+
+
+def _fields_patch(spec: Step, output: Any) -> Patch:
+    if not isinstance(output, dict) and not hasattr(output, "model_fields_set"):
+        raise ConfigurationError(
+            f"step {spec.name!r} has updates_context=True but returned "
+            f"{type(output).__name__}, not a dict or pydantic model"
+        )
+    return patch_from_fields(output)
+
+
+def _note(services: RunServices, path: str, label: str, detail: str) -> None:
+    services.trace.record(
+        TraceEvent(TraceKind.NOTE, path, trio.current_time(), label, detail=detail)
+    )

@@ -1,0 +1,68 @@
+"""The runtime's exceptions, grouped by what trioflow does with them.
+
+Failures are classified by type, never by a blanket handler:
+
+* :class:`ConfigurationError` and its subclasses are mistakes in how a
+  pipeline was written or called. They are raised as early as possible
+  (usually when the pipeline is built) and never retried.
+* :class:`ControlSignal` subclasses (usage limits, redirect and fallback
+  loops) stop a step on purpose and are never retried.
+* Anything else an agent raises is an agent error, retried as the step's
+  :class:`~trioflow.runtime.RetryPolicy` says.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._results import PipelineResult
+
+
+class TrioflowError(Exception):
+    """Base class of every error trioflow raises on purpose."""
+
+
+class ConfigurationError(TrioflowError):
+    """A pipeline, step or call is set up wrongly; never retried."""
+
+
+class PipelineTypeError(ConfigurationError):
+    """Adjacent steps do not fit: one's output type is not the next one's input."""
+
+
+class InputTypeError(ConfigurationError):
+    """The run's input does not match the first step's input type."""
+
+
+class ScriptExhausted(ConfigurationError):
+    """A :class:`~trioflow.runtime.StubAgent` was called more times than scripted."""
+
+
+class ControlSignal(TrioflowError):
+    """Stops a step on purpose; the retry policy never retries it."""
+
+
+class RedirectLoopError(ControlSignal):
+    """Plugins redirected a step back to an agent it had already used."""
+
+
+class FallbackLoopError(ConfigurationError):
+    """A fallback chain names the same step twice, or is too deep."""
+
+
+class ContextValidationError(TrioflowError):
+    """A step's context patch produced a context its model rejects."""
+
+
+class UsageLimitExceeded(ControlSignal):
+    """A cost or token limit was exceeded (or a reservation would exceed it).
+
+    ``result`` is the run's result at the moment of the breach: its step
+    history includes the step that breached, and its totals are exact.
+    """
+
+    def __init__(self, message: str, result: PipelineResult | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.result = result

@@ -1,0 +1,156 @@
+"""The governor: one actor per run that owns the usage ledger.
+
+Every change to a run's usage goes through the governor's mailbox, so
+updates are serialized by construction: no two branches ever race on a
+total. Before a call with a known upper-bound estimate a step sends
+:class:`Reserve` and waits for a :class:`Grant` or :class:`Denial`; the
+governor grants only when committed plus reserved usage plus the estimate
+stays within every limit (strict mode: no overshoot under any schedule).
+After the call the step sends :class:`Commit` with what was actually
+spent; without an estimate (optimistic mode) this is where a breach is
+found, and the reply names it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+
+import attrs
+import trio
+from trioflow.actors import Actor, TraceEvent, TraceKind, TraceSink
+
+from ._money import format_usd
+from ._usage import NO_USAGE, Usage, UsageLimits
+
+
+@attrs.frozen(slots=True)
+class Reserve:
+    """Ask to set aside ``estimate`` for a call by the step at ``path``."""
+
+    path: str
+    estimate: Usage
+    step_limits: UsageLimits | None
+
+
+@attrs.frozen(slots=True)
+class Grant:
+    """A reservation; pass it back with the :class:`Commit`."""
+
+    id: int
+    estimate: Usage
+
+
+@attrs.frozen(slots=True)
+class Denial:
+    """The reservation would exceed a limit; the call must not happen."""
+
+    message: str
+
+
+@attrs.frozen(slots=True)
+class Commit:
+    """``actual`` was spent by ``path``; settles ``grant`` if there was one.
+
+    The reply is the breach message if a limit is now exceeded, else None.
+    """
+
+    path: str
+    grant: Grant | None
+    actual: Usage
+    step_limits: UsageLimits | None
+
+
+@attrs.frozen(slots=True)
+class Release:
+    """Nothing was spent under ``grant`` (the call failed before paying)."""
+
+    grant: Grant
+
+
+@attrs.frozen(slots=True)
+class Totals:
+    """Ask for the run's committed usage."""
+
+
+GovernorMessage = Reserve | Commit | Release | Totals
+
+
+class Governor(Actor[GovernorMessage]):
+    """Serializes a run's usage; see the module docstring."""
+
+    def __init__(self, limits: UsageLimits | None, trace: TraceSink) -> None:
+        self._limits = limits
+        self._trace = trace
+        self._committed = NO_USAGE
+        self._reserved: dict[int, Usage] = {}
+        self._by_path: defaultdict[str, Usage] = defaultdict(Usage)
+        self._ids = itertools.count(1)
+        self._breach: str | None = None
+
+    async def receive(self, message: GovernorMessage) -> Grant | Denial | str | Usage | None:
+        match message:
+            case Reserve():
+                return self._reserve(message)
+            case Commit():
+                return self._commit(message)
+            case Release(grant=grant):
+                self._reserved.pop(grant.id, None)
+                return None
+            case Totals():
+                return self._committed
+        raise TypeError(f"governor cannot handle {message!r}")
+
+    def _reserve(self, request: Reserve) -> Grant | Denial:
+        reserved = sum(self._reserved.values(), NO_USAGE)
+        if self._breach is not None:
+            detail = f"{self._breach}: no more calls are granted"
+            self._note("deny", request.path, detail)
+            return Denial(detail)
+        limit = _exceeded(self._limits, self._committed + reserved + request.estimate)
+        step_limit = _step_exceeded(
+            request.step_limits, self._by_path[request.path] + request.estimate, request.path
+        )
+        breach = limit or step_limit
+        if breach is not None:
+            detail = (
+                f"{breach} would be exceeded: step {request.path!r} needs up to {request.estimate} "
+                f"with {format_usd(self._committed.cost_usd)} committed and "
+                f"{format_usd(reserved.cost_usd)} reserved"
+            )
+            self._note("deny", request.path, detail)
+            return Denial(detail)
+        grant = Grant(next(self._ids), request.estimate)
+        self._reserved[grant.id] = request.estimate
+        self._note("grant", request.path, str(request.estimate))
+        return grant
+
+    def _commit(self, commit: Commit) -> str | None:
+        if commit.grant is not None:
+            self._reserved.pop(commit.grant.id, None)
+        self._committed += commit.actual
+        self._by_path[commit.path] += commit.actual
+        self._note("commit", commit.path, str(commit.actual))
+        limit = _exceeded(self._limits, self._committed) or _step_exceeded(
+            commit.step_limits, self._by_path[commit.path], commit.path
+        )
+        if limit is None:
+            return None
+        breach = f"{limit} exceeded"
+        self._breach = self._breach or breach
+        self._note("breach", commit.path, breach)
+        return breach
+
+    def _note(self, label: str, about: str, detail: str) -> None:
+        self._trace.record(
+            TraceEvent(TraceKind.NOTE, self.path, trio.current_time(), label, about, detail)
+        )
+
+
+def _exceeded(limits: UsageLimits | None, usage: Usage) -> str | None:
+    return None if limits is None else limits.exceeded_by(usage)
+
+
+def _step_exceeded(limits: UsageLimits | None, usage: Usage, path: str) -> str | None:
+    limit = _exceeded(limits, usage)
+    return None if limit is None else f"{limit} for step {path!r}"

@@ -1,0 +1,72 @@
+"""Loading a user's pipeline from ``FILE.py:NAME`` for the command line."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+from ._errors import TrioflowError
+from ._pipeline import Pipeline, PipelineStep
+from ._step import Step
+
+
+class TargetError(TrioflowError):
+    """The ``FILE.py:NAME`` target is malformed, missing, or not a pipeline."""
+
+
+class UserImportError(TrioflowError):
+    """The user's file raised while being imported; the message gives file and line."""
+
+
+def load_target(target: str) -> Pipeline:
+    """The pipeline (or step, as a one-step pipeline) that ``target`` names."""
+    file_name, separator, name = target.rpartition(":")
+    if not separator or not file_name or not name:
+        raise TargetError(f"expected FILE.py:NAME, got {target!r}")
+    path = Path(file_name)
+    if not path.is_file():
+        raise TargetError(f"no such file: {file_name}")
+    module = _import_file(path)
+    try:
+        found = getattr(module, name)
+    except AttributeError:
+        raise TargetError(f"{file_name} has no name {name!r}") from None
+    if isinstance(found, Pipeline):
+        return found
+    if isinstance(found, Step | PipelineStep):
+        return Pipeline.of(found, name=found.name)
+    raise TargetError(f"{file_name}:{name} is a {type(found).__name__}, not a Pipeline or Step")
+
+
+def _import_file(path: Path) -> ModuleType:
+    module_name = f"trioflow_user_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise TargetError(f"cannot import {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        raise UserImportError(
+            f"{error.filename}, line {error.lineno}: SyntaxError: {error.msg}"
+        ) from error
+    except Exception as error:  # anything the user's module raises is reported with its line
+        raise UserImportError(f"{_where(error, path)}: {type(error).__name__}: {error}") from error
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    return module
+
+
+def _where(error: BaseException, path: Path) -> str:
+    """``FILE, line N`` of the deepest frame in the user's file."""
+    resolved = path.resolve()
+    line = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        if Path(frame.filename).resolve() == resolved:
+            line = frame.lineno
+    return f"{path}, line {line}" if line is not None else str(path)

@@ -1,0 +1,26 @@
+"""What every step actor of one run can reach."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from trioflow.actors import ActorRef, TraceSink
+from trioflow.persistence import RunStore
+
+from ._cache import StepCache
+from ._governor import GovernorMessage
+from ._usage import UsageLimits
+
+
+@attrs.frozen
+class RunServices:
+    """The run's identity, governor, cache, store and trace, shared read-only."""
+
+    run_id: str
+    governor: ActorRef[GovernorMessage]
+    limits: UsageLimits | None
+    resources: Any
+    cache: StepCache
+    trace: TraceSink
+    store: RunStore
