@@ -74,10 +74,12 @@ class ActorRef(Generic[M]):
         the actor stopped before handling the message.
         """
         slot: ReplySlot[Any] = ReplySlot()
-        with trio.move_on_after(timeout) as scope:
+        if timeout == math.inf:  # no cancel scope on the hot path when none is needed
             await self._post(Envelope(message, sender, slot))
             return await slot.wait()
-        assert scope.cancelled_caught
+        with trio.move_on_after(timeout):
+            await self._post(Envelope(message, sender, slot))
+            return await slot.wait()
         raise AskTimeout(self.path, message, timeout)
 
     async def _post(self, envelope: Envelope[M]) -> None:

@@ -204,11 +204,21 @@ def _raise_unchanged(error: BaseException) -> NoReturn:
 
 
 def _only_cancelled(group: BaseExceptionGroup[BaseException]) -> bool:
-    return group.subgroup(trio.Cancelled) is group
+    _, rest = group.split(trio.Cancelled)
+    return rest is None
 
 
 def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The single exception of a nursery group, or the group itself."""
+    """The single exception of a nursery group, or the group itself.
+
+    A group made only of cancellations (the body's and the children's) is
+    one cancellation as far as the caller is concerned: the first is raised.
+    """
+    if _only_cancelled(group):
+        leaf: BaseException = group
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        return leaf
     while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
         inner = group.exceptions[0]
         if not isinstance(inner, BaseExceptionGroup):

@@ -19,7 +19,6 @@ usage and latency add up over everything that ran.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import attrs
@@ -30,11 +29,11 @@ from ._agents import Agent, EstimatingAgent
 from ._cache import cache_key
 from ._checks import UNSET, ValidationResult, call_maybe_async, callable_name
 from ._context import BaseContext, Patch, WithPatch, patch_from_fields
-from ._errors import ConfigurationError, RedirectLoopError
+from ._errors import ConfigurationError, ControlSignal, RedirectLoopError, UsageLimitExceeded
 from ._governor import Commit, Denial, Grant, Release, Reserve
 from ._messages import Execute, StepDone
 from ._results import StepResult
-from ._retry import RETRYABLE, FailureKind
+from ._retry import FEEDBACK_KINDS, RETRYABLE, FailureKind
 from ._services import RunServices
 from ._step import Step
 from ._usage import NO_USAGE, Completion, Usage
@@ -47,6 +46,10 @@ class AttemptFailed(Exception):
         super().__init__(feedback)
         self.kind = kind
         self.feedback = feedback
+
+
+class StepTimeout(Exception):
+    """The agent call outlived the step's ``timeout_s`` (and was cancelled)."""
 
 
 class _LimitBreached(Exception):
@@ -217,7 +220,10 @@ async def _attempts(
             delay = policy.delay_before(attempt + 1)
             if delay:
                 await trio.sleep(delay)
-            attempt_input = policy.add_feedback(data, failure.feedback)
+            if failure.kind in FEEDBACK_KINDS:
+                attempt_input = policy.add_feedback(data, failure.feedback)
+            else:
+                attempt_input = data
 
 
 async def _attempt(
@@ -234,10 +240,14 @@ async def _attempt(
         raise
     except RedirectLoopError as error:
         raise AttemptFailed(FailureKind.REDIRECT_LOOP, str(error)) from error
+    except UsageLimitExceeded as error:
+        raise AttemptFailed(FailureKind.USAGE_LIMIT, str(error)) from error
+    except ControlSignal as error:
+        raise AttemptFailed(FailureKind.CONTROL, f"{type(error).__name__}: {error}") from error
     except ConfigurationError as error:
         raise AttemptFailed(FailureKind.CONFIGURATION, str(error)) from error
-    except trio.TooSlowError as error:
-        raise AttemptFailed(FailureKind.TIMEOUT, f"timed out after {spec.timeout_s:g}s") from error
+    except StepTimeout as error:
+        raise AttemptFailed(FailureKind.TIMEOUT, str(error)) from error
     except Exception as error:  # whatever else the step's own code raised is an agent error
         raise AttemptFailed(FailureKind.AGENT_ERROR, f"{type(error).__name__}: {error}") from error
 
@@ -286,8 +296,7 @@ async def _paid_call(
     budgeted = services.limits is not None or spec.limits is not None
     grant = await _reserve(spec, agent, path, data, services) if budgeted else None
     try:
-        with trio.fail_after(spec.timeout_s if spec.timeout_s is not None else math.inf):
-            reply = await agent.run(data, context=context, resources=services.resources)
+        reply = await _call(agent, data, context, services.resources, spec.timeout_s)
     except Exception:
         if grant is not None:
             await services.governor.ask(Release(grant), sender=path)
@@ -303,6 +312,17 @@ async def _paid_call(
         if breach is not None:
             raise _LimitBreached(breach, paid=True, output=output)
     return output, patch
+
+
+async def _call(
+    agent: Agent, data: Any, context: BaseContext, resources: Any, timeout_s: float | None
+) -> Any:
+    """The agent call, under the step's timeout when it has one."""
+    if timeout_s is None:
+        return await agent.run(data, context=context, resources=resources)
+    with trio.move_on_after(timeout_s):
+        return await agent.run(data, context=context, resources=resources)
+    raise StepTimeout(f"timed out after {timeout_s:g}s")
 
 
 async def _reserve(

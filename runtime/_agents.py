@@ -84,7 +84,8 @@ class CallableAgent:
 
     @property
     def fingerprint(self) -> str:
-        return _describe(self.fn)
+        # The identity too: closures made by one factory share a qualified name.
+        return f"{_describe(self.fn)}@{id(self.fn):x}"
 
     async def run(self, data: Any, *, context: Any, resources: Any) -> Any:
         kwargs: dict[str, Any] = {}
@@ -219,6 +220,13 @@ class FakeModel:
 
 
 def fingerprint_of(agent: object) -> str:
-    """A stable description of an agent, for cache keys."""
+    """What identifies an agent in cache keys.
+
+    An agent's own ``fingerprint`` string when it has one (functions and
+    FakeModel do); otherwise its class and identity, so two distinct agent
+    objects never share cache entries.
+    """
     described = getattr(agent, "fingerprint", None)
-    return described if isinstance(described, str) else _describe(type(agent))
+    if isinstance(described, str):
+        return described
+    return f"{_describe(type(agent))}@{id(agent):x}"

@@ -14,7 +14,7 @@ import attrs
 
 from ._context import BaseContext
 from ._errors import ConfigurationError
-from ._step import Step
+from ._step import Step, validate_step_name
 from ._types import check_adjacent
 
 
@@ -22,7 +22,7 @@ from ._types import check_adjacent
 class PipelineStep:
     """A pipeline used as one step of another pipeline."""
 
-    name: str
+    name: str = attrs.field(validator=validate_step_name)
     pipeline: Pipeline
 
     @property

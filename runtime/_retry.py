@@ -28,11 +28,18 @@ class FailureKind(enum.Enum):
     CONFIGURATION = "configuration"
     USAGE_LIMIT = "usage_limit"
     REDIRECT_LOOP = "redirect_loop"
+    #: Any other :class:`ControlSignal` raised by a step's code: stops it on purpose.
+    CONTROL = "control"
 
 
 RETRYABLE = frozenset(
     {FailureKind.AGENT_ERROR, FailureKind.TIMEOUT, FailureKind.VALIDATION, FailureKind.PLUGIN}
 )
+
+
+#: Failures whose feedback is added to the next attempt's input (an agent
+#: error or a timeout retries with the original input).
+FEEDBACK_KINDS = frozenset({FailureKind.VALIDATION, FailureKind.PLUGIN})
 
 
 def append_feedback(data: Any, feedback: str) -> Any:

@@ -51,7 +51,7 @@ def _cache(value: Cache | bool | None) -> Cache | None:
     return value
 
 
-def _validate_name(instance: object, attribute: object, name: str) -> None:
+def validate_step_name(instance: object, attribute: object, name: str) -> None:
     if not isinstance(name, str) or not name or "/" in name:
         raise ConfigurationError(
             f"a step name must be a non-empty string without '/', got {name!r}"
@@ -66,7 +66,7 @@ def _by_priority(plugins: Iterable[Plugin]) -> tuple[Plugin, ...]:
 class Step:
     """One agent call and the policy around it. See the module docstring."""
 
-    name: str = attrs.field(validator=_validate_name)
+    name: str = attrs.field(validator=validate_step_name)
     agent: Agent
     input_type: Any = Any
     output_type: Any = Any

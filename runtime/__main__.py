@@ -1,0 +1,5 @@
+"""``python -m trioflow.runtime``: the same as the ``trioflow`` command."""
+
+from ._cli import main
+
+main()
