@@ -24,8 +24,7 @@ The command line exits with code 3 when a usage limit stops the run.
 from __future__ import annotations
 
 import trio
-
-from trioflow.runtime import FakeModel, Step, UsageLimits, UsageLimitExceeded, open_runtime
+from trioflow.runtime import FakeModel, Step, UsageLimitExceeded, UsageLimits, open_runtime
 
 #: The budget of one run, in US dollars.
 BUDGET_USD = "0.015"
@@ -37,7 +36,9 @@ pricey = dict(
     max_output_tokens=64,
     latency_s=(0.02, 0.08),
 )
-planner = FakeModel("planner", respond=lambda topic: f"Questions about {topic}: why, how, when?", **pricey)
+planner = FakeModel(
+    "planner", respond=lambda topic: f"Questions about {topic}: why, how, when?", **pricey
+)
 searcher = FakeModel("searcher", seed=1, **pricey)
 summarizer = FakeModel("summarizer", seed=2, **pricey)
 writer = FakeModel("writer", seed=3, **pricey)
@@ -55,7 +56,7 @@ async def main() -> None:
         try:
             result = await runtime.run(pipeline, "trio nurseries")
         except UsageLimitExceeded as breach:
-            assert breach.result is not None
+            assert breach.result is not None  # the governor always attaches the run's result
             print(f"stopped: {breach}")
             for step in breach.result.step_history:
                 print(f"  {step.path:24} {step.usage}")

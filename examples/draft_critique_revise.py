@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
 from trioflow.runtime import (
     AppendTo,
     BaseContext,
@@ -42,7 +43,7 @@ class EssayContext(BaseContext):
     """What the pipeline remembers besides each step's output."""
 
     draft: str = ""
-    notes: list[str] = []
+    notes: list[str] = Field(default_factory=list)
 
 
 writer = FakeModel(
@@ -61,7 +62,9 @@ def _revise(prompt: str) -> str:
 
 
 editor = FakeModel("editor-large", respond=_revise, seed=7)
-backup = FakeModel("backup-small", respond=lambda text: f"{text.split(chr(10))[0]} [polished]", seed=7)
+backup = FakeModel(
+    "backup-small", respond=lambda text: f"{text.split(chr(10))[0]} [polished]", seed=7
+)
 
 
 class OverloadedModel:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import pydantic
 import trio
 from trioflow.actors import Actor, TraceEvent, TraceKind
 
@@ -55,11 +56,12 @@ class StepTimeout(Exception):
 class _LimitBreached(Exception):
     """The governor reported (or would cause) a usage limit breach."""
 
-    def __init__(self, message: str, *, paid: bool, output: Any = None) -> None:
+    def __init__(self, message: str, *, paid: bool, output: Any = None, patch: Patch = ()) -> None:
         super().__init__(message)
         self.message = message
         self.paid = paid
         self.output = output
+        self.patch = patch
 
 
 @attrs.define(slots=True)
@@ -98,7 +100,9 @@ async def execute_step(
     if spec.cache is None:
         return await _execute(spec, path, data, context, services)
     key = cache_key(spec, spec.cache, data, context)
-    outcome = await services.cache.run(key, lambda: _execute(spec, path, data, context, services))
+    outcome = await services.cache.run(
+        spec, key, lambda: _execute(spec, path, data, context, services)
+    )
     if isinstance(outcome, StepDone):
         return outcome
     _note(services, path, "cache_hit", key[:16])
@@ -130,6 +134,7 @@ async def _execute(
             latency_s=trio.current_time() - started,
             usage=tally.usage,
             feedback=breach.message,
+            patch=breach.patch,
         )
         return StepDone(result, breach=breach.message)
     latency = trio.current_time() - started
@@ -310,7 +315,11 @@ async def _paid_call(
     if grant is not None or not usage.is_zero:
         breach = await services.governor.ask(Commit(path, grant, usage, spec.limits), sender=path)
         if breach is not None:
-            raise _LimitBreached(breach, paid=True, output=output)
+            # The call happened and was paid for: its output and context
+            # changes are part of the run's record, though the run stops here.
+            if spec.updates_context and _carries_fields(output):
+                patch = patch + patch_from_fields(output)
+            raise _LimitBreached(breach, paid=True, output=output, patch=patch)
     return output, patch
 
 
@@ -373,8 +382,12 @@ async def _run_validators(spec: Step, output: Any, context: BaseContext) -> dict
     return {"validation_passed": False, "validation_feedback": feedback}
 
 
+def _carries_fields(output: Any) -> bool:
+    return isinstance(output, dict | pydantic.BaseModel)
+
+
 def _fields_patch(spec: Step, output: Any) -> Patch:
-    if not isinstance(output, dict) and not hasattr(output, "model_fields_set"):
+    if not _carries_fields(output):
         raise ConfigurationError(
             f"step {spec.name!r} has updates_context=True but returned "
             f"{type(output).__name__}, not a dict or pydantic model"

@@ -38,21 +38,23 @@ class StepCache:
         if max_entries < 1:
             raise ValueError(f"max_entries must be >= 1, got {max_entries}")
         self._max_entries = max_entries
-        self._results: OrderedDict[str, StepResult] = OrderedDict()
+        # Each entry keeps its step alive: keys hold the identity of the step's
+        # agent, which must not be recycled for a new object while the entry lives.
+        self._results: OrderedDict[str, tuple[Step, StepResult]] = OrderedDict()
         self._running: dict[str, trio.Event] = {}
 
     def __len__(self) -> int:
         return len(self._results)
 
     async def run(
-        self, key: str, produce: Callable[[], Awaitable[StepDone]]
+        self, step: Step, key: str, produce: Callable[[], Awaitable[StepDone]]
     ) -> StepDone | StepResult:
         """The cached result for ``key`` (a ``StepResult``), or ``produce()``'s outcome."""
         while True:
             cached = self._results.get(key)
             if cached is not None:
                 self._results.move_to_end(key)
-                return cached
+                return cached[1]
             running = self._running.get(key)
             if running is None:
                 break
@@ -61,13 +63,13 @@ class StepCache:
         try:
             done = await produce()
             if done.result.success and done.breach is None:
-                self._store(key, done.result)
+                self._store(key, step, done.result)
             return done
         finally:
             del self._running[key]
             finished.set()
 
-    def _store(self, key: str, result: StepResult) -> None:
-        self._results[key] = result
+    def _store(self, key: str, step: Step, result: StepResult) -> None:
+        self._results[key] = (step, result)
         if len(self._results) > self._max_entries:
             self._results.popitem(last=False)

@@ -91,7 +91,8 @@ def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     try:
         result = trio.run(_run, pipeline, data, limits)
     except UsageLimitExceeded as breach:
-        assert breach.result is not None
+        if breach.result is None:  # raised by a step's own code, not by this run's governor
+            raise _Fail(ExitCode.USAGE_LIMIT, str(breach)) from breach
         _show(console, breach.result, arguments.json)
         return ExitCode.USAGE_LIMIT
     except ConfigurationError as error:

@@ -99,7 +99,8 @@ class Pipeline:
         """This pipeline, starting runs from ``context_type()`` when no context is given."""
         if not (isinstance(context_type, type) and issubclass(context_type, BaseContext)):
             raise ConfigurationError(
-                f"pipeline {self.name!r}: context type {context_type!r} is not a BaseContext subclass"
+                f"pipeline {self.name!r}: context type {context_type!r} is not a "
+                "BaseContext subclass"
             )
         return attrs.evolve(self, context_type=context_type)
 

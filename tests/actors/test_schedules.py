@@ -43,7 +43,9 @@ def run_mocked(main: Any) -> Any:
 
 def task_names() -> list[str]:
     names: list[str] = []
-    stack = [trio.lowlevel.current_root_task()]
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    stack = [root]
     while stack:
         task = stack.pop()
         names.append(task.name)
@@ -317,7 +319,7 @@ def test_escalation_fails_the_first_failing_child_and_leaves_no_children(
     # Each child ended once: the first failed, those drained before it
     # exited ok, every other one was cancelled with a reason naming it.
     reason = f"{paths[first]} failed: Boom: {error.cause}"
-    expected_ends = set()
+    expected_ends: set[tuple[TraceKind, str, float, str, str | None]] = set()
     for i, plan in enumerate(plans):
         if i == first:
             expected_ends.add((TraceKind.EXIT, paths[i], t_fail, "failed", f"Boom: {error.cause}"))

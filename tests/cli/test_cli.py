@@ -8,7 +8,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from trioflow.runtime._cli import ExitCode, main
 
 PIPELINES = '''

@@ -209,18 +209,33 @@ async def test_steps_calling_different_agents_do_not_share_entries(rt: Runtime) 
     assert second.output == "bonjour"
 
 
+def make_translator(language: str) -> Step:
+    """A cached step; every call makes a new closure with the same qualified name."""
+
+    async def translate(text: str) -> str:
+        return f"{language}:{text}"
+
+    return Step.from_callable(translate, cache=True)
+
+
 async def test_steps_made_by_one_factory_do_not_share_entries(rt: Runtime) -> None:
     """Closures from one factory share a qualified name but not their behaviour."""
+    english_step = make_translator("en")
+    french_step = make_translator("fr")
 
-    def make_translator(language: str) -> Step:
-        async def translate(text: str) -> str:
-            return f"{language}:{text}"
-
-        return Step.from_callable(translate, cache=True)
-
-    english = await rt.run(make_translator("en"), "hello")
-    french = await rt.run(make_translator("fr"), "hello")
+    english = await rt.run(english_step, "hello")
+    french = await rt.run(french_step, "hello")
 
     assert english.output == "en:hello"
     assert french.output == "fr:hello"
     assert "cache_hit" not in french.step("translate").metadata
+
+
+async def test_a_new_step_never_gets_a_dropped_steps_entries(rt: Runtime) -> None:
+    """Once a step is gone, a new one (perhaps at the same address) starts with no entries."""
+    outputs = []
+    for number in range(20):
+        # the step and its closure are dropped after each run
+        outputs.append((await rt.run(make_translator(f"lang{number}"), "hello")).output)
+
+    assert outputs == [f"lang{number}:hello" for number in range(20)]
