@@ -98,7 +98,9 @@ class Supervisor:
         path = f"{self.path}/{name}" if self.path else name
         if path in self._children:
             raise ValueError(f"an actor named {path!r} is already running")
-        send, receive = trio.open_memory_channel[Envelope[M]](mailbox_size)
+        send: trio.MemorySendChannel[Envelope[M]]
+        receive: trio.MemoryReceiveChannel[Envelope[M]]
+        send, receive = trio.open_memory_channel(mailbox_size)
         ref = ActorRef(path, send, self.trace)
         child = _Child(path, factory, ref, receive)
         self._children[path] = child

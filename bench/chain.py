@@ -235,6 +235,11 @@ def measure_trace_cost(steps: int, runs: int, repeats: int) -> TraceCostReport:
 
 HEADERS = ("measure", "median µs/step", "min..max µs/step", "peak MB")
 
+FOOTNOTE = (
+    "peak MB: tracemalloc peak over one untimed repetition. trioflow's includes its\n"
+    "in-memory store, which keeps every run's trace events and step records."
+)
+
 
 def _spread(timing: Timing) -> str:
     return f"{min(timing.samples_us):.1f}..{max(timing.samples_us):.1f}"
@@ -316,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(describe_setup(args.steps, args.runs, args.repeats))
     print()
     print(render_markdown(rows) if args.markdown else render_text(rows))
+    print()
+    print(FOOTNOTE)
 
 
 if __name__ == "__main__":

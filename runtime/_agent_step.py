@@ -130,7 +130,8 @@ async def _execute(
             path,
             output=breach.output,
             success=breach.paid,
-            attempts=tally.attempts,
+            # A refused reservation means that attempt never called its agent.
+            attempts=tally.attempts if breach.paid else tally.attempts - 1,
             latency_s=trio.current_time() - started,
             usage=tally.usage,
             feedback=breach.message,
@@ -273,6 +274,8 @@ async def _checked_call(
         output, patch = await _paid_call(spec, agent, path, data, context, services, tally)
         for processor in spec.output_processors:
             output = await call_maybe_async(processor, output, context)
+        if not spec.plugins:
+            break
         output, redirect = await _run_plugins(spec, output, context)
         if redirect is None:
             break
@@ -282,7 +285,7 @@ async def _checked_call(
         _note(services, path, "redirect", type(redirect).__name__)
         used.append(redirect)
         agent = redirect
-    metadata = await _run_validators(spec, output, context)
+    metadata = await _run_validators(spec, output, context) if spec.validators else {}
     if spec.updates_context:
         patch = patch + _fields_patch(spec, output)
     return _Success(output, patch, metadata)

@@ -67,6 +67,8 @@ class CallableAgent:
     """
 
     fn: Callable[..., Awaitable[Any]]
+    #: How the data is passed: by position, by this keyword, or not at all (None).
+    data_keyword: str | None
     takes_data: bool
     takes_context: bool
     takes_resources: bool
@@ -79,8 +81,14 @@ class CallableAgent:
                 "'async def') so that it runs under trio"
             )
         parameters = inspect.signature(fn).parameters
-        takes_data = data_parameter(fn) is not None
-        return cls(fn, takes_data, "context" in parameters, "resources" in parameters)
+        name = data_parameter(fn)
+        positional_only = (
+            name is not None and parameters[name].kind is inspect.Parameter.POSITIONAL_ONLY
+        )
+        keyword = None if name is None or positional_only else name
+        return cls(
+            fn, keyword, name is not None, "context" in parameters, "resources" in parameters
+        )
 
     @property
     def fingerprint(self) -> str:
@@ -93,7 +101,9 @@ class CallableAgent:
             kwargs["context"] = context
         if self.takes_resources:
             kwargs["resources"] = resources
-        if self.takes_data:
+        if self.data_keyword is not None:  # by name: ``context`` may come first
+            kwargs[self.data_keyword] = data
+        elif self.takes_data:
             return await self.fn(data, **kwargs)
         return await self.fn(**kwargs)
 

@@ -19,6 +19,7 @@ import pydantic_core
 import trio
 
 from ._context import BaseContext
+from ._errors import ConfigurationError
 from ._messages import StepDone
 from ._results import StepResult
 from ._step import Cache, Step
@@ -26,6 +27,12 @@ from ._step import Cache, Step
 
 def cache_key(step: Step, policy: Cache, data: Any, context: BaseContext) -> str:
     """The key of ``step`` called on ``data`` with ``context``."""
+    missing = [name for name in policy.context_fields if name not in type(context).model_fields]
+    if missing:
+        raise ConfigurationError(
+            f"step {step.name!r} caches on context field(s) {', '.join(map(repr, missing))}, "
+            f"which {type(context).__name__} does not have"
+        )
     fields = {name: getattr(context, name) for name in policy.context_fields}
     payload = pydantic_core.to_json([step.fingerprint, data, fields], fallback=repr)
     return hashlib.sha256(payload).hexdigest()

@@ -66,7 +66,8 @@ class Runtime:
         check_input(input, pipeline.input_type, step=pipeline.steps[0].name)
         context = _initial_context(context, pipeline)
         run_id = uuid.uuid4().hex
-        context = context.model_copy(update={"run_id": run_id})
+        # A deep copy: nothing the caller (or another run) holds is shared with this run.
+        context = context.model_copy(update={"run_id": run_id}, deep=True)
         limits = limits if limits is not None else self.limits
         await self.store.create_run(
             RunRecord(run_id, pipeline.name, RunStatus.RUNNING.value, _now(), input)

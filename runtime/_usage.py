@@ -34,6 +34,10 @@ class Usage:
         return not (self.cost_usd or self.input_tokens or self.output_tokens)
 
     def __add__(self, other: Usage) -> Usage:
+        if other.is_zero:  # the common case of steps that report no usage: no new object
+            return self
+        if self.is_zero:
+            return other
         return Usage(
             self.cost_usd + other.cost_usd,
             self.input_tokens + other.input_tokens,

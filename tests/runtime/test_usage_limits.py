@@ -184,7 +184,27 @@ async def test_reservation_that_would_exceed_is_denied_before_the_call(rt: Runti
     denied = result.step_history[-1]
     assert denied.success is False
     assert denied.usage == Usage()
+    assert denied.attempts == 0  # the refused attempt never called its agent
     assert result.usage == Usage(Decimal("0.50"))
+
+
+async def test_a_denial_after_a_paid_retry_counts_only_the_paid_attempt(rt: Runtime) -> None:
+    agent = StubAgent([Completion("bad", Usage("0.60")), "never"])
+
+    def reject(output: Any, context: Any) -> ValidationResult:
+        return ValidationResult.fail("try again")
+
+    step = Step(
+        "s",
+        agent,
+        validators=[reject],
+        usage_estimate=Usage("0.60"),
+        retry=RetryPolicy(max_attempts=3),
+    )
+    with pytest.raises(UsageLimitExceeded, match=r"^Cost limit of \$1\.00 would be exceeded"):
+        await rt.run(step, "x", limits=UsageLimits(total_cost_usd=1))
+
+    assert agent.calls == 1
 
 
 async def test_reservation_within_the_limit_is_granted(rt: Runtime) -> None:

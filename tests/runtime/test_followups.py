@@ -1,0 +1,47 @@
+"""Edges found while reviewing the runtime: cache fields, parameter order, context copies."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import Field
+from trioflow.runtime import BaseContext, Cache, ConfigurationError, Runtime, Step, StubAgent, step
+
+
+class Tagged(BaseContext):
+    tags: list[str] = Field(default_factory=list)
+
+
+async def test_caching_on_an_unknown_context_field_is_a_configuration_error(rt: Runtime) -> None:
+    cached = Step("lookup", StubAgent(["a"]), cache=Cache(context_fields=("user", "tags")))
+
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^step 'lookup' caches on context field\(s\) 'user', which Tagged does not have$",
+    ):
+        await rt.run(cached, "x", context=Tagged())
+
+
+async def test_context_may_come_before_the_data_parameter(rt: Runtime) -> None:
+    @step
+    async def greet(context: Tagged, name: str) -> str:
+        return f"hello {name} ({len(context.tags)} tags)"
+
+    result = await rt.run(greet, "ann", context=Tagged(tags=["x"]))
+
+    assert result.output == "hello ann (1 tags)"
+    assert result.step("greet").attempts == 1
+
+
+async def test_a_run_never_shares_mutable_context_values_with_its_caller(rt: Runtime) -> None:
+    @step
+    async def misbehave(text: str, *, context: Tagged) -> str:
+        context.tags.append("mutated in place")  # wrong, but must not leak out of the run
+        return text
+
+    original = Tagged(tags=["kept"])
+    first = await rt.run(misbehave, "a", context=original)
+    second = await rt.run(misbehave, "b", context=original)
+
+    assert original.tags == ["kept"]
+    assert first.context.tags == ["kept", "mutated in place"]
+    assert second.context.tags == ["kept", "mutated in place"]
