@@ -165,12 +165,29 @@ async def _answer(actor: Actor[M], message: M, slot: ReplySlot[Any]) -> None:
         slot.set(value)
 
 
-def refuse_queued(mailbox: trio.MemoryReceiveChannel[Envelope[Any]], path: str) -> None:
-    """Fail every ask still queued in a mailbox whose actor has exited."""
+def refuse_queued(
+    mailbox: trio.MemoryReceiveChannel[Envelope[Any]], path: str, trace: TraceSink
+) -> None:
+    """Settle what is still queued in a mailbox whose actor has exited.
+
+    A queued ask fails with :class:`ActorStopped`; a queued tell has nobody
+    to tell, so it is reported to the trace as ``dropped`` (never silently).
+    """
     while True:
         try:
             envelope = mailbox.receive_nowait()
         except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
             return
-        if envelope.reply is not None and not envelope.reply.filled:
+        if envelope.reply is None:
+            trace.record(
+                TraceEvent(
+                    TraceKind.NOTE,
+                    path,
+                    trio.current_time(),
+                    "dropped",
+                    envelope.sender,
+                    type(envelope.message).__name__,
+                )
+            )
+        elif not envelope.reply.filled:
             envelope.reply.fail(ActorStopped(path))

@@ -82,6 +82,7 @@ class Supervisor:
         self._strategy = strategy
         self._children: dict[str, _Child] = {}
         self.failure: ChildFailed | None = None
+        self._closing = False
 
     def spawn(
         self,
@@ -96,6 +97,11 @@ class Supervisor:
         within a supervisor while their actor runs.
         """
         path = f"{self.path}/{name}" if self.path else name
+        if self._closing:
+            raise RuntimeError(
+                f"supervisor {self.path!r} is closing: cannot spawn {name!r} "
+                "(its mailbox would never be closed)"
+            )
         if path in self._children:
             raise ValueError(f"an actor named {path!r} is already running")
         send: trio.MemorySendChannel[Envelope[M]]
@@ -114,6 +120,7 @@ class Supervisor:
 
     def close_mailboxes(self) -> None:
         """Ask every child to finish its queued messages and exit."""
+        self._closing = True
         for child in list(self._children.values()):
             child.ref.close()
 
@@ -138,7 +145,7 @@ class Supervisor:
                         )
                     )
         finally:
-            refuse_queued(child.mailbox, child.path)
+            refuse_queued(child.mailbox, child.path, self.trace)
             child.mailbox.close()
             del self._children[child.path]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from trioflow.runtime._cli import ExitCode, main
 
-PIPELINES = '''
+PIPELINES = """
 from decimal import Decimal
 from trioflow.runtime import Completion, Step, StubAgent, Usage, step
 
@@ -45,7 +45,7 @@ loud = shout >> exclaim
 failing = shout >> broken
 expensive = paid >> paid
 not_a_pipeline = 42
-'''
+"""
 
 
 @pytest.fixture
