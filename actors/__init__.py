@@ -9,7 +9,7 @@ reported to a trace sink.
 from ._actor import Actor, ActorRef
 from ._envelope import Envelope
 from ._errors import ActorError, ActorStopped, AskTimeout, ChildFailed
-from ._reply import ReplySlot
+from ._reply import Reply, ReplyInbox, ReplySlot, ReplyTarget
 from ._supervisor import (
     DEFAULT_MAILBOX_SIZE,
     ESCALATE,
@@ -33,7 +33,10 @@ __all__ = [
     "Envelope",
     "Escalate",
     "MemoryTraceSink",
+    "Reply",
+    "ReplyInbox",
     "ReplySlot",
+    "ReplyTarget",
     "Restart",
     "Strategy",
     "Supervisor",

@@ -18,11 +18,11 @@ import trio
 
 from ._envelope import Envelope
 from ._errors import ActorStopped, AskTimeout
-from ._reply import ReplySlot
+from ._reply import ReplyInbox, ReplySlot, ReplyTarget
 from ._trace import TraceEvent, TraceKind, TraceSink
 
 M = TypeVar("M")
-R = TypeVar("R")
+K = TypeVar("K")
 
 
 class Actor(Generic[M]):
@@ -81,6 +81,17 @@ class ActorRef(Generic[M]):
             await self._post(Envelope(message, sender, slot))
             return await slot.wait()
         raise AskTimeout(self.path, message, timeout)
+
+    async def ask_into(
+        self, message: M, inbox: ReplyInbox[K], tag: K, *, sender: str | None = None
+    ) -> None:
+        """Send ``message``; its reply will arrive in ``inbox`` tagged ``tag``.
+
+        Returns once the message is in the mailbox. The handler's result or
+        exception, or :class:`ActorStopped` if the actor stops first, is
+        delivered to the inbox.
+        """
+        await self._post(Envelope(message, sender, inbox.slot(tag)))
 
     async def _post(self, envelope: Envelope[M]) -> None:
         self._trace.record(
@@ -151,7 +162,7 @@ async def run_actor(
     trace.record(TraceEvent(TraceKind.EXIT, path, trio.current_time(), "ok"))
 
 
-async def _answer(actor: Actor[M], message: M, slot: ReplySlot[Any]) -> None:
+async def _answer(actor: Actor[M], message: M, slot: ReplyTarget) -> None:
     """Handle an ask: the handler's result or exception becomes the reply."""
     try:
         value = await actor.receive(message)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import attrs
 
-from ._reply import ReplySlot
+from ._reply import ReplyTarget
 
 M = TypeVar("M")
 
@@ -17,4 +17,4 @@ class Envelope(Generic[M]):
 
     message: M
     sender: str | None
-    reply: ReplySlot[Any] | None
+    reply: ReplyTarget | None

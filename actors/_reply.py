@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+import math
+from typing import Any, Generic, Protocol, TypeVar
 
+import attrs
 import trio
 
 T = TypeVar("T")
@@ -50,3 +52,82 @@ class ReplySlot(Generic[T]):
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
+
+
+K = TypeVar("K")
+
+
+class ReplyTarget(Protocol):
+    """Where the reply to one ask goes: filled once, with a value or an error."""
+
+    @property
+    def filled(self) -> bool: ...
+
+    def set(self, value: Any) -> None: ...
+
+    def fail(self, error: BaseException) -> None: ...
+
+
+@attrs.frozen(slots=True)
+class Reply(Generic[K]):
+    """One reply collected by a :class:`ReplyInbox`, tagged by its ask."""
+
+    tag: K
+    value: Any
+    error: BaseException | None
+
+    def unwrap(self) -> Any:
+        """The reply's value; raise it if the reply is an error."""
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _InboxSlot(Generic[K]):
+    __slots__ = ("_filled", "_inbox", "_tag")
+
+    def __init__(self, inbox: ReplyInbox[K], tag: K) -> None:
+        self._inbox = inbox
+        self._tag = tag
+        self._filled = False
+
+    @property
+    def filled(self) -> bool:
+        return self._filled
+
+    def set(self, value: Any) -> None:
+        self._deliver(Reply(self._tag, value, None))
+
+    def fail(self, error: BaseException) -> None:
+        self._deliver(Reply(self._tag, None, error))
+
+    def _deliver(self, reply: Reply[K]) -> None:
+        if self._filled:
+            raise RuntimeError("a reply slot can be filled only once")
+        self._filled = True
+        self._inbox._arrive(reply)
+
+
+class ReplyInbox(Generic[K]):
+    """Collects the replies of many asks in one task, in arrival order.
+
+    Why: a supervisor that waits for many children (a parallel step, a
+    map) must react to whichever answers first without a helper task per
+    ask. Each ask gets a slot tagged by the caller
+    (:meth:`~trioflow.actors.ActorRef.ask_into`); :meth:`receive` returns
+    the replies as they arrive. Delivering never blocks: the inbox holds
+    at most one reply per slot it handed out.
+    """
+
+    def __init__(self) -> None:
+        self._send, self._receive = trio.open_memory_channel[Reply[K]](math.inf)
+
+    def slot(self, tag: K) -> ReplyTarget:
+        return _InboxSlot(self, tag)
+
+    def _arrive(self, reply: Reply[K]) -> None:
+        self._send.send_nowait(reply)
+
+    async def receive(self) -> Reply[K]:
+        """The next reply to arrive."""
+        return await self._receive.receive()

@@ -8,8 +8,9 @@ from trioflow.actors import Actor
 
 from . import _pipeline_actor  # imports this module back: use its names at call time only
 from ._agent_step import AgentStepActor
-from ._pipeline import PipelineStep, StepSpec
+from ._pipeline import PipelineStep
 from ._services import RunServices
+from ._spec import StepSpec
 from ._step import Step
 
 

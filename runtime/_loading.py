@@ -9,8 +9,8 @@ from pathlib import Path
 from types import ModuleType
 
 from ._errors import TrioflowError
-from ._pipeline import Pipeline, PipelineStep
-from ._step import Step
+from ._pipeline import Pipeline, as_pipeline
+from ._spec import StepSpec
 
 
 class TargetError(TrioflowError):
@@ -34,10 +34,8 @@ def load_target(target: str) -> Pipeline:
         found = getattr(module, name)
     except AttributeError:
         raise TargetError(f"{file_name} has no name {name!r}") from None
-    if isinstance(found, Pipeline):
-        return found
-    if isinstance(found, Step | PipelineStep):
-        return Pipeline.of(found, name=found.name)
+    if isinstance(found, Pipeline | StepSpec):
+        return as_pipeline(found)
     raise TargetError(f"{file_name}:{name} is a {type(found).__name__}, not a Pipeline or Step")
 
 

@@ -14,12 +14,13 @@ import attrs
 
 from ._context import BaseContext
 from ._errors import ConfigurationError
-from ._step import Step, validate_step_name
+from ._spec import StepSpec
+from ._step import validate_step_name
 from ._types import check_adjacent
 
 
 @attrs.frozen(eq=False)
-class PipelineStep:
+class PipelineStep(StepSpec):
     """A pipeline used as one step of another pipeline."""
 
     name: str = attrs.field(validator=validate_step_name)
@@ -32,12 +33,6 @@ class PipelineStep:
     @property
     def output_type(self) -> Any:
         return self.pipeline.output_type
-
-    def __rshift__(self, other: StepLike) -> Pipeline:
-        return Pipeline.of(self) >> other
-
-
-StepSpec = Step | PipelineStep
 
 
 @attrs.frozen(eq=False)
@@ -53,7 +48,7 @@ class Pipeline:
         if not self.steps:
             raise ConfigurationError(f"pipeline {self.name!r} has no steps")
         for step in self.steps:
-            if not isinstance(step, Step | PipelineStep):
+            if not isinstance(step, StepSpec):
                 raise ConfigurationError(
                     f"pipeline {self.name!r}: {step!r} is not a step (use Step(...), "
                     "@step or pipeline.as_step(name))"
@@ -82,7 +77,7 @@ class Pipeline:
         if isinstance(other, Pipeline):
             context_type = _narrower(self, other)
             return Pipeline(self.steps + other.steps, self.name, context_type)
-        if isinstance(other, Step | PipelineStep):
+        if isinstance(other, StepSpec):
             return attrs.evolve(self, steps=(*self.steps, other))
         raise ConfigurationError(
             f"cannot compose pipeline {self.name!r} with {other!r}: not a step or pipeline"
@@ -117,4 +112,16 @@ def _narrower(first: Pipeline, second: Pipeline) -> type[BaseContext]:
     )
 
 
-StepLike = Step | PipelineStep | Pipeline
+StepLike = StepSpec | Pipeline
+
+
+def as_pipeline(step: StepLike, *, where: str = "this") -> Pipeline:
+    """``step`` as a pipeline: a pipeline as is, a single step as a one-step pipeline.
+
+    ``where`` names the caller in the error for anything else.
+    """
+    if isinstance(step, Pipeline):
+        return step
+    if isinstance(step, StepSpec):
+        return Pipeline.of(step, name=step.name)
+    raise ConfigurationError(f"{where} needs a Pipeline or a Step, got {step!r}")

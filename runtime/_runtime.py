@@ -24,11 +24,10 @@ from ._context import BaseContext, apply_patch
 from ._errors import ConfigurationError, UsageLimitExceeded
 from ._governor import Governor, Totals
 from ._messages import Execute, StepDone
-from ._pipeline import Pipeline, PipelineStep
+from ._pipeline import Pipeline, StepLike, as_pipeline
 from ._pipeline_actor import PipelineActor
 from ._results import PipelineResult, RunStatus
 from ._services import RunServices
-from ._step import Step
 from ._types import check_input
 from ._usage import Usage, UsageLimits
 
@@ -47,7 +46,7 @@ class Runtime:
 
     async def run(
         self,
-        pipeline: Pipeline | Step | PipelineStep,
+        pipeline: StepLike,
         input: Any = None,
         *,
         context: BaseContext | None = None,
@@ -62,7 +61,7 @@ class Runtime:
         history. Mistakes in the call itself (input of the wrong type, a
         context that is not a ``BaseContext``) raise at once.
         """
-        pipeline = _as_pipeline(pipeline)
+        pipeline = as_pipeline(pipeline, where="run()")
         check_input(input, pipeline.input_type, step=pipeline.steps[0].name)
         context = _initial_context(context, pipeline)
         run_id = uuid.uuid4().hex
@@ -146,14 +145,6 @@ class Runtime:
         )
 
 
-def _as_pipeline(pipeline: Pipeline | Step | PipelineStep) -> Pipeline:
-    if isinstance(pipeline, Pipeline):
-        return pipeline
-    if isinstance(pipeline, Step | PipelineStep):
-        return Pipeline.of(pipeline, name=pipeline.name)
-    raise ConfigurationError(f"run() needs a Pipeline or a Step, got {pipeline!r}")
-
-
 def _initial_context(context: BaseContext | None, pipeline: Pipeline) -> BaseContext:
     expected = pipeline.context_type
     if context is None:
@@ -213,7 +204,7 @@ async def open_runtime(
 
 
 def run_sync(
-    pipeline: Pipeline | Step | PipelineStep,
+    pipeline: StepLike,
     input: Any = None,
     *,
     context: BaseContext | None = None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import typing
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 import attrs
 
@@ -21,11 +21,9 @@ from ._checks import Plugin, Processor, Validator
 from ._context import WithPatch
 from ._errors import ConfigurationError, FallbackLoopError
 from ._retry import RetryPolicy
+from ._spec import StepSpec
 from ._types import type_name
 from ._usage import Completion, Usage, UsageLimits
-
-if TYPE_CHECKING:
-    from ._pipeline import Pipeline, StepLike
 
 #: How many fallbacks a chain may hold (a step, its fallback, that one's, ...).
 MAX_FALLBACK_DEPTH = 10
@@ -63,7 +61,7 @@ def _by_priority(plugins: Iterable[Plugin]) -> tuple[Plugin, ...]:
 
 
 @attrs.frozen(eq=False)
-class Step:
+class Step(StepSpec):
     """One agent call and the policy around it. See the module docstring."""
 
     name: str = attrs.field(validator=validate_step_name)
@@ -127,11 +125,6 @@ class Step:
         """What identifies this step's behaviour, for cache keys."""
         described = f"{self.name}|{fingerprint_of(self.agent)}|{type_name(self.output_type)}"
         return hashlib.sha256(described.encode()).hexdigest()[:16]
-
-    def __rshift__(self, other: StepLike) -> Pipeline:
-        from ._pipeline import Pipeline
-
-        return Pipeline.of(self) >> other
 
 
 _WRAPPERS = (Completion, WithPatch)
