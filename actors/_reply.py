@@ -131,3 +131,12 @@ class ReplyInbox(Generic[K]):
     async def receive(self) -> Reply[K]:
         """The next reply to arrive."""
         return await self._receive.receive()
+
+    def arrived(self) -> list[Reply[K]]:
+        """Every reply that has arrived and was not received yet, without waiting."""
+        replies: list[Reply[K]] = []
+        while True:
+            try:
+                replies.append(self._receive.receive_nowait())
+            except trio.WouldBlock:
+                return replies

@@ -14,6 +14,15 @@ from ._context import (
     WithPatch,
     apply_patch,
 )
+from ._control import (
+    DEFAULT_MAP_CONCURRENCY,
+    ConditionalStep,
+    LoopStep,
+    MapStep,
+    OnBranchFailure,
+    ParallelStep,
+    RouterStep,
+)
 from ._errors import (
     ConfigurationError,
     ContextValidationError,
@@ -26,6 +35,7 @@ from ._errors import (
     TrioflowError,
     UsageLimitExceeded,
 )
+from ._merge import Merge, MergeConflict, MergeError
 from ._pipeline import Pipeline, PipelineStep
 from ._results import PipelineResult, RunStatus, StepResult
 from ._retry import FailureKind, RetryPolicy, append_feedback
@@ -34,6 +44,7 @@ from ._step import MAX_FALLBACK_DEPTH, Cache, Step, step
 from ._usage import Completion, Usage, UsageLimits
 
 __all__ = [
+    "DEFAULT_MAP_CONCURRENCY",
     "MAX_FALLBACK_DEPTH",
     "AddTo",
     "Agent",
@@ -42,6 +53,7 @@ __all__ = [
     "Cache",
     "CallableAgent",
     "Completion",
+    "ConditionalStep",
     "ConfigurationError",
     "ContextValidationError",
     "ControlSignal",
@@ -49,6 +61,13 @@ __all__ = [
     "FakeModel",
     "FallbackLoopError",
     "InputTypeError",
+    "LoopStep",
+    "MapStep",
+    "Merge",
+    "MergeConflict",
+    "MergeError",
+    "OnBranchFailure",
+    "ParallelStep",
     "Patch",
     "PatchOp",
     "Pipeline",
@@ -60,6 +79,7 @@ __all__ = [
     "RedirectLoopError",
     "Remove",
     "RetryPolicy",
+    "RouterStep",
     "RunStatus",
     "Runtime",
     "ScriptExhausted",

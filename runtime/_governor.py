@@ -73,7 +73,18 @@ class Totals:
     """Ask for the run's committed usage."""
 
 
-GovernorMessage = Reserve | Commit | Release | Totals
+@attrs.frozen(slots=True)
+class UsageUnder:
+    """Ask for the usage committed by ``path`` and every step beneath it.
+
+    A supervisor asks this for its own total: it covers branches that were
+    cancelled or failed, whose results never reached it.
+    """
+
+    path: str
+
+
+GovernorMessage = Reserve | Commit | Release | Totals | UsageUnder
 
 
 class Governor(Actor[GovernorMessage]):
@@ -99,6 +110,16 @@ class Governor(Actor[GovernorMessage]):
                 return None
             case Totals():
                 return self._committed
+            case UsageUnder(path=path):
+                prefix = f"{path}/"
+                return sum(
+                    (
+                        usage
+                        for step, usage in self._by_path.items()
+                        if step == path or step.startswith(prefix)
+                    ),
+                    NO_USAGE,
+                )
         raise TypeError(f"governor cannot handle {message!r}")
 
     def _reserve(self, request: Reserve) -> Grant | Denial:

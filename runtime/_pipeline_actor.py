@@ -53,7 +53,8 @@ class PipelineActor(Actor[Execute]):
                 )
                 done: StepDone = await child.ask(Execute(data, context), sender=self.path)
                 result = done.result
-                if result.success and result.patch:
+                # A step stopped by a usage limit keeps what it finished, context changes too.
+                if result.patch and (result.success or done.breach is not None):
                     try:
                         context = apply_patch(context, result.patch, step=child.path)
                     except ContextValidationError as error:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import typing
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, overload
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 
@@ -24,6 +24,10 @@ from ._retry import RetryPolicy
 from ._spec import StepSpec
 from ._types import type_name
 from ._usage import Completion, Usage, UsageLimits
+
+if TYPE_CHECKING:
+    from ._control import ConditionalStep, LoopStep, MapStep, ParallelStep, RouterStep
+    from ._pipeline import StepLike
 
 #: How many fallbacks a chain may hold (a step, its fallback, that one's, ...).
 MAX_FALLBACK_DEPTH = 10
@@ -119,6 +123,53 @@ class Step(StepSpec):
         options.setdefault("input_type", input_type)
         options.setdefault("output_type", output_type)
         return cls(step_name, agent, **options)
+
+    # Control-flow constructors. Their modules build on this one, hence the
+    # imports inside; each documents its options.
+
+    @staticmethod
+    def parallel(name: str, branches: Mapping[str, StepLike], **options: Any) -> ParallelStep:
+        """Branches run at once; see :func:`trioflow.runtime._control.parallel`."""
+        from ._control import parallel
+
+        return parallel(name, branches, **options)
+
+    @staticmethod
+    def loop_until(
+        name: str, body: StepLike, exit_condition: Callable[[Any, Any], Any], **options: Any
+    ) -> LoopStep:
+        """``body`` runs until ``exit_condition(output, context)`` holds."""
+        from ._control import loop_until
+
+        return loop_until(name, body, exit_condition, **options)
+
+    @staticmethod
+    def branch_on(
+        name: str,
+        condition: Callable[[Any, Any], Any],
+        branches: Mapping[Any, StepLike],
+        **options: Any,
+    ) -> ConditionalStep:
+        """``condition(input, context)`` picks which branch runs."""
+        from ._control import branch_on
+
+        return branch_on(name, condition, branches, **options)
+
+    @staticmethod
+    def map_over(name: str, body: StepLike, **options: Any) -> MapStep:
+        """``body`` runs once per item, a bounded number at once."""
+        from ._control import map_over
+
+        return map_over(name, body, **options)
+
+    @staticmethod
+    def router(
+        name: str, router_agent: Any, branches: Mapping[str, StepLike], **options: Any
+    ) -> RouterStep:
+        """A router agent picks branch names, which then run at once."""
+        from ._control import router
+
+        return router(name, router_agent, branches, **options)
 
     @property
     def fingerprint(self) -> str:

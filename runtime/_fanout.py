@@ -1,0 +1,127 @@
+"""Running branches at once under one supervisor: the engine of parallel, map and router.
+
+Each branch is a pipeline run by its own actor, a child of the calling
+step's supervisor. Replies arrive in a :class:`ReplyInbox` in completion
+order; the results are handed back in declaration order. At most
+``max_concurrency`` branches run at a time (the next starts when one
+ends). A usage-limit breach, or a branch failure under ``propagate``,
+cancels the running siblings at once, with a reason that every cancelled
+actor records in the trace; branches not yet started never start.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+from trioflow.actors import ActorRef, ReplyInbox, Supervisor, open_supervisor
+
+from . import _pipeline_actor
+from ._context import BaseContext
+from ._messages import Execute, StepDone
+from ._pipeline import Pipeline
+from ._results import StepResult
+from ._services import RunServices
+
+
+@attrs.frozen(slots=True)
+class Branch:
+    """One branch to run: its name (the last segment of its path), pipeline and input."""
+
+    name: str
+    pipeline: Pipeline
+    data: Any
+    context: BaseContext
+
+
+@attrs.frozen
+class FanOutResult:
+    """How the branches went, in declaration order.
+
+    ``finished`` holds every branch that sent its result (succeeded or
+    failed); ``cancelled`` the ones stopped while running; ``not_started``
+    the ones never started because the fan-out stopped first.
+    """
+
+    finished: tuple[tuple[str, StepResult], ...]
+    cancelled: tuple[str, ...]
+    not_started: tuple[str, ...]
+    breach: str | None
+    stop_reason: str | None
+    #: The failed branch that stopped the fan-out under ``propagate``.
+    trigger: tuple[str, StepResult] | None = None
+
+    @property
+    def failed(self) -> tuple[tuple[str, StepResult], ...]:
+        return tuple((name, result) for name, result in self.finished if not result.success)
+
+    @property
+    def succeeded(self) -> tuple[tuple[str, StepResult], ...]:
+        return tuple((name, result) for name, result in self.finished if result.success)
+
+
+async def fan_out(
+    path: str,
+    branches: Sequence[Branch],
+    services: RunServices,
+    *,
+    propagate: bool,
+    max_concurrency: int | None = None,
+) -> FanOutResult:
+    """Run ``branches`` as children of a supervisor at ``path``; see the module docstring."""
+    limit = len(branches) if max_concurrency is None else max_concurrency
+    inbox: ReplyInbox[int] = ReplyInbox()
+    done: dict[int, StepDone] = {}
+    started = 0
+    breach: str | None = None
+    stop_reason: str | None = None
+    trigger: tuple[str, StepResult] | None = None
+    async with open_supervisor(path, services.trace) as supervisor:
+        while started < min(limit, len(branches)):
+            await _start(supervisor, branches, started, inbox, services, path)
+            started += 1
+        while len(done) < started:
+            reply = await inbox.receive()
+            outcome: StepDone = reply.unwrap()
+            done[reply.tag] = outcome
+            if outcome.breach is not None:
+                breach = outcome.breach
+                stop_reason = f"usage limit: {breach}"
+            elif propagate and not outcome.result.success:
+                trigger = (branches[reply.tag].name, outcome.result)
+                stop_reason = f"branch {trigger[0]!r} failed"
+            if stop_reason is not None:
+                supervisor.cancel(stop_reason)
+                break
+            if started < len(branches):
+                await _start(supervisor, branches, started, inbox, services, path)
+                started += 1
+    for late in inbox.arrived():  # finished while the siblings were being cancelled
+        if late.error is None:
+            done[late.tag] = late.value
+    return FanOutResult(
+        finished=tuple((branches[i].name, done[i].result) for i in sorted(done)),
+        cancelled=tuple(branches[i].name for i in range(started) if i not in done),
+        not_started=tuple(branch.name for branch in branches[started:]),
+        breach=breach,
+        stop_reason=stop_reason,
+        trigger=trigger,
+    )
+
+
+async def _start(
+    supervisor: Supervisor,
+    branches: Sequence[Branch],
+    index: int,
+    inbox: ReplyInbox[int],
+    services: RunServices,
+    path: str,
+) -> None:
+    branch = branches[index]
+    child: ActorRef[Execute] = supervisor.spawn(
+        branch.name,
+        functools.partial(_pipeline_actor.PipelineActor, branch.pipeline, branch.name, services),
+    )
+    await child.ask_into(Execute(branch.data, branch.context), inbox, index, sender=path)

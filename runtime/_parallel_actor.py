@@ -1,0 +1,49 @@
+"""The parallel step's actor: its branches run at once from one snapshot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trioflow.actors import Actor
+
+from ._branch_results import fan_out_result
+from ._control import OnBranchFailure, ParallelStep, restrict_context
+from ._errors import ConfigurationError
+from ._fanout import Branch, FanOutResult, fan_out
+from ._messages import Execute, StepDone
+from ._results import StepResult
+from ._services import RunServices
+
+
+def outputs_by_branch(fanned: FanOutResult) -> dict[str, Any]:
+    """The successful branches' outputs, keyed by branch name, in declaration order."""
+    return {name: result.output for name, result in fanned.succeeded}
+
+
+class ParallelActor(Actor[Execute]):
+    """Runs one :class:`ParallelStep` once, then stops."""
+
+    def __init__(self, spec: ParallelStep, services: RunServices) -> None:
+        self._spec = spec
+        self._services = services
+
+    async def receive(self, message: Execute) -> StepDone:
+        self.stop()
+        spec = self._spec
+        try:
+            snapshot = restrict_context(message.context, spec.context_include_keys, step=self.path)
+        except ConfigurationError as error:
+            return StepDone(StepResult(spec.name, self.path, feedback=str(error)))
+        branches = [Branch(name, body, message.data, snapshot) for name, body in spec.branches]
+        propagate = spec.on_branch_failure is OnBranchFailure.PROPAGATE
+        fanned = await fan_out(self.path, branches, self._services, propagate=propagate)
+        return await fan_out_result(
+            spec.name,
+            self.path,
+            fanned,
+            base=message.context,
+            merge=spec.merge,
+            propagate=propagate,
+            shape=outputs_by_branch,
+            services=self._services,
+        )
