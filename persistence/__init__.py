@@ -1,7 +1,28 @@
-"""Where trioflow keeps runs: the store protocol and its implementations."""
+"""Where trioflow keeps runs: the store protocol, its stores, and the codec."""
 
+from ._codec import CODEC, Codec, CorruptJournal, UnstorableValue, register_type
 from ._memory import InMemoryStore
-from ._records import RunRecord, StepRecord
-from ._store import RunStore, UnknownRun
+from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
+from ._schema import SchemaTooNew
+from ._sqlite import CorruptDatabase, Durability, SQLiteStore
+from ._store import RunStore, StoreError, UnknownRun
 
-__all__ = ["InMemoryStore", "RunRecord", "RunStore", "StepRecord", "UnknownRun"]
+__all__ = [
+    "CODEC",
+    "Codec",
+    "CorruptDatabase",
+    "CorruptJournal",
+    "Durability",
+    "InMemoryStore",
+    "LedgerEntry",
+    "PauseRecord",
+    "RunRecord",
+    "RunStore",
+    "SQLiteStore",
+    "SchemaTooNew",
+    "StepRecord",
+    "StoreError",
+    "UnknownRun",
+    "UnstorableValue",
+    "register_type",
+]

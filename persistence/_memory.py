@@ -1,57 +1,95 @@
-"""A store that keeps everything in memory: for tests and throwaway runs."""
+"""A store that keeps everything in memory: for tests and throwaway runs.
+
+It keeps each record encoded by the codec, exactly as the SQLite store
+does, so a value that cannot be stored fails here too, and what comes back
+is a decoded copy, never the object that was written.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from trioflow.actors import TraceEvent
 
-from ._records import RunRecord, StepRecord
+from ._codec import CODEC, CorruptJournal
+from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
 from ._store import UnknownRun
+
+R = TypeVar("R")
 
 
 class InMemoryStore:
     """Implements :class:`RunStore` with dicts; lost when the process ends."""
 
     def __init__(self) -> None:
-        self._runs: dict[str, RunRecord] = {}
-        self._steps: dict[str, list[StepRecord]] = {}
+        self._runs: dict[str, str] = {}
+        self._steps: dict[str, dict[str, str]] = {}
+        self._pauses: dict[str, dict[str, str]] = {}
+        self._ledger: dict[str, dict[str, str]] = {}
         self._traces: dict[str, list[TraceEvent]] = {}
 
     async def create_run(self, run: RunRecord) -> None:
         if run.run_id in self._runs:
             raise ValueError(f"a run with id {run.run_id!r} is already stored")
-        self._runs[run.run_id] = run
-        self._steps[run.run_id] = []
+        encoded = CODEC.encode(run, where="run")
+        self._runs[run.run_id] = encoded
+        for table in (self._steps, self._pauses, self._ledger):
+            table[run.run_id] = {}
+        self._traces[run.run_id] = []
+
+    async def update_run(self, run: RunRecord) -> None:
+        self._require(run.run_id)
+        self._runs[run.run_id] = CODEC.encode(run, where="run")
 
     async def record_step(self, step: StepRecord) -> None:
         self._require(step.run_id)
-        self._steps[step.run_id].append(step)
+        self._steps[step.run_id][step.path] = CODEC.encode(step, where=f"step {step.path!r}")
 
-    async def finish_run(self, run: RunRecord) -> None:
-        self._require(run.run_id)
-        self._runs[run.run_id] = run
+    async def record_usage(self, entry: LedgerEntry) -> None:
+        self._require(entry.run_id)
+        self._ledger[entry.run_id][entry.key] = CODEC.encode(entry, where="ledger")
+
+    async def record_pause(self, pause: PauseRecord) -> None:
+        self._require(pause.run_id)
+        self._pauses[pause.run_id][pause.path] = CODEC.encode(pause, where=f"pause {pause.path!r}")
 
     async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None:
         self._require(run_id)
-        self._traces[run_id] = list(events)
+        self._traces[run_id].extend(events)
 
     async def get_run(self, run_id: str) -> RunRecord:
-        return self._require(run_id)
+        return _decoded(self._require(run_id), RunRecord)
 
     async def list_runs(self) -> list[RunRecord]:
-        return sorted(self._runs.values(), key=lambda run: run.started_at)
+        runs = [_decoded(text, RunRecord) for text in self._runs.values()]
+        return sorted(runs, key=lambda run: run.started_at)
 
     async def steps_of(self, run_id: str) -> list[StepRecord]:
         self._require(run_id)
-        return list(self._steps[run_id])
+        return [_decoded(text, StepRecord) for text in self._steps[run_id].values()]
+
+    async def pauses_of(self, run_id: str) -> list[PauseRecord]:
+        self._require(run_id)
+        return [_decoded(text, PauseRecord) for text in self._pauses[run_id].values()]
+
+    async def ledger_of(self, run_id: str) -> list[LedgerEntry]:
+        self._require(run_id)
+        return [_decoded(text, LedgerEntry) for text in self._ledger[run_id].values()]
 
     async def trace_of(self, run_id: str) -> list[TraceEvent]:
         self._require(run_id)
-        return list(self._traces.get(run_id, ()))
+        return list(self._traces[run_id])
 
-    def _require(self, run_id: str) -> RunRecord:
+    def _require(self, run_id: str) -> str:
         try:
             return self._runs[run_id]
         except KeyError:
             raise UnknownRun(run_id) from None
+
+
+def _decoded(text: str, kind: type[R]) -> R:
+    record: Any = CODEC.decode(text)
+    if not isinstance(record, kind):
+        raise CorruptJournal(f"expected a {kind.__name__}, read {type(record).__name__}")
+    return record

@@ -1,4 +1,9 @@
-"""What a store keeps about a run."""
+"""What a store keeps about a run: the run, step completions, pauses, the ledger.
+
+Records hold plain Python values; a store encodes them with the codec
+(:mod:`._codec`) when it writes and decodes them when it reads, so what
+comes back is an equal copy, never the object that was written.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,9 @@ class RunRecord:
     """One run: what was asked, where it ended, what it cost.
 
     ``status`` is the run's status value (``running``, ``completed``,
-    ``failed``, ``paused``, ``usage_limit``, ``cancelled``); totals are the
-    governor's exact committed usage.
+    ``failed``, ``paused``, ``usage_limit``, ``cancelled``). ``context`` is
+    the context the run started from, ``final_context`` the one it ended
+    with; totals are the governor's exact committed usage.
     """
 
     run_id: str
@@ -22,16 +28,35 @@ class RunRecord:
     status: str
     started_at: datetime.datetime
     input: Any
+    context: Any = None
     finished_at: datetime.datetime | None = None
     output: Any = None
+    final_context: Any = None
     total_cost_usd: str = "0"
-    total_tokens: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
     error: str | None = None
+    #: The run's usage limits, so a resumed run keeps the same budget.
+    limits: Any = None
+    #: Where the pipeline came from (``FILE.py:NAME``) when the command line ran it.
+    target: str | None = None
+    #: The paths of the human-input steps a paused run waits for.
+    paused_at: tuple[str, ...] = ()
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
 
 
 @attrs.frozen
 class StepRecord:
-    """The completion record of one step path in one run."""
+    """The completion record of one step path in one run.
+
+    Written once the step (leaf or composite) has finished; a step whose
+    record is committed never runs again, even after a crash. ``children``
+    lists the paths of the records that make up a composite step's
+    history. ``breach`` is set when a usage limit stopped the step.
+    """
 
     run_id: str
     path: str
@@ -43,3 +68,41 @@ class StepRecord:
     input_tokens: int
     output_tokens: int
     patch: tuple[Any, ...] = ()
+    latency_s: float = 0.0
+    feedback: str | None = None
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+    children: tuple[str, ...] = ()
+    breach: str | None = None
+
+
+@attrs.frozen
+class PauseRecord:
+    """A human-input step waiting at ``path``: its message and the input's JSON schema.
+
+    ``answer`` is the validated human input once given (``answered_at`` set).
+    """
+
+    run_id: str
+    path: str
+    message: str
+    input_schema: dict[str, Any]
+    created_at: datetime.datetime
+    answer: Any = None
+    answered_at: datetime.datetime | None = None
+
+
+@attrs.frozen
+class LedgerEntry:
+    """What one agent call committed, keyed by its idempotency key.
+
+    ``key`` is ``<path>#<attempt>#<call>``: a call that runs again after a
+    crash writes the same key, so it replaces its earlier entry instead of
+    counting twice.
+    """
+
+    run_id: str
+    key: str
+    path: str
+    cost_usd: str
+    input_tokens: int
+    output_tokens: int

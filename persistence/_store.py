@@ -7,10 +7,14 @@ from typing import Protocol
 
 from trioflow.actors import TraceEvent
 
-from ._records import RunRecord, StepRecord
+from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
 
 
-class UnknownRun(LookupError):
+class StoreError(Exception):
+    """Base class of the store's errors."""
+
+
+class UnknownRun(StoreError, LookupError):
     """No run with this id is stored."""
 
     def __init__(self, run_id: str) -> None:
@@ -19,20 +23,52 @@ class UnknownRun(LookupError):
 
 
 class RunStore(Protocol):
-    """Keeps runs, their step completion records and their traces."""
+    """Keeps runs, their step completion records, pauses, ledger and traces.
 
-    async def create_run(self, run: RunRecord) -> None: ...
+    Every write is committed when the awaited call returns (the default
+    durability): a step's completion record is stored before anything that
+    depends on it proceeds. Writing a value the codec cannot store raises
+    :class:`~trioflow.persistence.UnstorableValue` and stores nothing.
+    """
 
-    async def record_step(self, step: StepRecord) -> None: ...
+    async def create_run(self, run: RunRecord) -> None:
+        """Store a new run; an existing id raises ``ValueError``."""
 
-    async def finish_run(self, run: RunRecord) -> None: ...
+    async def update_run(self, run: RunRecord) -> None:
+        """Replace the stored run (status, output, totals...)."""
 
-    async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None: ...
+    async def record_step(self, step: StepRecord) -> None:
+        """Store a step's completion record, replacing one at the same path."""
 
-    async def get_run(self, run_id: str) -> RunRecord: ...
+    async def record_usage(self, entry: LedgerEntry) -> None:
+        """Store a ledger entry, replacing one with the same key."""
 
-    async def list_runs(self) -> list[RunRecord]: ...
+    async def record_pause(self, pause: PauseRecord) -> None:
+        """Store a pause, replacing one at the same path (to record its answer)."""
 
-    async def steps_of(self, run_id: str) -> list[StepRecord]: ...
+    async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None:
+        """Append trace events to the run's trace."""
 
-    async def trace_of(self, run_id: str) -> list[TraceEvent]: ...
+    async def get_run(self, run_id: str) -> RunRecord:
+        """The run; :class:`UnknownRun` if there is none."""
+        ...
+
+    async def list_runs(self) -> list[RunRecord]:
+        """Every run, oldest first."""
+        ...
+
+    async def steps_of(self, run_id: str) -> list[StepRecord]:
+        """The run's completion records, in the order they were first written."""
+        ...
+
+    async def pauses_of(self, run_id: str) -> list[PauseRecord]:
+        """The run's pauses, in the order they were first written."""
+        ...
+
+    async def ledger_of(self, run_id: str) -> list[LedgerEntry]:
+        """The run's ledger, in the order entries were first written."""
+        ...
+
+    async def trace_of(self, run_id: str) -> list[TraceEvent]:
+        """The run's trace events in order (empty if none were saved)."""
+        ...

@@ -24,10 +24,11 @@ from typing import Any
 import attrs
 import pydantic
 import trio
-from trioflow.actors import Actor, TraceEvent, TraceKind
+from trioflow.actors import TraceEvent, TraceKind
 
 from ._agents import Agent, EstimatingAgent
 from ._cache import cache_key
+from ._calls import CallInfo, enter_call, leave_call
 from ._checks import UNSET, ValidationResult, call_maybe_async, callable_name
 from ._context import BaseContext, Patch, WithPatch, patch_from_fields
 from ._errors import ConfigurationError, ControlSignal, RedirectLoopError, UsageLimitExceeded
@@ -37,6 +38,7 @@ from ._results import StepResult
 from ._retry import FEEDBACK_KINDS, RETRYABLE, FailureKind
 from ._services import RunServices
 from ._step import Step
+from ._step_actor import StepActor
 from ._usage import NO_USAGE, Completion, Usage
 
 
@@ -70,6 +72,8 @@ class _Tally:
 
     attempts: int = 0
     usage: Usage = NO_USAGE
+    #: Agent calls made in the current attempt (redirects make more than one).
+    calls: int = 0
 
 
 @attrs.frozen(slots=True)
@@ -79,15 +83,14 @@ class _Success:
     metadata: dict[str, Any]
 
 
-class AgentStepActor(Actor[Execute]):
+class AgentStepActor(StepActor):
     """Runs one :class:`Step` once, then stops."""
 
     def __init__(self, spec: Step, services: RunServices) -> None:
+        super().__init__(services)
         self._spec = spec
-        self._services = services
 
-    async def receive(self, message: Execute) -> StepDone:
-        self.stop()
+    async def execute(self, message: Execute) -> StepDone:
         return await execute_step(
             self._spec, self.path, message.data, message.context, self._services
         )
@@ -211,6 +214,7 @@ async def _attempts(
     attempt_input = data
     while True:
         tally.attempts += 1
+        tally.calls = 0
         attempt = tally.attempts
         try:
             return await _attempt(spec, path, attempt_input, context, services, tally)
@@ -303,12 +307,17 @@ async def _paid_call(
     """Reserve, call the agent under the timeout, and commit what it cost."""
     budgeted = services.limits is not None or spec.limits is not None
     grant = await _reserve(spec, agent, path, data, services) if budgeted else None
+    tally.calls += 1
+    call = CallInfo(services.run_id, path, tally.attempts, tally.calls)
+    token = enter_call(call)
     try:
         reply = await _call(agent, data, context, services.resources, spec.timeout_s)
     except Exception:
         if grant is not None:
             await services.governor.ask(Release(grant), sender=path)
         raise
+    finally:
+        leave_call(token)
     usage = reply.usage if isinstance(reply, Completion) else NO_USAGE
     output: Any = reply.output if isinstance(reply, Completion) else reply
     tally.usage += usage
@@ -316,7 +325,8 @@ async def _paid_call(
     if isinstance(output, WithPatch):
         output, patch = output.output, output.patch
     if grant is not None or not usage.is_zero:
-        breach = await services.governor.ask(Commit(path, grant, usage, spec.limits), sender=path)
+        commit = Commit(path, grant, usage, spec.limits, call.ledger_key)
+        breach = await services.governor.ask(commit, sender=path)
         if breach is not None:
             # The call happened and was paid for: its output and context
             # changes are part of the run's record, though the run stops here.

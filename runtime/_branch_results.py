@@ -55,6 +55,8 @@ async def fan_out_result(
     failure = _failure(fanned, propagate)
     if failure is not None:
         return StepDone(_with(result, feedback=failure))
+    if fanned.paused:  # not complete: resumed later, when its branches' finished work replays
+        return StepDone(result, paused=fanned.paused)
     return StepDone(_merged(result, fanned, base, merge, shape, path))
 
 

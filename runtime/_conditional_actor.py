@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 
 import attrs
-from trioflow.actors import Actor, ActorRef, open_supervisor
+from trioflow.actors import ActorRef, open_supervisor
 
 from . import _pipeline_actor
 from ._callbacks import CallbackError, call_user
@@ -13,9 +13,10 @@ from ._control import ConditionalStep
 from ._messages import Execute, StepDone
 from ._results import StepResult
 from ._services import RunServices
+from ._step_actor import StepActor
 
 
-class ConditionalActor(Actor[Execute]):
+class ConditionalActor(StepActor):
     """Runs one :class:`ConditionalStep` once, then stops.
 
     The chosen branch runs at ``<path>/<key>`` (the default branch at
@@ -24,11 +25,10 @@ class ConditionalActor(Actor[Execute]):
     """
 
     def __init__(self, spec: ConditionalStep, services: RunServices) -> None:
+        super().__init__(services)
         self._spec = spec
-        self._services = services
 
-    async def receive(self, message: Execute) -> StepDone:
-        self.stop()
+    async def execute(self, message: Execute) -> StepDone:
         spec = self._spec
         try:
             key = await call_user("condition", spec.condition, message.data, message.context)
@@ -64,4 +64,4 @@ class ConditionalActor(Actor[Execute]):
             metadata={**done.result.metadata, "branch_key": key},
             step_history=(done.result,),
         )
-        return StepDone(result, breach=done.breach)
+        return StepDone(result, breach=done.breach, paused=done.paused)

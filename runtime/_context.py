@@ -23,12 +23,16 @@ class BaseContext(pydantic.BaseModel):
     """Base class of pipeline contexts. Subclass it to add your fields.
 
     Instances are frozen: a step never mutates the context, it returns a
-    patch. ``run_id`` is filled in by the runtime when a run starts.
+    patch. ``run_id`` is filled in by the runtime when a run starts;
+    ``hitl_history`` holds the :class:`~trioflow.runtime.HumanInteraction`
+    of each answered human-input step.
     """
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
 
     run_id: str = ""
+    #: Every answered human-input step, in the order they were answered.
+    hitl_history: tuple[Any, ...] = ()
 
 
 C = TypeVar("C", bound=BaseContext)

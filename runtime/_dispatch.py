@@ -10,6 +10,8 @@ from . import _pipeline_actor  # imports this module back: use its names at call
 from ._agent_step import AgentStepActor
 from ._conditional_actor import ConditionalActor
 from ._control import ConditionalStep, LoopStep, MapStep, ParallelStep, RouterStep
+from ._human import HumanStep
+from ._human_actor import HumanActor
 from ._loop_actor import LoopActor
 from ._map_actor import MapActor
 from ._parallel_actor import ParallelActor
@@ -37,4 +39,6 @@ def actor_for(spec: StepSpec, services: RunServices) -> Actor[Any]:
             return MapActor(spec, services)
         case RouterStep():
             return RouterActor(spec, services)
+        case HumanStep():
+            return HumanActor(spec, services)
     raise TypeError(f"no actor runs {spec!r}")

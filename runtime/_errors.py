@@ -39,6 +39,14 @@ class ScriptExhausted(ConfigurationError):
     """A :class:`~trioflow.runtime.StubAgent` was called more times than scripted."""
 
 
+class RunNotResumable(TrioflowError):
+    """The run has ended (completed, failed or stopped by a limit): it cannot be resumed."""
+
+
+class HumanInputRequired(TrioflowError):
+    """The run waits for a person's answer, and resume was given none (or not which)."""
+
+
 class ControlSignal(TrioflowError):
     """Stops a step on purpose; the retry policy never retries it."""
 

@@ -41,8 +41,10 @@ class FanOutResult:
     """How the branches went, in declaration order.
 
     ``finished`` holds every branch that sent its result (succeeded or
-    failed); ``cancelled`` the ones stopped while running; ``not_started``
-    the ones never started because the fan-out stopped first.
+    failed); ``paused`` the paths of human-input steps waiting in branches
+    that paused (their siblings go on); ``cancelled`` the ones stopped while
+    running; ``not_started`` the ones never started because the fan-out
+    stopped first.
     """
 
     finished: tuple[tuple[str, StepResult], ...]
@@ -52,6 +54,7 @@ class FanOutResult:
     stop_reason: str | None
     #: The failed branch that stopped the fan-out under ``propagate``.
     trigger: tuple[str, StepResult] | None = None
+    paused: tuple[str, ...] = ()
 
     @property
     def failed(self) -> tuple[tuple[str, StepResult], ...]:
@@ -78,14 +81,18 @@ async def fan_out(
     breach: str | None = None
     stop_reason: str | None = None
     trigger: tuple[str, StepResult] | None = None
+    paused: dict[int, tuple[str, ...]] = {}
     async with open_supervisor(path, services.trace) as supervisor:
         while started < min(limit, len(branches)):
             await _start(supervisor, branches, started, inbox, services, path)
             started += 1
-        while len(done) < started:
+        while len(done) + len(paused) < started:
             reply = await inbox.receive()
             outcome: StepDone = reply.unwrap()
-            done[reply.tag] = outcome
+            if outcome.paused:
+                paused[reply.tag] = outcome.paused
+            else:
+                done[reply.tag] = outcome
             if outcome.breach is not None:
                 breach = outcome.breach
                 stop_reason = f"usage limit: {breach}"
@@ -99,15 +106,17 @@ async def fan_out(
                 await _start(supervisor, branches, started, inbox, services, path)
                 started += 1
     for late in inbox.arrived():  # finished while the siblings were being cancelled
-        if late.error is None:
+        if late.error is None and not late.value.paused:
             done[late.tag] = late.value
+    ended = done.keys() | paused.keys()
     return FanOutResult(
         finished=tuple((branches[i].name, done[i].result) for i in sorted(done)),
-        cancelled=tuple(branches[i].name for i in range(started) if i not in done),
+        cancelled=tuple(branches[i].name for i in range(started) if i not in ended),
         not_started=tuple(branch.name for branch in branches[started:]),
         breach=breach,
         stop_reason=stop_reason,
         trigger=trigger,
+        paused=tuple(path for i in sorted(paused) for path in paused[i]),
     )
 
 

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from collections.abc import Sequence
+from decimal import Decimal
 
 import attrs
 import trio
 from trioflow.actors import Actor, TraceEvent, TraceKind, TraceSink
+from trioflow.persistence import LedgerEntry
 
+from ._journal import Journal
 from ._money import format_usd
 from ._usage import NO_USAGE, Usage, UsageLimits
 
@@ -59,6 +63,9 @@ class Commit:
     grant: Grant | None
     actual: Usage
     step_limits: UsageLimits | None
+    #: The call's ledger key (see :class:`~trioflow.runtime.CallInfo`): a call
+    #: that runs again after a crash replaces its entry instead of adding one.
+    key: str
 
 
 @attrs.frozen(slots=True)
@@ -90,21 +97,45 @@ GovernorMessage = Reserve | Commit | Release | Totals | UsageUnder
 class Governor(Actor[GovernorMessage]):
     """Serializes a run's usage; see the module docstring."""
 
-    def __init__(self, limits: UsageLimits | None, trace: TraceSink) -> None:
+    def __init__(
+        self,
+        limits: UsageLimits | None,
+        trace: TraceSink,
+        journal: Journal,
+        ledger: Sequence[LedgerEntry] = (),
+    ) -> None:
         self._limits = limits
         self._trace = trace
+        self._journal = journal
         self._committed = NO_USAGE
         self._reserved: dict[int, Usage] = {}
         self._by_path: defaultdict[str, Usage] = defaultdict(Usage)
+        self._entries: dict[str, tuple[str, Usage]] = {}
         self._ids = itertools.count(1)
         self._breach: str | None = None
+        for entry in ledger:  # a resumed run starts from what its journal committed
+            usage = Usage(Decimal(entry.cost_usd), entry.input_tokens, entry.output_tokens)
+            self._settle(entry.key, entry.path, usage)
+
+    def _settle(self, key: str, path: str, usage: Usage) -> None:
+        """Count ``usage`` under ``key``, replacing what an earlier run of that call counted."""
+        earlier = self._entries.get(key)
+        if earlier is not None:
+            self._committed = _minus(self._committed, earlier[1])
+            self._by_path[earlier[0]] = _minus(self._by_path[earlier[0]], earlier[1])
+        self._entries[key] = (path, usage)
+        self._committed += usage
+        self._by_path[path] += usage
 
     async def receive(self, message: GovernorMessage) -> Grant | Denial | str | Usage | None:
         match message:
             case Reserve():
                 return self._reserve(message)
             case Commit():
-                return self._commit(message)
+                breach = self._commit(message)
+                actual = message.actual
+                await self._journal.record_usage(message.key, message.path, actual)
+                return breach
             case Release(grant=grant):
                 self._reserved.pop(grant.id, None)
                 return None
@@ -149,8 +180,7 @@ class Governor(Actor[GovernorMessage]):
     def _commit(self, commit: Commit) -> str | None:
         if commit.grant is not None:
             self._reserved.pop(commit.grant.id, None)
-        self._committed += commit.actual
-        self._by_path[commit.path] += commit.actual
+        self._settle(commit.key, commit.path, commit.actual)
         self._note("commit", commit.path, str(commit.actual))
         limit = _exceeded(self._limits, self._committed) or _step_exceeded(
             commit.step_limits, self._by_path[commit.path], commit.path
@@ -166,6 +196,14 @@ class Governor(Actor[GovernorMessage]):
         self._trace.record(
             TraceEvent(TraceKind.NOTE, self.path, trio.current_time(), label, about, detail)
         )
+
+
+def _minus(total: Usage, part: Usage) -> Usage:
+    return Usage(
+        total.cost_usd - part.cost_usd,
+        total.input_tokens - part.input_tokens,
+        total.output_tokens - part.output_tokens,
+    )
 
 
 def _exceeded(limits: UsageLimits | None, usage: Usage) -> str | None:

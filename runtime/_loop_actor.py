@@ -18,7 +18,7 @@ import functools
 from typing import Any
 
 import attrs
-from trioflow.actors import Actor, ActorRef, open_supervisor
+from trioflow.actors import ActorRef, open_supervisor
 
 from . import _pipeline_actor
 from ._callbacks import CallbackError, call_user
@@ -28,6 +28,7 @@ from ._errors import ContextValidationError
 from ._messages import Execute, StepDone
 from ._results import StepResult
 from ._services import RunServices
+from ._step_actor import StepActor
 from ._usage import NO_USAGE
 
 
@@ -38,15 +39,14 @@ class _Progress:
     history: list[StepResult] = attrs.field(factory=list)
 
 
-class LoopActor(Actor[Execute]):
+class LoopActor(StepActor):
     """Runs one :class:`LoopStep` once, then stops."""
 
     def __init__(self, spec: LoopStep, services: RunServices) -> None:
+        super().__init__(services)
         self._spec = spec
-        self._services = services
 
-    async def receive(self, message: Execute) -> StepDone:
-        self.stop()
+    async def execute(self, message: Execute) -> StepDone:
         progress = _Progress(message.context)
         try:
             return await self._iterate(message.data, progress)
@@ -69,7 +69,7 @@ class LoopActor(Actor[Execute]):
                     ),
                 )
                 done: StepDone = await body.ask(Execute(data, progress.context), sender=self.path)
-                stop = self._absorb(done, progress)
+                stop = await self._absorb(done, progress)
                 if stop is not None:
                     return stop
                 output = done.result.output
@@ -95,7 +95,7 @@ class LoopActor(Actor[Execute]):
             "its exit condition",
         )
 
-    def _absorb(self, done: StepDone, progress: _Progress) -> StepDone | None:
+    async def _absorb(self, done: StepDone, progress: _Progress) -> StepDone | None:
         """Record an iteration and apply its patch; the loop's end if it must stop."""
         result = done.result
         if result.patch and (result.success or done.breach is not None):
@@ -103,9 +103,12 @@ class LoopActor(Actor[Execute]):
                 progress.context = apply_patch(progress.context, result.patch, step=result.path)
             except ContextValidationError as error:
                 result = attrs.evolve(result, success=False, feedback=str(error))
+                await self._services.journal.record(StepDone(result, breach=done.breach))
             else:
                 progress.patch = progress.patch + result.patch
         progress.history.append(result)
+        if done.paused:
+            return attrs.evolve(self._done(progress, "paused"), paused=done.paused)
         if done.breach is not None:
             return self._done(progress, "usage_limit", feedback=done.breach, breach=done.breach)
         if not result.success:

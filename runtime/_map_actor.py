@@ -5,25 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from trioflow.actors import Actor
-
 from ._branch_results import fan_out_result
 from ._control import MapStep, OnBranchFailure
 from ._fanout import Branch, FanOutResult, fan_out
 from ._messages import Execute, StepDone
 from ._results import StepResult
 from ._services import RunServices
+from ._step_actor import StepActor
 
 
-class MapActor(Actor[Execute]):
+class MapActor(StepActor):
     """Runs one :class:`MapStep` once, then stops."""
 
     def __init__(self, spec: MapStep, services: RunServices) -> None:
+        super().__init__(services)
         self._spec = spec
-        self._services = services
 
-    async def receive(self, message: Execute) -> StepDone:
-        self.stop()
+    async def execute(self, message: Execute) -> StepDone:
         spec = self._spec
         items, problem = self._items(message)
         if problem is not None:

@@ -28,8 +28,12 @@ class StepDone:
     """A step's terminal message.
 
     ``breach`` is set when a usage limit was exceeded: the step's result is
-    recorded (with what it cost) and the run stops.
+    recorded (with what it cost) and the run stops. ``paused`` is set when
+    the step waits for human input: it is not complete, and the run ends
+    with status ``paused``.
     """
 
     result: StepResult
     breach: str | None = None
+    #: The paths of the human-input steps waiting beneath this step, if any.
+    paused: tuple[str, ...] = ()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from trioflow.actors import Actor
-
 from ._branch_results import fan_out_result
 from ._control import OnBranchFailure, ParallelStep, restrict_context
 from ._errors import ConfigurationError
@@ -13,6 +11,7 @@ from ._fanout import Branch, FanOutResult, fan_out
 from ._messages import Execute, StepDone
 from ._results import StepResult
 from ._services import RunServices
+from ._step_actor import StepActor
 
 
 def outputs_by_branch(fanned: FanOutResult) -> dict[str, Any]:
@@ -20,15 +19,14 @@ def outputs_by_branch(fanned: FanOutResult) -> dict[str, Any]:
     return {name: result.output for name, result in fanned.succeeded}
 
 
-class ParallelActor(Actor[Execute]):
+class ParallelActor(StepActor):
     """Runs one :class:`ParallelStep` once, then stops."""
 
     def __init__(self, spec: ParallelStep, services: RunServices) -> None:
+        super().__init__(services)
         self._spec = spec
-        self._services = services
 
-    async def receive(self, message: Execute) -> StepDone:
-        self.stop()
+    async def execute(self, message: Execute) -> StepDone:
         spec = self._spec
         try:
             snapshot = restrict_context(message.context, spec.context_include_keys, step=self.path)

@@ -68,6 +68,8 @@ class PipelineResult:
     usage: Usage
     context: BaseContext
     error: str | None = None
+    #: The human-input steps a paused run waits for (answer with ``rt.resume``).
+    paused_at: tuple[str, ...] = ()
 
     @property
     def success(self) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trioflow.actors import Actor, ActorRef, open_supervisor
+from trioflow.actors import ActorRef, open_supervisor
 
 from ._agent_step import AgentStepActor
 from ._branch_results import fan_out_result
@@ -12,9 +12,10 @@ from ._messages import Execute, StepDone
 from ._parallel_actor import outputs_by_branch
 from ._results import StepResult
 from ._services import RunServices
+from ._step_actor import StepActor
 
 
-class RouterActor(Actor[Execute]):
+class RouterActor(StepActor):
     """Runs one :class:`RouterStep` once, then stops.
 
     The router step runs first, as a child at ``<path>/<router name>``; its
@@ -25,11 +26,10 @@ class RouterActor(Actor[Execute]):
     """
 
     def __init__(self, spec: RouterStep, services: RunServices) -> None:
+        super().__init__(services)
         self._spec = spec
-        self._services = services
 
-    async def receive(self, message: Execute) -> StepDone:
-        self.stop()
+    async def execute(self, message: Execute) -> StepDone:
         spec = self._spec
         async with open_supervisor(self.path, self._services.trace) as supervisor:
             chooser: ActorRef[Execute] = supervisor.spawn(

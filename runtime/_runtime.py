@@ -10,20 +10,29 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import pydantic
 import trio
 from trioflow.actors import MemoryTraceSink, TraceEvent, open_supervisor
-from trioflow.persistence import InMemoryStore, RunRecord, RunStore
+from trioflow.persistence import InMemoryStore, LedgerEntry, PauseRecord, RunRecord, RunStore
 
 from ._cache import StepCache
 from ._context import BaseContext, apply_patch
-from ._errors import ConfigurationError, UsageLimitExceeded
+from ._errors import (
+    ConfigurationError,
+    HumanInputRequired,
+    RunNotResumable,
+    UsageLimitExceeded,
+)
 from ._governor import Governor, Totals
+from ._human import HumanStep
+from ._journal import Journal
 from ._messages import Execute, StepDone
+from ._paths import locate
 from ._pipeline import Pipeline, StepLike, as_pipeline
 from ._pipeline_actor import PipelineActor
 from ._results import PipelineResult, RunStatus
@@ -36,13 +45,26 @@ ROOT_PATH = "main"
 GOVERNOR_PATH = "governor"
 
 
+class _NoInput:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_INPUT"
+
+
+#: ``resume()`` without an answer (``None`` is a valid answer).
+NO_INPUT: Any = _NoInput()
+
+
 class Runtime:
-    """Runs pipelines; get one from :func:`open_runtime`."""
+    """Runs and resumes pipelines; get one from :func:`open_runtime`."""
 
     def __init__(self, store: RunStore, limits: UsageLimits | None, cache: StepCache) -> None:
         self.store = store
         self.limits = limits
         self.cache = cache
+        # The pipelines this runtime started, so resume() can find them again.
+        self._pipelines: dict[str, Pipeline] = {}
 
     async def run(
         self,
@@ -52,14 +74,17 @@ class Runtime:
         context: BaseContext | None = None,
         resources: Any = None,
         limits: UsageLimits | None = None,
+        target: str | None = None,
     ) -> PipelineResult:
         """Run ``pipeline`` on ``input`` and return how it went.
 
         A failing step gives a result with status ``failed`` (not an
-        exception). A usage limit raises :class:`UsageLimitExceeded`, whose
-        ``result`` is the run's result with the breaching step last in its
-        history. Mistakes in the call itself (input of the wrong type, a
-        context that is not a ``BaseContext``) raise at once.
+        exception); a human-input step gives status ``paused``. A usage
+        limit raises :class:`UsageLimitExceeded`, whose ``result`` is the
+        run's result with the breaching step last in its history. Mistakes
+        in the call itself (input of the wrong type, a context that is not
+        a ``BaseContext``) raise at once. ``target`` records where the
+        pipeline can be imported from (``FILE.py:NAME``) for a later resume.
         """
         pipeline = as_pipeline(pipeline, where="run()")
         check_input(input, pipeline.input_type, step=pipeline.steps[0].name)
@@ -68,20 +93,124 @@ class Runtime:
         # A deep copy: nothing the caller (or another run) holds is shared with this run.
         context = context.model_copy(update={"run_id": run_id}, deep=True)
         limits = limits if limits is not None else self.limits
-        await self.store.create_run(
-            RunRecord(run_id, pipeline.name, RunStatus.RUNNING.value, _now(), input)
+        record = RunRecord(
+            run_id,
+            pipeline.name,
+            RunStatus.RUNNING.value,
+            _now(),
+            input,
+            context=context,
+            limits=limits,
+            target=target,
         )
+        await self.store.create_run(record)
+        self._pipelines[run_id] = pipeline
+        journal = Journal(self.store, run_id)
+        return await self._drive(pipeline, record, resources, journal, ledger=())
+
+    async def resume(
+        self,
+        run_id: str,
+        human_input: Any = NO_INPUT,
+        *,
+        path: str | None = None,
+        pipeline: StepLike | None = None,
+        resources: Any = None,
+    ) -> PipelineResult:
+        """Go on with a paused or interrupted run, without re-running completed steps.
+
+        A paused run needs ``human_input`` (and, when several steps wait,
+        the ``path`` it answers); the answer is validated before anything
+        runs, and an answer that does not fit leaves the run paused. A run
+        interrupted by a crash or a cancellation resumes from its journal:
+        the step that was running runs again with the same idempotency key.
+        ``pipeline`` is needed when this runtime did not start the run.
+        """
+        record = await self.store.get_run(run_id)
+        if record.status not in _RESUMABLE:
+            raise RunNotResumable(
+                f"run {run_id!r} has status {record.status!r}: only paused, running "
+                "(interrupted) or cancelled runs can be resumed"
+            )
+        found = self._pipeline_of(record, pipeline)
+        answers = await self._answer(found, record, human_input, path)
+        records = {step.path: step for step in await self.store.steps_of(run_id)}
+        ledger = await self.store.ledger_of(run_id)
+        journal = Journal(self.store, run_id, records, answers)
+        running = attrs.evolve(record, status=RunStatus.RUNNING.value, paused_at=())
+        await self.store.update_run(running)
+        return await self._drive(found, running, resources, journal, ledger)
+
+    def _pipeline_of(self, record: RunRecord, given: StepLike | None) -> Pipeline:
+        if given is not None:
+            pipeline = as_pipeline(given, where="resume()")
+        elif record.run_id in self._pipelines:
+            pipeline = self._pipelines[record.run_id]
+        else:
+            raise ConfigurationError(
+                f"run {record.run_id!r} was started elsewhere: pass the pipeline "
+                f"{record.pipeline_name!r} to resume(..., pipeline=...)"
+            )
+        if pipeline.name != record.pipeline_name:
+            raise ConfigurationError(
+                f"run {record.run_id!r} ran pipeline {record.pipeline_name!r}, "
+                f"not {pipeline.name!r}"
+            )
+        self._pipelines[record.run_id] = pipeline
+        return pipeline
+
+    async def _answer(
+        self, pipeline: Pipeline, record: RunRecord, human_input: Any, path: str | None
+    ) -> dict[str, Any]:
+        """The answers given so far, plus ``human_input`` validated and journaled."""
+        pauses = await self.store.pauses_of(record.run_id)
+        answers = {p.path: p.answer for p in pauses if p.answered_at is not None}
+        pending = [p for p in pauses if p.answered_at is None]
+        if human_input is NO_INPUT:
+            if pending:
+                waiting = "; ".join(f"{p.path}: {p.message}" for p in pending)
+                raise HumanInputRequired(f"run {record.run_id!r} waits for input at {waiting}")
+            return answers
+        pause = _chosen_pause(record.run_id, pending, path)
+        step = locate(pipeline, pause.path, root=ROOT_PATH)
+        if not isinstance(step, HumanStep):
+            raise ConfigurationError(f"{pause.path!r} is not a human-input step of this pipeline")
+        answer = step.validate(human_input, path=pause.path)
+        await self.store.record_pause(attrs.evolve(pause, answer=answer, answered_at=_now()))
+        return {**answers, pause.path: answer}
+
+    async def _drive(
+        self,
+        pipeline: Pipeline,
+        record: RunRecord,
+        resources: Any,
+        journal: Journal,
+        ledger: Sequence[LedgerEntry],
+    ) -> PipelineResult:
+        """Run (or re-walk) the pipeline for ``record`` and store how it ended."""
         trace = MemoryTraceSink()
         try:
-            done, usage = await self._execute(
-                pipeline, run_id, input, context, resources, limits, trace
-            )
+            done, usage = await self._execute(pipeline, record, resources, journal, ledger, trace)
         except BaseException as error:
             with trio.CancelScope(shield=True):
-                await self._finish_abruptly(run_id, pipeline.name, input, error, trace.events)
+                await self._end_abruptly(record, error, trace.events)
             raise
-        result = _pipeline_result(run_id, done, usage, context)
-        await self._finish(result, pipeline.name, input, trace.events)
+        result = _pipeline_result(record.run_id, done, usage, record.context)
+        await self.store.save_trace(record.run_id, trace.events)
+        await self.store.update_run(
+            attrs.evolve(
+                record,
+                status=result.status.value,
+                finished_at=_now(),
+                output=result.output,
+                final_context=result.context,
+                total_cost_usd=str(usage.cost_usd),
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                error=result.error,
+                paused_at=result.paused_at,
+            )
+        )
         if done.breach is not None:
             raise UsageLimitExceeded(done.breach, result)
         return result
@@ -89,60 +218,56 @@ class Runtime:
     async def _execute(
         self,
         pipeline: Pipeline,
-        run_id: str,
-        input: Any,
-        context: BaseContext,
+        record: RunRecord,
         resources: Any,
-        limits: UsageLimits | None,
+        journal: Journal,
+        ledger: Sequence[LedgerEntry],
         trace: MemoryTraceSink,
     ) -> tuple[StepDone, Usage]:
+        limits = record.limits
         async with open_supervisor("", trace) as root:
-            governor = root.spawn(GOVERNOR_PATH, lambda: Governor(limits, trace))
+            governor = root.spawn(GOVERNOR_PATH, lambda: Governor(limits, trace, journal, ledger))
             services = RunServices(
-                run_id, governor, limits, resources, self.cache, trace, self.store
+                record.run_id, governor, limits, resources, self.cache, trace, journal
             )
             main = root.spawn(ROOT_PATH, lambda: PipelineActor(pipeline, pipeline.name, services))
-            done: StepDone = await main.ask(Execute(input, context))
+            done: StepDone = await main.ask(Execute(record.input, record.context))
             usage: Usage = await governor.ask(Totals())
         return done, usage
 
-    async def _finish(
-        self, result: PipelineResult, name: str, input: Any, events: list[TraceEvent]
-    ) -> None:
-        await self.store.save_trace(result.run_id, events)
-        started = (await self.store.get_run(result.run_id)).started_at
-        await self.store.finish_run(
-            RunRecord(
-                result.run_id,
-                name,
-                result.status.value,
-                started,
-                input,
-                finished_at=_now(),
-                output=result.output,
-                total_cost_usd=str(result.usage.cost_usd),
-                total_tokens=result.usage.total_tokens,
-                error=result.error,
-            )
-        )
-
-    async def _finish_abruptly(
-        self, run_id: str, name: str, input: Any, error: BaseException, events: list[TraceEvent]
+    async def _end_abruptly(
+        self, record: RunRecord, error: BaseException, events: list[TraceEvent]
     ) -> None:
         status = RunStatus.CANCELLED if isinstance(error, trio.Cancelled) else RunStatus.FAILED
-        started = (await self.store.get_run(run_id)).started_at
-        await self.store.save_trace(run_id, events)
-        await self.store.finish_run(
-            RunRecord(
-                run_id,
-                name,
-                status.value,
-                started,
-                input,
+        await self.store.save_trace(record.run_id, events)
+        await self.store.update_run(
+            attrs.evolve(
+                record,
+                status=status.value,
                 finished_at=_now(),
                 error=f"{type(error).__name__}: {error}",
             )
         )
+
+
+_RESUMABLE = frozenset({RunStatus.PAUSED.value, RunStatus.RUNNING.value, RunStatus.CANCELLED.value})
+
+
+def _chosen_pause(run_id: str, pending: list[PauseRecord], path: str | None) -> PauseRecord:
+    if not pending:
+        raise ConfigurationError(f"run {run_id!r} is not waiting for human input")
+    if path is None:
+        if len(pending) > 1:
+            paths = ", ".join(repr(p.path) for p in pending)
+            raise HumanInputRequired(
+                f"run {run_id!r} waits for input at several steps ({paths}): pass path=..."
+            )
+        return pending[0]
+    for pause in pending:
+        if pause.path == path:
+            return pause
+    paths = ", ".join(repr(p.path) for p in pending)
+    raise ConfigurationError(f"run {run_id!r} has no pause at {path!r}; waiting at {paths}")
 
 
 def _initial_context(context: BaseContext | None, pipeline: Pipeline) -> BaseContext:
@@ -170,6 +295,8 @@ def _pipeline_result(
     final_context = apply_patch(context, summary.patch, step=ROOT_PATH)
     if done.breach is not None:
         status = RunStatus.USAGE_LIMIT
+    elif done.paused:
+        status = RunStatus.PAUSED
     elif summary.success:
         status = RunStatus.COMPLETED
     else:
@@ -181,7 +308,8 @@ def _pipeline_result(
         step_history=summary.step_history,
         usage=usage,
         context=final_context,
-        error=done.breach or summary.feedback,
+        error=None if done.paused else done.breach or summary.feedback,
+        paused_at=done.paused,
     )
 
 

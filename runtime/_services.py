@@ -6,16 +6,16 @@ from typing import Any
 
 import attrs
 from trioflow.actors import ActorRef, TraceSink
-from trioflow.persistence import RunStore
 
 from ._cache import StepCache
 from ._governor import GovernorMessage
+from ._journal import Journal
 from ._usage import UsageLimits
 
 
 @attrs.frozen
 class RunServices:
-    """The run's identity, governor, cache, store and trace, shared read-only."""
+    """The run's identity, governor, cache, journal and trace, shared read-only."""
 
     run_id: str
     governor: ActorRef[GovernorMessage]
@@ -23,4 +23,4 @@ class RunServices:
     resources: Any
     cache: StepCache
     trace: TraceSink
-    store: RunStore
+    journal: Journal

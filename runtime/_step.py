@@ -27,6 +27,7 @@ from ._usage import Completion, Usage, UsageLimits
 
 if TYPE_CHECKING:
     from ._control import ConditionalStep, LoopStep, MapStep, ParallelStep, RouterStep
+    from ._human import HumanStep
     from ._pipeline import StepLike
 
 #: How many fallbacks a chain may hold (a step, its fallback, that one's, ...).
@@ -170,6 +171,13 @@ class Step(StepSpec):
         from ._control import router
 
         return router(name, router_agent, branches, **options)
+
+    @staticmethod
+    def human_in_the_loop(name: str, message: str, input_schema: Any = Any) -> HumanStep:
+        """Pause the run until a person answers; see :mod:`trioflow.runtime._human`."""
+        from ._human import human_in_the_loop
+
+        return human_in_the_loop(name, message, input_schema)
 
     @property
     def fingerprint(self) -> str:

@@ -109,6 +109,7 @@ async def test_a_hundred_concurrent_runs_do_not_see_each_other(
         assert [(s.path, s.output) for s in steps] == [
             ("main/0:scale", number * 10),
             ("main/1:label", f"run{number}={number * 10}"),
+            ("main", f"run{number}={number * 10}"),
         ]
         record = await store.get_run(result.run_id)
         assert record.status == "completed"

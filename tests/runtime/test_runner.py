@@ -100,11 +100,14 @@ async def test_store_records_a_completed_run(rt: Runtime, store: InMemoryStore) 
     assert [(s.path, s.name, s.success, s.output, s.attempts) for s in steps] == [
         ("main/0:a", "a", True, "A", 1),
         ("main/1:b", "b", True, "B", 1),
+        ("main", "pipeline", True, "B", 1),  # the top pipeline's own record comes last
     ]
     assert [(Decimal(s.cost_usd), s.input_tokens, s.output_tokens) for s in steps] == [
         (Decimal("0.10"), 1, 2),
         (Decimal("0.25"), 3, 4),
+        (Decimal("0.35"), 4, 6),
     ]
+    assert steps[-1].children == ("main/0:a", "main/1:b")
     assert {s.run_id for s in steps} == {result.run_id}
 
 
@@ -126,7 +129,11 @@ async def test_store_records_a_failed_run_up_to_the_failing_step(
     assert record.error == "step 'main/1:b' failed (agent_error): RuntimeError: b broke"
     assert record.output is None
     steps = await store.steps_of(result.run_id)
-    assert [(s.path, s.success) for s in steps] == [("main/0:a", True), ("main/1:b", False)]
+    assert [(s.path, s.success) for s in steps] == [
+        ("main/0:a", True),
+        ("main/1:b", False),
+        ("main", False),
+    ]
     assert unreached.calls == 0
 
 
@@ -143,7 +150,11 @@ async def test_store_records_a_usage_limit_run(rt: Runtime, store: InMemoryStore
     assert record.error == "Cost limit of $1.00 exceeded"
     assert Decimal(record.total_cost_usd) == Decimal("1.20")
     steps = await store.steps_of(result.run_id)
-    assert [(s.path, s.success) for s in steps] == [("main/0:a", True), ("main/1:b", True)]
+    assert [(s.path, s.success, s.breach) for s in steps] == [
+        ("main/0:a", True, None),
+        ("main/1:b", True, "Cost limit of $1.00 exceeded"),
+        ("main", False, "Cost limit of $1.00 exceeded"),
+    ]
 
 
 async def test_store_has_one_record_per_step_path_of_a_nested_pipeline(
@@ -158,6 +169,7 @@ async def test_store_has_one_record_per_step_path_of_a_nested_pipeline(
     assert result.context.total == 1 + 2 + 3 + 4
     steps = await store.steps_of(result.run_id)
     assert sorted(s.path for s in steps) == [
+        "main",
         "main/0:add_one",
         "main/1:inner",
         "main/1:inner/0:add_one",

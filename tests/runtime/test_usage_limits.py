@@ -86,8 +86,11 @@ async def test_breaching_step_keeps_its_context_update(rt: Runtime, store: InMem
     assert breaching.success is True
     assert breaching.patch == (SetField("note", "set by the breaching step"),)
     assert result.context.note == "set by the breaching step"
-    [record] = await store.steps_of(result.run_id)
+    [record, top] = await store.steps_of(result.run_id)
+    assert record.path == "main/0:costly"
     assert record.patch == (SetField("note", "set by the breaching step"),)
+    assert top.path == "main"
+    assert top.patch == (SetField("note", "set by the breaching step"),)
 
 
 async def test_limit_message_shows_money_as_people_write_it(rt: Runtime) -> None:

@@ -1,0 +1,152 @@
+"""Workload 7, cancel: how fast a failing branch stops its sleeping siblings.
+
+What is measured, per repetition one run of a parallel step under
+``on_branch_failure="propagate"`` (the default):
+
+* ``siblings`` branches each ``await trio.sleep(10)`` on the real clock;
+  each counts itself asleep, and records ``trio.current_time()`` in its
+  ``finally`` when it is cancelled;
+* one more branch, declared last, waits until every task of the run is
+  blocked (``trio.testing.wait_all_tasks_blocked``, so every sibling is
+  asleep), records ``trio.current_time()`` and raises.
+
+The value is the milliseconds from that failure to the last sibling's
+exit. In trioflow the failure travels as the branch's result to the
+parallel supervisor, which cancels its nursery with a reason; the **floor**
+is the same tasks in one plain trio nursery, where the exception itself
+cancels the nursery. Why: the design promises siblings stop within one
+scheduling round; a thousand sleeping agent calls must not keep spending
+after a failure. Target: under 20 ms.
+
+Every run checks that all siblings were asleep and all exited, and that
+the run failed naming the failing branch.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import attrs
+import harness
+import trio
+import trio.testing
+from harness import Report, Workload
+from trioflow.runtime import Pipeline, Step, open_runtime
+
+#: The failure must reach every sibling within this many milliseconds.
+TARGET_MS = 20.0
+SLEEP_SECONDS = 10.0
+FAILING = "fails"
+
+
+@attrs.frozen
+class Size:
+    siblings: int = 1_000
+
+    def describe(self) -> str:
+        return f"{self.siblings:,} sleeping siblings + 1 failing branch"
+
+
+class BranchFailed(Exception):
+    """What the failing branch raises."""
+
+
+@attrs.define
+class Probe:
+    """When the failure happened and when each sibling exited (trio's clock)."""
+
+    asleep: int = 0
+    failed_at: float | None = None
+    exits: list[float] = attrs.field(factory=list)
+
+    def latency_ms(self, siblings: int, who: str) -> float:
+        if self.asleep != siblings or len(self.exits) != siblings or self.failed_at is None:
+            raise RuntimeError(
+                f"{who}: {self.asleep} of {siblings} siblings asleep, "
+                f"{len(self.exits)} exited, failure at {self.failed_at}"
+            )
+        return (max(self.exits) - self.failed_at) * 1e3
+
+
+async def sleep_long(x: int, *, resources: Probe) -> int:
+    """A sibling: asleep for 10 s unless cancelled; its exit time is recorded."""
+    resources.asleep += 1
+    try:
+        await trio.sleep(SLEEP_SECONDS)
+    finally:
+        resources.exits.append(trio.current_time())
+    return x
+
+
+async def fail_when_all_asleep(x: int, *, resources: Probe) -> int:
+    """The failing branch: once every other task is blocked, record the time and raise."""
+    await trio.testing.wait_all_tasks_blocked()
+    resources.failed_at = trio.current_time()
+    raise BranchFailed("failing on purpose")
+
+
+def build_pipeline(siblings: int) -> Pipeline:
+    sleeper = Step.from_callable(sleep_long, name="sleep")
+    branches = {f"s{index}": sleeper for index in range(siblings)}
+    branches[FAILING] = Step.from_callable(fail_when_all_asleep, name=FAILING)
+    return Pipeline.of(Step.parallel("cancel", branches))
+
+
+async def trioflow_cancel(pipeline: Pipeline, siblings: int) -> float:
+    """One run; milliseconds from the failure to the last sibling's exit."""
+    probe = Probe()
+    async with open_runtime() as runtime:
+        result = await runtime.run(pipeline, 1, resources=probe)
+    if result.success or FAILING not in (result.error or ""):
+        raise RuntimeError(f"the run did not fail because of {FAILING!r}: {result.error}")
+    return probe.latency_ms(siblings, "trioflow")
+
+
+async def floor_cancel(siblings: int) -> float:
+    """The same in one plain trio nursery; the same milliseconds."""
+    probe = Probe()
+    try:
+        async with trio.open_nursery() as nursery:
+            for value in range(siblings):
+                nursery.start_soon(functools.partial(sleep_long, value, resources=probe))
+            nursery.start_soon(functools.partial(fail_when_all_asleep, 0, resources=probe))
+    except* BranchFailed:
+        pass
+    return probe.latency_ms(siblings, "floor")
+
+
+def _latency(body: functools.partial[object]) -> harness.Variant:
+    def variant() -> float:
+        latency: float = trio.run(body)
+        return latency
+
+    return variant
+
+
+def measure(size: Size, repeats: int) -> Report:
+    pipeline = build_pipeline(size.siblings)
+    comparison = harness.compare(
+        "ms to stop",
+        _latency(functools.partial(trioflow_cancel, pipeline, size.siblings)),
+        _latency(functools.partial(floor_cancel, size.siblings)),
+        repeats,
+    )
+    latency = comparison.trioflow.median
+    return Report(
+        7,
+        "cancel",
+        size.describe(),
+        comparison,
+        f"{latency:.1f} ms",
+        f"< {TARGET_MS:.0f} ms",
+        latency < TARGET_MS,
+        (
+            f"ms from the failure to the last sibling's exit, trioflow "
+            f"{harness.spread(comparison.trioflow)}, floor {harness.spread(comparison.floor)}.",
+            "every run checked: all siblings asleep before the failure, all exited, and the "
+            "run failed naming the failing branch.",
+        ),
+    )
+
+
+WORKLOAD = Workload(7, "cancel", measure, default=Size(), tiny=Size(siblings=5))

@@ -1,0 +1,383 @@
+"""The SQLite store: runs kept in a file, through apsw, in WAL mode.
+
+Open it with ``async with SQLiteStore.open(path) as store:``. Opening
+checks the file, migrates its schema to the current version
+(:mod:`._schema`) and starts the journal writer (:mod:`._writer`), the one
+actor every write goes through; leaving the block lets the writer finish
+what is queued and closes the file.
+
+Durability (``durability=``), both committing every write before the
+awaited call returns:
+
+* ``"normal"`` (the default): ``PRAGMA synchronous = NORMAL``. A committed
+  write survives the process crashing or being killed; the last commits may
+  be lost if the machine loses power or the OS crashes (the database stays
+  consistent). Commits need no fsync, so they are fast.
+* ``"full"``: ``PRAGMA synchronous = FULL``. Every commit is fsynced: it
+  also survives power loss, at the cost of one fsync per write.
+
+There is no weaker mode: no write is ever acknowledged before its commit.
+
+Threads: the writer runs each transaction in a worker thread, so a wait
+for a lock held by another process (``database is locked`` is retried for
+``busy_timeout_s``, never taken for corruption) or an fsync never blocks
+the event loop. Reads run in the caller's task on a second, read-only
+connection: in WAL mode readers never wait for writers and read the last
+commit, and the queries are short index lookups.
+
+Files: the parent folder is created if needed. A file that is not a
+database, or is damaged (caught by ``PRAGMA quick_check`` on open, which
+reads the whole file once), is moved aside with its ``-wal``/``-shm``
+files to ``NAME.corrupt-<UTC time>`` (a counter is added if that name is
+taken; nothing is overwritten or deleted). Then :class:`CorruptDatabase`
+says where it went, or, with ``recover=True``, a fresh database is started
+at ``path`` and :attr:`SQLiteStore.recovered_from` holds that error. A
+database newer than this code raises :class:`SchemaTooNew`; a valid
+SQLite database that trioflow did not create raises :class:`StoreError`;
+both files are left untouched.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import apsw
+import trio
+from trioflow.actors import ActorRef, TraceEvent, TraceKind, TraceSink, open_supervisor
+
+from ._codec import CODEC, CorruptJournal
+from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
+from ._schema import CURRENT_VERSION, SchemaTooNew, migrate, schema_version, utc_text
+from ._store import StoreError, UnknownRun
+from ._writer import (
+    AppendTrace,
+    CreateRun,
+    JournalWriter,
+    PutPause,
+    PutStep,
+    PutUsage,
+    RunRow,
+    UpdateRun,
+    WriteRequest,
+    immediate_transaction,
+)
+
+R = TypeVar("R")
+
+Durability = Literal["normal", "full"]
+
+_SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}
+
+#: Files SQLite keeps next to a database; moved aside with it.
+_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+class CorruptDatabase(StoreError):
+    """The file was not a readable SQLite database; it was moved to ``moved_to``."""
+
+    def __init__(self, path: Path, moved_to: Path, reason: str) -> None:
+        super().__init__(
+            f"{path} is not a readable SQLite database ({reason}); it was moved aside to "
+            f"{moved_to} (nothing was deleted). Open the store with recover=True to start "
+            "a fresh database in its place."
+        )
+        self.path = path
+        self.moved_to = moved_to
+        self.reason = reason
+
+
+class _Damaged(Exception):
+    """Raised while checking a file: it is not a database or it is damaged."""
+
+
+class _DiscardTrace:
+    """The writer's trace sink when the caller gives none: its events are not kept."""
+
+    def record(self, event: TraceEvent) -> None:
+        pass
+
+
+class SQLiteStore:
+    """Implements :class:`RunStore` in an SQLite file; see the module docstring.
+
+    Made by :meth:`open`, never directly.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        durability: Durability,
+        reader: apsw.Connection,
+        writer: ActorRef[WriteRequest],
+        recovered_from: CorruptDatabase | None,
+    ) -> None:
+        self.path = path
+        self.durability = durability
+        #: With ``recover=True``: the corrupt file this store replaced (where it went).
+        self.recovered_from = recovered_from
+        self._reader = reader
+        self._writer = writer
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        recover: bool = False,
+        durability: Durability = "normal",
+        busy_timeout_s: float = 5.0,
+        trace: TraceSink | None = None,
+    ) -> AsyncIterator[SQLiteStore]:
+        """Open (creating or migrating) the journal at ``path``; see the module docstring.
+
+        ``trace`` receives the writer actor's kernel events (by default they
+        are discarded). Raises :class:`CorruptDatabase`,
+        :class:`SchemaTooNew` or :class:`StoreError` as described there.
+        """
+        if durability not in _SYNCHRONOUS:
+            raise ValueError(f"durability must be 'normal' or 'full', got {durability!r}")
+        if busy_timeout_s < 0:
+            raise ValueError(f"busy_timeout_s must be >= 0, got {busy_timeout_s}")
+        file = Path(path)
+        busy_ms = round(busy_timeout_s * 1000)
+        connection, recovered_from = await trio.to_thread.run_sync(
+            _open_journal, file, recover, durability, busy_ms
+        )
+        reader: apsw.Connection | None = None
+        try:
+            reader = _connect(file, busy_ms)
+            reader.execute("PRAGMA query_only = ON")
+            async with open_supervisor("journal", trace or _DiscardTrace()) as supervisor:
+                writer = supervisor.spawn("writer", lambda: JournalWriter(connection))
+                yield cls(file, durability, reader, writer, recovered_from)
+        finally:
+            if reader is not None:
+                reader.close()
+            connection.close()
+
+    # -- writes: encoded here, in the caller's task, then committed by the writer ----------
+
+    async def create_run(self, run: RunRecord) -> None:
+        await self._writer.ask(CreateRun(_run_row(run)))
+
+    async def update_run(self, run: RunRecord) -> None:
+        await self._writer.ask(UpdateRun(_run_row(run)))
+
+    async def record_step(self, step: StepRecord) -> None:
+        payload = CODEC.encode(step, where=f"step {step.path!r}")
+        await self._writer.ask(PutStep(step.run_id, step.path, payload))
+
+    async def record_usage(self, entry: LedgerEntry) -> None:
+        payload = CODEC.encode(entry, where="ledger")
+        await self._writer.ask(PutUsage(entry.run_id, entry.key, payload))
+
+    async def record_pause(self, pause: PauseRecord) -> None:
+        payload = CODEC.encode(pause, where=f"pause {pause.path!r}")
+        await self._writer.ask(PutPause(pause.run_id, pause.path, payload))
+
+    async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None:
+        await self._writer.ask(AppendTrace(run_id, tuple(events)))
+
+    # -- reads: the read-only connection, in the caller's task ----------------------------
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        rows = self._reader.execute("SELECT payload FROM runs WHERE run_id = ?", (run_id,))
+        found = rows.fetchall()
+        if not found:
+            raise UnknownRun(run_id)
+        return _decoded(found[0][0], RunRecord)
+
+    async def list_runs(self) -> list[RunRecord]:
+        rows = self._reader.execute("SELECT payload FROM runs ORDER BY started_at, rowid")
+        return [_decoded(payload, RunRecord) for (payload,) in rows.fetchall()]
+
+    async def steps_of(self, run_id: str) -> list[StepRecord]:
+        return self._payloads("steps", run_id, StepRecord)
+
+    async def pauses_of(self, run_id: str) -> list[PauseRecord]:
+        return self._payloads("pauses", run_id, PauseRecord)
+
+    async def ledger_of(self, run_id: str) -> list[LedgerEntry]:
+        return self._payloads("ledger", run_id, LedgerEntry)
+
+    async def trace_of(self, run_id: str) -> list[TraceEvent]:
+        self._require(run_id)
+        rows = self._reader.execute(
+            "SELECT kind, path, time, label, peer, detail FROM trace_events"
+            " WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        )
+        return [_trace_event(row) for row in rows.fetchall()]
+
+    def _payloads(self, table: str, run_id: str, kind: type[R]) -> list[R]:
+        # ``table`` is one of this module's constants, never caller input.
+        self._require(run_id)
+        rows = self._reader.execute(
+            f"SELECT payload FROM {table} WHERE run_id = ? ORDER BY seq", (run_id,)
+        )
+        return [_decoded(payload, kind) for (payload,) in rows.fetchall()]
+
+    def _require(self, run_id: str) -> None:
+        if not self._reader.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchall():
+            raise UnknownRun(run_id)
+
+
+def _run_row(run: RunRecord) -> RunRow:
+    started_at = utc_text(run.started_at)
+    assert started_at is not None  # a run always has a start
+    return RunRow(
+        run.run_id,
+        run.pipeline_name,
+        run.status,
+        started_at,
+        utc_text(run.finished_at),
+        CODEC.encode(run, where="run"),
+    )
+
+
+def _decoded(payload: Any, kind: type[R]) -> R:
+    if not isinstance(payload, str):
+        raise CorruptJournal(f"expected a stored {kind.__name__} as text, read {payload!r}")
+    record: Any = CODEC.decode(payload)
+    if not isinstance(record, kind):
+        raise CorruptJournal(f"expected a {kind.__name__}, read {type(record).__name__}")
+    return record
+
+
+def _trace_event(row: tuple[Any, ...]) -> TraceEvent:
+    kind, path, time, label, peer, detail = row
+    return TraceEvent(TraceKind(kind), path, time, label, peer, detail)
+
+
+# -- opening: runs in a worker thread (it may wait for locks and reads the whole file) ----
+
+
+def _connect(path: Path, busy_ms: int) -> apsw.Connection:
+    connection = apsw.Connection(str(path))
+    # Before anything else: every statement, these checks included, waits for locks.
+    connection.set_busy_timeout(busy_ms)
+    return connection
+
+
+def _open_journal(
+    path: Path, recover: bool, durability: Durability, busy_ms: int
+) -> tuple[apsw.Connection, CorruptDatabase | None]:
+    """The write connection to a checked, current journal at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recovered_from: CorruptDatabase | None = None
+    try:
+        connection = _checked(path, busy_ms)
+    except _Damaged as damage:
+        corrupt = CorruptDatabase(path, _move_aside(path), str(damage))
+        if not recover:
+            raise corrupt from damage.__cause__
+        recovered_from = corrupt
+        connection = _checked(path, busy_ms)
+    try:
+        _prepare(connection, path, durability)
+    except BaseException:
+        connection.close()
+        raise
+    return connection, recovered_from
+
+
+def _checked(path: Path, busy_ms: int) -> apsw.Connection:
+    """A connection to ``path`` once it is known to be a sound database this code can read.
+
+    Raises :class:`_Damaged` (with the connection closed, so the file may be
+    moved) for a file that is not a database or is damaged. Nothing here
+    writes to the file.
+    """
+    connection = _connect(path, busy_ms)
+    try:
+        try:
+            version = schema_version(connection)  # reads the header: NotADBError if garbage
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
+        except (apsw.NotADBError, apsw.CorruptError) as error:
+            raise _Damaged(str(error)) from error
+        if problems != ["ok"]:
+            raise _Damaged("; ".join(str(problem) for problem in problems))
+        if version > CURRENT_VERSION:
+            raise SchemaTooNew(str(path), version, CURRENT_VERSION)
+        if version == 0:
+            _require_empty(connection, path)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _require_empty(connection: apsw.Connection, path: Path) -> None:
+    """Refuse a version-0 database that already has tables: trioflow did not create it."""
+    tables = [
+        row[0]
+        for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+        ).fetchall()
+    ]
+    if tables:
+        raise StoreError(
+            f"{path} is an SQLite database that trioflow did not create (schema version 0, "
+            f"tables: {', '.join(str(table) for table in tables)}); it was left untouched"
+        )
+
+
+def _prepare(connection: apsw.Connection, path: Path, durability: Durability) -> None:
+    """WAL mode, the durability's ``synchronous``, and the schema at the current version."""
+    (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchall()[0]
+    if mode != "wal":
+        raise StoreError(f"{path}: SQLite cannot use WAL mode here (journal mode is {mode})")
+    connection.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
+    connection.execute("PRAGMA foreign_keys = ON")
+    if schema_version(connection) != CURRENT_VERSION:
+        with immediate_transaction(connection):  # one process migrates; the others wait
+            migrate(connection, str(path))
+
+
+def _move_aside(path: Path) -> Path:
+    """Move ``path`` and its companion files to a fresh ``NAME.corrupt-<UTC time>``.
+
+    Hard links make each move refuse to overwrite (``os.rename`` would
+    replace a file silently); where the filesystem has no hard links, a
+    rename to a name checked to be free is used.
+    """
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    counter = 0
+    while True:
+        name = f"{path.name}.corrupt-{stamp}" + (f".{counter}" if counter else "")
+        target = path.with_name(name)
+        counter += 1
+        if any(_with_suffix(target, s).exists() for s in ("", *_COMPANIONS)):
+            continue
+        try:
+            _move(path, target)
+        except FileExistsError:  # taken since we looked: try the next name
+            continue
+        for suffix in _COMPANIONS:
+            companion = _with_suffix(path, suffix)
+            if companion.exists():
+                _move(companion, _with_suffix(target, suffix))
+        return target
+
+
+def _with_suffix(path: Path, suffix: str) -> Path:
+    return path.with_name(path.name + suffix)
+
+
+def _move(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links on this filesystem
+        if target.exists():
+            raise FileExistsError(target) from None
+        os.rename(source, target)
+    else:
+        os.unlink(source)
