@@ -2,8 +2,8 @@
 
 A *variant* is one side of a comparison (trioflow, or its plain-trio
 floor) packaged as a function that does a whole ``trio.run`` and returns
-the quantity measured, in the unit of its :class:`Comparison` (seconds
-per step, milliseconds of latency, ...). :func:`compare` runs the
+the quantity measured, in the unit of its :class:`Comparison`
+(microseconds per step, milliseconds of latency, ...). :func:`compare` runs the
 variants of a workload the same way for all of them:
 
 1. one untimed repetition of each under ``tracemalloc``, for peak memory.
@@ -288,6 +288,18 @@ def _git(where: Path, *args: str) -> str:
         ["git", "-C", str(where), *args], capture_output=True, text=True, check=True
     )
     return completed.stdout.strip()
+
+
+def load_average() -> float | None:
+    """The machine's one-minute load average, where the platform has one.
+
+    Other processes make times noisier (ratios less so, the variants
+    alternating), so the results note the load before and after.
+    """
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def describe_machine() -> str:

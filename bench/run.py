@@ -23,17 +23,24 @@ from pathlib import Path
 from typing import Any
 
 import harness
+import workloads.cancel
+import workloads.chain
+import workloads.concurrent_runs
+import workloads.fanout
+import workloads.governor_race
+import workloads.idle_actors
+import workloads.map
 from harness import Report, Workload
-from workloads import cancel, chain, concurrent_runs, fanout, governor_race, idle_actors, map
 
+#: Every workload the suite runs, in the plan's order.
 WORKLOADS: tuple[Workload[Any], ...] = (
-    chain.WORKLOAD,
-    fanout.WORKLOAD,
-    map.WORKLOAD,
-    concurrent_runs.WORKLOAD,
-    governor_race.WORKLOAD,
-    cancel.WORKLOAD,
-    idle_actors.WORKLOAD,
+    workloads.chain.WORKLOAD,
+    workloads.fanout.WORKLOAD,
+    workloads.map.WORKLOAD,
+    workloads.concurrent_runs.WORKLOAD,
+    workloads.governor_race.WORKLOAD,
+    workloads.cancel.WORKLOAD,
+    workloads.idle_actors.WORKLOAD,
 )
 
 #: Workloads of the plan that need the SQLite journal, which does not exist yet.
@@ -123,7 +130,19 @@ HOW_TO_READ = """\
   correctness checks (exact totals, merged contexts, outputs in order) are."""
 
 
-def render_markdown(reports: Sequence[Report], *, repeats: int, with_pending: bool) -> str:
+def describe_load(before: float | None, after: float | None) -> str:
+    """The load averages around the run, or why there are none."""
+    if before is None or after is None:
+        return "Load average: not available on this platform."
+    return (
+        f"Load average (1 min): {before:.2f} before, {after:.2f} after "
+        "(other processes make times noisier; ratios less so)."
+    )
+
+
+def render_markdown(
+    reports: Sequence[Report], *, repeats: int, with_pending: bool, load: str
+) -> str:
     """The whole results file: machine, table, notes, how to read it."""
     names = "" if with_pending else " " + " ".join(report.name for report in reports)
     return "\n".join(
@@ -135,6 +154,8 @@ def render_markdown(reports: Sequence[Report], *, repeats: int, with_pending: bo
             f"Code: {harness.describe_code()}.",
             "",
             f"Command: `python bench/run.py{names}`, median of {repeats} timed repetitions.",
+            "",
+            load,
             "",
             harness.render_markdown_table(table_rows(reports, with_pending=with_pending)),
             "",
@@ -156,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> list[Report]:
     everything = len(workloads) == len(WORKLOADS)
     print(f"{harness.describe_machine()}; median of {args.repeats} repetitions")
     print(harness.describe_code(), flush=True)
+    load_before = harness.load_average()
     reports = []
     for workload in workloads:
         print(f"running {workload.number}. {workload.name} ...", file=sys.stderr, flush=True)
@@ -164,11 +186,13 @@ def main(argv: Sequence[str] | None = None) -> list[Report]:
     print(harness.render_text(table_rows(reports, with_pending=everything)))
     print()
     print(render_notes(reports, markdown=False))
+    load = describe_load(load_before, harness.load_average())
+    print(f"\n{load}")
     markdown = args.markdown
     if markdown is None and everything and not args.tiny:
         markdown = RESULTS
     if markdown is not None:
-        text = render_markdown(reports, repeats=args.repeats, with_pending=everything)
+        text = render_markdown(reports, repeats=args.repeats, with_pending=everything, load=load)
         markdown.write_text(text, encoding="utf-8")
         print(f"\nwrote {markdown}")
     return reports

@@ -56,13 +56,11 @@ class SchemaTooNew(StoreError):
         self.supported = supported
 
 
-def utc_text(moment: datetime.datetime | None) -> str | None:
+def utc_text(moment: datetime.datetime) -> str:
     """``moment`` as the text of a query column: UTC, ISO-8601, with microseconds.
 
     A naive datetime is kept as it is (it has no offset to convert).
     """
-    if moment is None:
-        return None
     if moment.tzinfo is not None:
         moment = moment.astimezone(datetime.UTC)
     return moment.isoformat(timespec="microseconds")

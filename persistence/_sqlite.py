@@ -73,6 +73,9 @@ Durability = Literal["normal", "full"]
 
 _SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}
 
+#: The first bytes of every SQLite database file.
+_HEADER = b"SQLite format 3\x00"
+
 #: Files SQLite keeps next to a database; moved aside with it.
 _COMPANIONS = ("-wal", "-shm", "-journal")
 
@@ -229,14 +232,12 @@ class SQLiteStore:
 
 
 def _run_row(run: RunRecord) -> RunRow:
-    started_at = utc_text(run.started_at)
-    assert started_at is not None  # a run always has a start
     return RunRow(
         run.run_id,
         run.pipeline_name,
         run.status,
-        started_at,
-        utc_text(run.finished_at),
+        utc_text(run.started_at),
+        None if run.finished_at is None else utc_text(run.finished_at),
         CODEC.encode(run, where="run"),
     )
 
@@ -272,13 +273,13 @@ def _open_journal(
     path.parent.mkdir(parents=True, exist_ok=True)
     recovered_from: CorruptDatabase | None = None
     try:
-        connection = _checked(path, busy_ms)
+        _check(path, busy_ms)
     except _Damaged as damage:
         corrupt = CorruptDatabase(path, _move_aside(path), str(damage))
         if not recover:
             raise corrupt from damage.__cause__
         recovered_from = corrupt
-        connection = _checked(path, busy_ms)
+    connection = _connect(path, busy_ms)
     try:
         _prepare(connection, path, durability)
     except BaseException:
@@ -287,17 +288,32 @@ def _open_journal(
     return connection, recovered_from
 
 
-def _checked(path: Path, busy_ms: int) -> apsw.Connection:
-    """A connection to ``path`` once it is known to be a sound database this code can read.
+def _check(path: Path, busy_ms: int) -> None:
+    """Make sure ``path`` is absent, empty, or a sound database this code can read.
 
-    Raises :class:`_Damaged` (with the connection closed, so the file may be
-    moved) for a file that is not a database or is damaged. Nothing here
-    writes to the file.
+    Raises :class:`_Damaged` for a file that is not a database or is
+    damaged, :class:`SchemaTooNew` or :class:`StoreError` (not ours). The
+    check changes nothing: a file that does not start with SQLite's header
+    is refused before SQLite opens it. The others are only read; when a
+    ``-wal`` file exists the connection is read-only, because a read-write
+    connection closing on a damaged database deletes its ``-wal`` file
+    (without one, read-write is right: it removes the ``-wal`` and ``-shm``
+    files it made itself when it closes).
     """
-    connection = _connect(path, busy_ms)
+    size = path.stat().st_size if path.exists() else 0
+    has_wal = _with_suffix(path, "-wal").exists()
+    if size == 0 and not has_wal:
+        return  # a new database
+    if size > 0:
+        with path.open("rb") as file:
+            if file.read(len(_HEADER)) != _HEADER:
+                raise _Damaged("file is not a database")
+    flags = apsw.SQLITE_OPEN_READONLY if has_wal else apsw.SQLITE_OPEN_READWRITE
+    connection = apsw.Connection(str(path), flags=flags)
     try:
+        connection.set_busy_timeout(busy_ms)
         try:
-            version = schema_version(connection)  # reads the header: NotADBError if garbage
+            version = schema_version(connection)
             problems = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
         except (apsw.NotADBError, apsw.CorruptError) as error:
             raise _Damaged(str(error)) from error
@@ -307,10 +323,8 @@ def _checked(path: Path, busy_ms: int) -> apsw.Connection:
             raise SchemaTooNew(str(path), version, CURRENT_VERSION)
         if version == 0:
             _require_empty(connection, path)
-    except BaseException:
+    finally:
         connection.close()
-        raise
-    return connection
 
 
 def _require_empty(connection: apsw.Connection, path: Path) -> None:

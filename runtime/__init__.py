@@ -1,6 +1,7 @@
 """trioflow's pipeline runtime: the DSL, step actors, governor and runner."""
 
 from ._agents import Agent, CallableAgent, FakeModel, StubAgent
+from ._calls import CallInfo, current_call
 from ._checks import Plugin, PluginOutcome, ValidationResult
 from ._context import (
     AddTo,
@@ -28,18 +29,21 @@ from ._errors import (
     ContextValidationError,
     ControlSignal,
     FallbackLoopError,
+    HumanInputRequired,
     InputTypeError,
     PipelineTypeError,
     RedirectLoopError,
+    RunNotResumable,
     ScriptExhausted,
     TrioflowError,
     UsageLimitExceeded,
 )
+from ._human import HumanInputInvalid, HumanInteraction, HumanStep
 from ._merge import Merge, MergeConflict, MergeError
 from ._pipeline import Pipeline, PipelineStep
 from ._results import PipelineResult, RunStatus, StepResult
 from ._retry import FailureKind, RetryPolicy, append_feedback
-from ._runtime import Runtime, open_runtime, run_sync
+from ._runtime import Runtime, default_db_path, open_runtime, run_sync
 from ._step import MAX_FALLBACK_DEPTH, Cache, Step, step
 from ._usage import Completion, Usage, UsageLimits
 
@@ -51,6 +55,7 @@ __all__ = [
     "AppendTo",
     "BaseContext",
     "Cache",
+    "CallInfo",
     "CallableAgent",
     "Completion",
     "ConditionalStep",
@@ -60,6 +65,10 @@ __all__ = [
     "FailureKind",
     "FakeModel",
     "FallbackLoopError",
+    "HumanInputInvalid",
+    "HumanInputRequired",
+    "HumanInteraction",
+    "HumanStep",
     "InputTypeError",
     "LoopStep",
     "MapStep",
@@ -80,6 +89,7 @@ __all__ = [
     "Remove",
     "RetryPolicy",
     "RouterStep",
+    "RunNotResumable",
     "RunStatus",
     "Runtime",
     "ScriptExhausted",
@@ -96,6 +106,8 @@ __all__ = [
     "WithPatch",
     "append_feedback",
     "apply_patch",
+    "current_call",
+    "default_db_path",
     "open_runtime",
     "run_sync",
     "step",

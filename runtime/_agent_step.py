@@ -347,15 +347,18 @@ async def _call(
     raise StepTimeout(f"timed out after {timeout_s:g}s")
 
 
-async def _reserve(
-    spec: Step, agent: Agent, path: str, data: Any, services: RunServices
-) -> Grant | None:
+async def _reserve(spec: Step, agent: Agent, path: str, data: Any, services: RunServices) -> Grant:
+    """Ask the governor before a call under a limit.
+
+    With an upper-bound estimate the reservation holds it (strict mode);
+    without one it reserves nothing but is still refused once a limit was
+    exceeded, so no call starts after a breach (optimistic mode).
+    """
     estimate = spec.usage_estimate
     if estimate is None and isinstance(agent, EstimatingAgent):
         estimate = agent.estimate_usage(data)
-    if estimate is None:
-        return None
-    decision = await services.governor.ask(Reserve(path, estimate, spec.limits), sender=path)
+    request = Reserve(path, estimate if estimate is not None else NO_USAGE, spec.limits)
+    decision = await services.governor.ask(request, sender=path)
     if isinstance(decision, Denial):
         raise _LimitBreached(decision.message, paid=False)
     assert isinstance(decision, Grant)

@@ -64,6 +64,10 @@ def _details(fanned: FanOutResult) -> dict[str, Any]:
     details: dict[str, Any] = {}
     if fanned.failed:
         details["failed_branches"] = {name: r.feedback for name, r in fanned.failed}
+    if fanned.breached:
+        details["breached_branches"] = [
+            name for name, _ in fanned.finished if name in fanned.breached
+        ]
     if fanned.cancelled:
         details["cancelled_branches"] = list(fanned.cancelled)
     if fanned.not_started:
@@ -93,7 +97,7 @@ def _merged(
     shape: Shape,
     path: str,
 ) -> StepResult:
-    patches = [(name, r.patch) for name, r in fanned.succeeded]
+    patches = [(name, r.patch) for name, r in fanned.contributing]
     try:
         patch = tuple(merge_patches(base, patches, merge, step=path))
     except ContextValidationError as error:

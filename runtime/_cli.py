@@ -1,36 +1,57 @@
 """The ``trioflow`` command line.
 
-``trioflow run FILE.py:NAME`` runs a pipeline defined in a Python file.
-The input comes from ``--input TEXT``, ``--input-file PATH`` or standard
-input; it is passed as text when the first step takes ``str`` (or is
-untyped) and parsed as JSON into the step's input type otherwise.
+* ``trioflow run FILE.py:NAME`` runs a pipeline defined in a Python file.
+  The input comes from ``--input TEXT``, ``--input-file PATH`` or standard
+  input; it is passed as text when the first step takes ``str`` (or is
+  untyped) and parsed as JSON into the step's input type otherwise.
+* ``trioflow resume RUN [--input ANSWER]`` goes on with a paused or
+  interrupted run; an answer is read as JSON when it parses as JSON, as
+  text otherwise, and validated against the pause's schema.
+* ``trioflow runs list`` and ``trioflow runs show RUN`` read the journal.
 
-Exit codes: 0 success; 1 the pipeline failed; 2 bad arguments or input
-(including a missing file or name); 3 a usage limit was exceeded; 4 the
-pipeline file raised while being imported; 130 interrupted.
+Runs are journaled in ``--db PATH``, else ``$TRIOFLOW_DB``, else
+``.trioflow/trioflow.db``; ``--recover`` replaces a corrupt journal with a
+fresh one (the damaged file is moved aside, never deleted).
+
+Exit codes: 0 success; 1 the pipeline failed; 2 bad arguments or input;
+3 a usage limit stopped the run; 4 the pipeline file raised while being
+imported; 5 the run is paused, waiting for human input; 6 no such run;
+7 the journal cannot be used (corrupt, too new, unreadable); 130
+interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import enum
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import pydantic
 import trio
 from rich.console import Console
+from trioflow.persistence import StoreError, UnknownRun
 
-from ._errors import ConfigurationError, UsageLimitExceeded
+from ._errors import (
+    ConfigurationError,
+    HumanInputRequired,
+    RunNotResumable,
+    UsageLimitExceeded,
+)
+from ._human import HumanInputInvalid
 from ._loading import TargetError, UserImportError, load_target
 from ._pipeline import Pipeline
-from ._report import print_result, result_json
-from ._results import PipelineResult
-from ._runtime import open_runtime
+from ._report import print_result, print_run, result_json, runs_table
+from ._results import PipelineResult, RunStatus
+from ._runtime import Runtime, default_db_path, open_runtime
 from ._types import type_name
 from ._usage import UsageLimits
+
+T = TypeVar("T")
 
 
 class ExitCode(enum.IntEnum):
@@ -39,6 +60,9 @@ class ExitCode(enum.IntEnum):
     BAD_ARGUMENTS = 2
     USAGE_LIMIT = 3
     IMPORT_ERROR = 4
+    PAUSED = 5
+    UNKNOWN_RUN = 6
+    STORE_ERROR = 7
     INTERRUPTED = 130
 
 
@@ -51,16 +75,42 @@ class _Fail(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trioflow", description="Run trioflow pipelines.")
+    journal = argparse.ArgumentParser(add_help=False)
+    journal.add_argument(
+        "--db", metavar="PATH", help="the journal (default: $TRIOFLOW_DB or .trioflow/trioflow.db)"
+    )
+    journal.add_argument(
+        "--recover",
+        action="store_true",
+        help="replace a corrupt journal with a fresh one (the old file is kept)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run a pipeline defined in a Python file")
+
+    run = commands.add_parser("run", parents=[journal], help="run a pipeline from a Python file")
     run.add_argument("target", metavar="FILE.py:NAME", help="the file and the pipeline's name")
-    source = run.add_mutually_exclusive_group()
-    source.add_argument("--input", help="the input, as text (JSON for non-text inputs)")
-    source.add_argument("--input-file", metavar="PATH", help="read the input from a file")
+    _input_arguments(run)
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--max-cost", metavar="USD", help="stop the run above this cost")
     run.add_argument("--max-tokens", metavar="N", type=int, help="stop the run above N tokens")
+
+    resume = commands.add_parser("resume", parents=[journal], help="go on with a paused run")
+    resume.add_argument("run_id", metavar="RUN")
+    _input_arguments(resume)
+    resume.add_argument("--path", help="which pause to answer, when several wait")
+    resume.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    runs = commands.add_parser("runs", help="list or show journaled runs")
+    runs_commands = runs.add_subparsers(dest="runs_command", required=True)
+    runs_commands.add_parser("list", parents=[journal], help="every run, oldest first")
+    show = runs_commands.add_parser("show", parents=[journal], help="one run and its steps")
+    show.add_argument("run_id", metavar="RUN")
     return parser
+
+
+def _input_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--input", help="the input, as text (JSON for non-text inputs)")
+    source.add_argument("--input-file", metavar="PATH", help="read the input from a file")
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -69,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     console = Console(highlight=False, soft_wrap=True)
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
-        code = _run_command(arguments, console)
+        code = _COMMANDS[_command(arguments)](arguments, console)
     except _Fail as failure:
         errors.print(f"[bold red]error:[/] {failure.message}")
         code = failure.code
@@ -79,31 +129,125 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     sys.exit(int(code))
 
 
-def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
+def _command(arguments: argparse.Namespace) -> str:
+    return str(
+        arguments.command if arguments.command != "runs" else f"runs {arguments.runs_command}"
+    )
+
+
+def _with_runtime(
+    arguments: argparse.Namespace,
+    work: Callable[[Runtime], Awaitable[T]],
+    limits: UsageLimits | None = None,
+) -> T:
+    """Run ``work`` in a runtime over the chosen journal, mapping errors to exit codes."""
+
+    async def main() -> T:
+        db = Path(arguments.db) if arguments.db else default_db_path()
+        async with open_runtime(store=db, limits=limits, recover=arguments.recover) as runtime:
+            return await work(runtime)
+
     try:
-        pipeline = load_target(arguments.target)
-    except TargetError as error:
+        return trio.run(main)
+    except UnknownRun as error:
+        raise _Fail(ExitCode.UNKNOWN_RUN, str(error)) from error
+    except StoreError as error:
+        raise _Fail(ExitCode.STORE_ERROR, str(error)) from error
+    except (ConfigurationError, HumanInputInvalid, HumanInputRequired, RunNotResumable) as error:
         raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
-    except UserImportError as error:
-        raise _Fail(ExitCode.IMPORT_ERROR, f"cannot import the pipeline file: {error}") from error
+
+
+def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
+    target = arguments.target
+    pipeline = _load(target)
     data = _parse_input(pipeline, _read_input(arguments))
-    limits = _limits(arguments)
+    stored_target = _absolute_target(target)
+    return _finish(
+        console,
+        arguments,
+        lambda runtime: runtime.run(pipeline, data, target=stored_target),
+        _limits(arguments),
+    )
+
+
+def _resume_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
+    text = _read_input(arguments)
+    answer = _NO_ANSWER if text is None else _answer(text)
+
+    async def resume(runtime: Runtime) -> PipelineResult:
+        record = await runtime.store.get_run(arguments.run_id)
+        pipeline = _load(record.target) if record.target else None
+        if answer is _NO_ANSWER:
+            return await runtime.resume(arguments.run_id, path=arguments.path, pipeline=pipeline)
+        return await runtime.resume(
+            arguments.run_id, answer, path=arguments.path, pipeline=pipeline
+        )
+
+    return _finish(console, arguments, resume)
+
+
+def _finish(
+    console: Console,
+    arguments: argparse.Namespace,
+    work: Callable[[Runtime], Awaitable[PipelineResult]],
+    limits: UsageLimits | None = None,
+) -> ExitCode:
     try:
-        result = trio.run(_run, pipeline, data, limits)
+        result = _with_runtime(arguments, work, limits)
     except UsageLimitExceeded as breach:
         if breach.result is None:  # raised by a step's own code, not by this run's governor
             raise _Fail(ExitCode.USAGE_LIMIT, str(breach)) from breach
         _show(console, breach.result, arguments.json)
         return ExitCode.USAGE_LIMIT
-    except ConfigurationError as error:
-        raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
     _show(console, result, arguments.json)
+    if result.status is RunStatus.PAUSED:
+        return ExitCode.PAUSED
     return ExitCode.OK if result.success else ExitCode.PIPELINE_FAILED
 
 
-async def _run(pipeline: Pipeline, data: Any, limits: UsageLimits | None) -> PipelineResult:
-    async with open_runtime(limits=limits) as runtime:
-        return await runtime.run(pipeline, data)
+def _runs_list_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
+    async def runs(runtime: Runtime) -> Any:
+        return await runtime.store.list_runs()
+
+    console.print(runs_table(_with_runtime(arguments, runs)))
+    return ExitCode.OK
+
+
+def _runs_show_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
+    async def show(runtime: Runtime) -> Any:
+        store = runtime.store
+        run_id = arguments.run_id
+        return (
+            await store.get_run(run_id),
+            await store.steps_of(run_id),
+            await store.pauses_of(run_id),
+        )
+
+    record, steps, pauses = _with_runtime(arguments, show)
+    print_run(console, record, steps, pauses)
+    return ExitCode.OK
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitCode]] = {
+    "run": _run_command,
+    "resume": _resume_command,
+    "runs list": _runs_list_command,
+    "runs show": _runs_show_command,
+}
+
+
+def _load(target: str) -> Pipeline:
+    try:
+        return load_target(target)
+    except TargetError as error:
+        raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
+    except UserImportError as error:
+        raise _Fail(ExitCode.IMPORT_ERROR, f"cannot import the pipeline file: {error}") from error
+
+
+def _absolute_target(target: str) -> str:
+    file_name, _, name = target.rpartition(":")
+    return f"{Path(file_name).resolve()}:{name}"
 
 
 def _show(console: Console, result: PipelineResult, as_json: bool) -> None:
@@ -123,8 +267,20 @@ def _read_input(arguments: argparse.Namespace) -> str | None:
         except OSError as error:
             raise _Fail(ExitCode.BAD_ARGUMENTS, f"cannot read --input-file: {error}") from error
     if not sys.stdin.isatty():
-        return sys.stdin.read().removesuffix("\n")
+        text = sys.stdin.read().removesuffix("\n")
+        return text if text else None
     return None
+
+
+_NO_ANSWER = object()
+
+
+def _answer(text: str) -> Any:
+    """A resume answer: JSON when it parses as JSON, the text itself otherwise."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def _parse_input(pipeline: Pipeline, text: str | None) -> Any:

@@ -48,6 +48,8 @@ class FanOutResult:
     """
 
     finished: tuple[tuple[str, StepResult], ...]
+    #: The finished branches that a usage limit stopped (they keep what they finished).
+    breached: frozenset[str]
     cancelled: tuple[str, ...]
     not_started: tuple[str, ...]
     breach: str | None
@@ -58,7 +60,20 @@ class FanOutResult:
 
     @property
     def failed(self) -> tuple[tuple[str, StepResult], ...]:
-        return tuple((name, result) for name, result in self.finished if not result.success)
+        return tuple(
+            (name, result)
+            for name, result in self.finished
+            if not result.success and name not in self.breached
+        )
+
+    @property
+    def contributing(self) -> tuple[tuple[str, StepResult], ...]:
+        """The branches whose context changes count: successes and breaching branches."""
+        return tuple(
+            (name, result)
+            for name, result in self.finished
+            if result.success or name in self.breached
+        )
 
     @property
     def succeeded(self) -> tuple[tuple[str, StepResult], ...]:
@@ -108,9 +123,11 @@ async def fan_out(
     for late in inbox.arrived():  # finished while the siblings were being cancelled
         if late.error is None and not late.value.paused:
             done[late.tag] = late.value
+            breach = breach or late.value.breach
     ended = done.keys() | paused.keys()
     return FanOutResult(
         finished=tuple((branches[i].name, done[i].result) for i in sorted(done)),
+        breached=frozenset(branches[i].name for i in done if done[i].breach is not None),
         cancelled=tuple(branches[i].name for i in range(started) if i not in ended),
         not_started=tuple(branch.name for branch in branches[started:]),
         breach=breach,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 import traceback
@@ -39,8 +40,21 @@ def load_target(target: str) -> Pipeline:
     raise TargetError(f"{file_name}:{name} is a {type(found).__name__}, not a Pipeline or Step")
 
 
+def module_name_for(path: Path) -> str:
+    """The module name a pipeline file is imported under: the same in every process.
+
+    The journal names the file's classes by module, so a later process
+    (``trioflow resume``) that loads the same file can read them back.
+    """
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:10]
+    stem = "".join(char if char.isalnum() else "_" for char in path.stem)
+    return f"trioflow_user_{stem}_{digest}"
+
+
 def _import_file(path: Path) -> ModuleType:
-    module_name = f"trioflow_user_{path.stem}"
+    module_name = module_name_for(path)
+    if module_name in sys.modules:
+        return sys.modules[module_name]
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise TargetError(f"cannot import {path}: not a Python file")
@@ -50,10 +64,12 @@ def _import_file(path: Path) -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except SyntaxError as error:
+        del sys.modules[module_name]
         raise UserImportError(
             f"{error.filename}, line {error.lineno}: SyntaxError: {error.msg}"
         ) from error
     except Exception as error:  # anything the user's module raises is reported with its line
+        del sys.modules[module_name]
         raise UserImportError(f"{_where(error, path)}: {type(error).__name__}: {error}") from error
     finally:
         sys.path.remove(str(path.resolve().parent))

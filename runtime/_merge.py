@@ -107,6 +107,19 @@ _TOUCHED = _Marker("<changed in place>")
 _REMOVED = _Marker("<removed>")
 
 
+@attrs.frozen(eq=False)
+class _Amended:
+    """A whole-field write followed, in the same branch, by in-place changes.
+
+    Never equal to another branch's write: the two cannot be shown to agree.
+    """
+
+    value: Any
+
+    def __repr__(self) -> str:
+        return f"{self.value!r} then changed in place"
+
+
 def _writes(branch: str, patch: Patch) -> dict[Target, _Write]:
     """A branch's net write per target (its last value for non-commutative ones)."""
     writes: dict[Target, _Write] = {}
@@ -114,7 +127,14 @@ def _writes(branch: str, patch: Patch) -> dict[Target, _Write]:
         for target, value, commutative in _targets(op):
             earlier = writes.get(target)
             if commutative and earlier is not None and not earlier.commutative:
-                continue  # an in-place change after a whole write keeps the whole write
+                # Still a whole write for conflicts, but no longer the value first written.
+                amended = (
+                    earlier.value
+                    if isinstance(earlier.value, _Amended)
+                    else _Amended(earlier.value)
+                )
+                writes[target] = _Write(branch, amended, False)
+                continue
             writes[target] = _Write(branch, value, commutative)
     return writes
 
@@ -138,27 +158,35 @@ class Conflict:
         )
 
 
-def find_conflicts(patches: Sequence[tuple[str, Patch]]) -> list[Conflict]:
-    """Every conflict between branches, in declaration order of the later branch."""
+@attrs.frozen
+class Overlaps:
+    """How the branches' writes overlap: conflicts, and repeats of an earlier write."""
+
+    conflicts: list[Conflict]
+    #: (branch, target) pairs where a later branch writes what an earlier one wrote.
+    repeats: set[tuple[str, Target]]
+
+
+def find_overlaps(patches: Sequence[tuple[str, Patch]]) -> Overlaps:
+    """Every conflict (in declaration order of the later branch) and every repeated write."""
     claimed: dict[Target, _Write] = {}
-    conflicts: list[Conflict] = []
+    overlaps = Overlaps([], set())
     for branch, patch in patches:
         for target, write in _writes(branch, patch).items():
             earlier = claimed.get(target)
             if earlier is None:
                 claimed[target] = write
                 continue
-            both_commute = earlier.commutative and write.commutative
-            same_value = (
-                not earlier.commutative
-                and not write.commutative
-                and _same(earlier.value, write.value)
-            )
-            if not both_commute and not same_value:
-                conflicts.append(Conflict(target, earlier, write))
+            if earlier.commutative and write.commutative:
+                continue
+            whole_writes = not earlier.commutative and not write.commutative
+            if whole_writes and _same(earlier.value, write.value):
+                overlaps.repeats.add((branch, target))
+                continue
+            overlaps.conflicts.append(Conflict(target, earlier, write))
             if not write.commutative:
                 claimed[target] = write
-    return conflicts
+    return overlaps
 
 
 def _same(first: Any, second: Any) -> bool:
@@ -181,29 +209,24 @@ def merge_patches(
         return ()
     if not isinstance(strategy, Merge):
         return _user_merge(strategy, base, patches, step)
-    if strategy is Merge.OVERWRITE:
-        return _concatenated(patches)
-    conflicts = find_conflicts(patches)
-    if not conflicts:
-        return _concatenated(patches)
-    if strategy is Merge.ERROR_ON_CONFLICT:
-        raise MergeConflict(conflicts[0].describe(step))
-    return _keeping_first(patches, conflicts)
+    overlaps = find_overlaps(patches)
+    # A repeated write (two branches removing one key, say) is applied once.
+    dropped = set(overlaps.repeats)
+    if overlaps.conflicts and strategy is Merge.ERROR_ON_CONFLICT:
+        raise MergeConflict(overlaps.conflicts[0].describe(step))
+    if strategy is Merge.KEEP_FIRST:
+        dropped |= {(conflict.second.branch, conflict.target) for conflict in overlaps.conflicts}
+    return _without(patches, dropped)
 
 
-def _concatenated(patches: Sequence[tuple[str, Patch]]) -> Patch:
-    return tuple(op for _, patch in patches for op in patch)
-
-
-def _keeping_first(patches: Sequence[tuple[str, Patch]], conflicts: list[Conflict]) -> Patch:
-    """Drop each later branch's operations on targets an earlier branch wrote."""
-    lost = {(conflict.second.branch, conflict.target) for conflict in conflicts}
-    kept: list[PatchOp] = []
-    for branch, patch in patches:
-        for op in patch:
-            if not any((branch, target) in lost for target, _, _ in _targets(op)):
-                kept.append(op)
-    return tuple(kept)
+def _without(patches: Sequence[tuple[str, Patch]], dropped: set[tuple[str, Target]]) -> Patch:
+    """Every operation, in declaration order, except those on a dropped (branch, target)."""
+    return tuple(
+        op
+        for branch, patch in patches
+        for op in patch
+        if not any((branch, target) in dropped for target, _, _ in _targets(op))
+    )
 
 
 def _user_merge(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import pydantic_core
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from trioflow.persistence import PauseRecord, RunRecord, StepRecord
 
 from ._money import format_usd
 from ._results import PipelineResult, StepResult
@@ -23,6 +26,13 @@ def _flatten(history: tuple[StepResult, ...], depth: int = 0) -> list[tuple[int,
     return rows
 
 
+def _status(step: StepResult, paused_at: tuple[str, ...]) -> str:
+    if step.success:
+        return "ok"
+    waiting = any(path == step.path or path.startswith(f"{step.path}/") for path in paused_at)
+    return "paused" if waiting else "failed"
+
+
 def steps_table(result: PipelineResult) -> Table:
     table = Table(title="steps", title_justify="left")
     table.add_column("path", overflow="fold")
@@ -31,7 +41,7 @@ def steps_table(result: PipelineResult) -> Table:
     for depth, step in _flatten(result.step_history):
         table.add_row(
             "  " * depth + step.path,
-            "ok" if step.success else "failed",
+            _status(step, result.paused_at),
             str(step.attempts),
             f"{step.latency_s:.3f}",
             format_usd(step.usage.cost_usd),
@@ -43,6 +53,10 @@ def steps_table(result: PipelineResult) -> Table:
 def print_result(console: Console, result: PipelineResult) -> None:
     """The step table, then the output, totals, status and run id."""
     console.print(steps_table(result))
+    for path in result.paused_at:
+        console.print(f"[bold yellow]paused:[/] waiting for input at {escape(path)}")
+    if result.paused_at:
+        console.print(f"resume with: trioflow resume {result.run_id} --input ANSWER")
     if result.error is not None:
         console.print(f"[bold red]error:[/] {escape(result.error)}", highlight=False)
     console.print(f"[bold]output:[/] {escape(str(result.output))}", highlight=False)
@@ -78,3 +92,55 @@ def result_json(result: PipelineResult) -> str:
         ],
     }
     return json.dumps(json.loads(pydantic_core.to_json(document, fallback=repr)), indent=2)
+
+
+def runs_table(runs: Sequence[RunRecord]) -> Table:
+    """One line per run: id, pipeline, status, start, cost and tokens."""
+    table = Table(title="runs", title_justify="left")
+    for column in ("run", "pipeline", "status", "started (UTC)"):
+        table.add_column(column, overflow="fold")
+    table.add_column("cost", justify="right")
+    table.add_column("tokens", justify="right")
+    for run in runs:
+        table.add_row(
+            run.run_id,
+            run.pipeline_name,
+            run.status,
+            run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            format_usd(Decimal(run.total_cost_usd)),
+            str(run.total_tokens),
+        )
+    return table
+
+
+def print_run(
+    console: Console,
+    run: RunRecord,
+    steps: Sequence[StepRecord],
+    pauses: Sequence[PauseRecord],
+) -> None:
+    """A journaled run: its record, completion records and pauses."""
+    console.print(f"[bold]run:[/] {run.run_id}   [bold]pipeline:[/] {escape(run.pipeline_name)}")
+    console.print(
+        f"[bold]status:[/] {run.status}   [bold]cost:[/] "
+        f"{format_usd(Decimal(run.total_cost_usd))}   [bold]tokens:[/] {run.total_tokens}"
+    )
+    if run.error is not None:
+        console.print(f"[bold red]error:[/] {escape(run.error)}")
+    table = Table(title="completed steps", title_justify="left")
+    table.add_column("path", overflow="fold")
+    for column in ("status", "attempts", "cost", "tokens"):
+        table.add_column(column, justify="right")
+    for step in steps:
+        table.add_row(
+            step.path,
+            "ok" if step.success else "failed",
+            str(step.attempts),
+            format_usd(Decimal(step.cost_usd)),
+            str(step.input_tokens + step.output_tokens),
+        )
+    console.print(table)
+    for pause in pauses:
+        state = "answered" if pause.answered_at is not None else "waiting"
+        console.print(f"[bold]pause[/] {escape(pause.path)} ({state}): {escape(pause.message)}")
+    console.print(f"[bold]output:[/] {escape(str(run.output))}")

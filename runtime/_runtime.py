@@ -9,16 +9,18 @@ runtime without seeing each other. There is no module-level state.
 from __future__ import annotations
 
 import datetime
+import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import attrs
 import pydantic
 import trio
 from trioflow.actors import MemoryTraceSink, TraceEvent, open_supervisor
-from trioflow.persistence import InMemoryStore, LedgerEntry, PauseRecord, RunRecord, RunStore
+from trioflow.persistence import LedgerEntry, PauseRecord, RunRecord, RunStore, SQLiteStore
 
 from ._cache import StepCache
 from ._context import BaseContext, apply_patch
@@ -167,7 +169,8 @@ class Runtime:
         answers = {p.path: p.answer for p in pauses if p.answered_at is not None}
         pending = [p for p in pauses if p.answered_at is None]
         if human_input is NO_INPUT:
-            if pending:
+            # An interrupted run re-walks to its pauses and waits there again.
+            if pending and record.status == RunStatus.PAUSED.value:
                 waiting = "; ".join(f"{p.path}: {p.message}" for p in pending)
                 raise HumanInputRequired(f"run {record.run_id!r} waits for input at {waiting}")
             return answers
@@ -255,7 +258,10 @@ _RESUMABLE = frozenset({RunStatus.PAUSED.value, RunStatus.RUNNING.value, RunStat
 
 def _chosen_pause(run_id: str, pending: list[PauseRecord], path: str | None) -> PauseRecord:
     if not pending:
-        raise ConfigurationError(f"run {run_id!r} is not waiting for human input")
+        raise ConfigurationError(
+            f"run {run_id!r} is not waiting for human input (any pause it had is answered): "
+            "resume it without an answer"
+        )
     if path is None:
         if len(pending) > 1:
             paths = ", ".join(repr(p.path) for p in pending)
@@ -317,18 +323,39 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+#: Where runs are kept unless ``store=``, ``--db`` or ``TRIOFLOW_DB`` say otherwise.
+DEFAULT_DB = Path(".trioflow") / "trioflow.db"
+
+
+def default_db_path() -> Path:
+    """``$TRIOFLOW_DB`` if set, else ``.trioflow/trioflow.db`` in the working directory."""
+    return Path(os.environ.get("TRIOFLOW_DB") or DEFAULT_DB)
+
+
 @asynccontextmanager
 async def open_runtime(
     *,
-    store: RunStore | None = None,
+    store: RunStore | str | os.PathLike[str] | None = None,
     limits: UsageLimits | None = None,
     cache_entries: int = 1024,
+    recover: bool = False,
 ) -> AsyncIterator[Runtime]:
-    """Open a runtime; ``store`` defaults to an :class:`InMemoryStore`.
+    """Open a runtime over a store.
 
-    ``limits`` apply to each run unless ``run(..., limits=...)`` overrides them.
+    ``store`` is a :class:`RunStore` (an :class:`InMemoryStore` for
+    throwaway runs) or the path of an SQLite journal; by default the
+    journal at :func:`default_db_path`. ``recover=True`` starts a fresh
+    journal when the file is corrupt (the damaged file is moved aside,
+    never deleted). ``limits`` apply to each run unless
+    ``run(..., limits=...)`` overrides them.
     """
-    yield Runtime(store if store is not None else InMemoryStore(), limits, StepCache(cache_entries))
+    cache = StepCache(cache_entries)
+    if store is None or isinstance(store, str | os.PathLike):
+        path = default_db_path() if store is None else Path(store)
+        async with SQLiteStore.open(path, recover=recover) as journal:
+            yield Runtime(journal, limits, cache)
+    else:
+        yield Runtime(store, limits, cache)
 
 
 def run_sync(
@@ -339,7 +366,7 @@ def run_sync(
     resources: Any = None,
     limits: UsageLimits | None = None,
 ) -> PipelineResult:
-    """Run one pipeline from synchronous code (a script): ``trio.run`` around ``rt.run``."""
+    """Run one pipeline from a script: ``trio.run`` around ``rt.run``, on the default store."""
 
     async def main() -> PipelineResult:
         async with open_runtime(limits=limits) as runtime:

@@ -1,69 +1,173 @@
-"""bench/chain.py keeps working: its functions run at a tiny size.
+"""The benchmark suite keeps working: every workload runs at a tiny size.
 
 Only structure is checked (what the reports hold and how they are
-derived), never a time: a benchmark reports, it does not judge.
+derived) and the correctness checks the workloads make (exact totals,
+zero strict overshoot), never a time: a benchmark reports, it does not
+judge.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import runpy
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
-BENCH_CHAIN = Path(__file__).resolve().parents[1] / "bench" / "chain.py"
-TINY = {"steps": 3, "runs": 2, "repeats": 1}
-
-
-def _load(path: Path) -> ModuleType:
-    """Import a script by path: ``bench`` is a folder of scripts, not a package."""
-    spec = importlib.util.spec_from_file_location("bench_chain", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+NAMES = ["chain", "fanout", "map", "concurrent_runs", "governor_race", "cancel", "idle_actors"]
 
 
 @pytest.fixture(scope="module")
-def chain() -> ModuleType:
-    return _load(BENCH_CHAIN)
+def run() -> Iterator[ModuleType]:
+    """``bench/run.py``: ``bench`` is a folder of scripts, imported with it on the path."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(BENCH))
+        yield importlib.import_module("run")
 
 
-def test_chain_report_holds_both_timings_and_their_ratio(chain: ModuleType) -> None:
-    report = chain.measure_chain(**TINY)
-
-    assert (report.steps, report.runs) == (3, 2)
-    assert len(report.trioflow.samples_us) == 1
-    assert len(report.floor.samples_us) == 1
-    assert report.ratio == report.trioflow.median_us / report.floor.median_us
-    assert isinstance(report.trioflow_peak_mb, float)
-    assert isinstance(report.floor_peak_mb, float)
+@pytest.fixture(scope="module")
+def reports(run: ModuleType) -> dict[str, Any]:
+    """Every workload's report at its tiny size, one timed repetition each."""
+    return {workload.name: workload.run(1, tiny=True) for workload in run.WORKLOADS}
 
 
-def test_each_repetition_gives_one_sample_per_variant(chain: ModuleType) -> None:
-    report = chain.measure_chain(steps=2, runs=1, repeats=3)
-
-    assert len(report.trioflow.samples_us) == 3
-    assert len(report.floor.samples_us) == 3
-
-
-def test_trace_cost_is_the_difference_of_the_two_sinks(chain: ModuleType) -> None:
-    report = chain.measure_trace_cost(**TINY)
-
-    assert len(report.memory_sink.samples_us) == 1
-    assert len(report.null_sink.samples_us) == 1
-    assert report.difference_us == report.memory_sink.median_us - report.null_sink.median_us
+def test_the_suite_lists_the_plans_workloads_in_order(run: ModuleType) -> None:
+    assert [workload.name for workload in run.WORKLOADS] == NAMES
+    assert [workload.number for workload in run.WORKLOADS] == [1, 2, 3, 4, 6, 7, 9]
+    assert [number for number, _ in run.PENDING] == [5, 8]
 
 
-@pytest.mark.parametrize(("flag", "marker"), [([], "-----"), (["--markdown"], "|---|")])
-def test_main_prints_a_table(
-    chain: ModuleType, capsys: pytest.CaptureFixture[str], flag: list[str], marker: str
+@pytest.mark.parametrize("name", NAMES)
+def test_each_report_holds_both_variants_and_their_ratio(
+    reports: dict[str, Any], name: str
 ) -> None:
-    chain.main(["--steps", "3", "--runs", "2", "--repeats", "1", *flag])
+    report = reports[name]
+    comparison = report.comparison
+
+    assert report.name == name
+    assert len(comparison.trioflow.values) == 1
+    assert len(comparison.floor.values) == 1
+    assert comparison.ratio == comparison.trioflow.median / comparison.floor.median
+    assert comparison.trioflow_peak_mb > 0
+    assert comparison.floor_peak_mb > 0
+    assert report.notes
+
+
+@pytest.mark.parametrize("name", ["chain", "fanout", "map", "concurrent_runs"])
+def test_ratio_workloads_are_judged_on_the_ratio(
+    run: ModuleType, reports: dict[str, Any], name: str
+) -> None:
+    report = reports[name]
+    ratio = report.comparison.ratio
+
+    assert report.value == f"{ratio:.2f}x"
+    assert report.met == (ratio <= run.harness.TARGET_RATIO)
+
+
+def test_each_repetition_gives_one_sample_per_variant(run: ModuleType) -> None:
+    chain = run.workloads.chain
+    report = chain.measure(chain.Size(steps=2, runs=1), repeats=3)
+
+    assert len(report.comparison.trioflow.values) == 3
+    assert len(report.comparison.floor.values) == 3
+
+
+def test_the_trace_cost_is_the_difference_of_the_two_sinks(run: ModuleType) -> None:
+    chain = run.workloads.chain
+    trace = chain.measure_trace_cost(chain.Size(steps=3, runs=2), repeats=1)
+
+    assert trace.difference_us == trace.memory_sink.median - trace.null_sink.median
+
+
+def test_concurrent_runs_sum_to_the_exact_cost(run: ModuleType, reports: dict[str, Any]) -> None:
+    concurrent_runs = run.workloads.concurrent_runs
+    tiny = concurrent_runs.WORKLOAD.tiny
+
+    assert tiny.expected_cost == Decimal("0.001") * tiny.runs * tiny.steps
+    assert any(
+        f"total cost over every run's result: {tiny.expected_cost} " in note
+        for note in reports["concurrent_runs"].notes
+    )
+    # The check is exact down to the printed digits, not only numerically equal.
+    with pytest.raises(AssertionError, match="expected exactly"):
+        concurrent_runs.check_total(tiny.expected_cost.quantize(Decimal("0.0001")), tiny, "x")
+    with pytest.raises(AssertionError, match="expected exactly"):
+        concurrent_runs.check_total(tiny.expected_cost + Decimal("0.001"), tiny, "x")
+
+
+def test_strict_budgeting_never_overshoots(reports: dict[str, Any]) -> None:
+    report = reports["governor_race"]
+
+    assert report.met
+    assert report.value == "strict overshoot $0.00"
+
+
+def test_idle_memory_is_the_peak_difference_per_waiting_step(
+    run: ModuleType, reports: dict[str, Any]
+) -> None:
+    report = reports["idle_actors"]
+    comparison = report.comparison
+    waiters = run.workloads.idle_actors.WORKLOAD.tiny.waiters
+    kb = (comparison.trioflow_peak_mb - comparison.floor_peak_mb) * 1e3 / waiters
+
+    assert report.value == f"{kb:.2f} KB/step"
+    assert report.met == (kb < 2.0)
+
+
+def test_cancel_is_judged_on_trioflows_latency(reports: dict[str, Any]) -> None:
+    report = reports["cancel"]
+    latency = report.comparison.trioflow.median
+
+    assert report.value == f"{latency:.1f} ms"
+    assert report.met == (latency < 20.0)
+
+
+def test_main_prints_the_table_and_writes_markdown(
+    run: ModuleType, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    written = tmp_path / "results.md"
+    reports = run.main(["--tiny", "--repeats", "1", "--markdown", str(written)])
+
+    assert [report.name for report in reports] == NAMES
+    out = capsys.readouterr().out
+    markdown = written.read_text(encoding="utf-8")
+    for text in (out, markdown):
+        for name in NAMES:
+            assert name in text
+        assert text.count("pending: durable store") == 2
+    assert "|---:|" in markdown
+    for machine in ("Machine:", "CPUs", "Python", "trio", "UTC", "Code:", "Load average"):
+        assert machine in markdown
+
+
+def test_some_workloads_print_only(
+    run: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(run, "RESULTS", tmp_path / "RESULTS.md")
+    reports = run.main(["cancel", "chain", "--tiny", "--repeats", "1"])
+
+    assert [report.name for report in reports] == ["chain", "cancel"]
+    assert not (tmp_path / "RESULTS.md").exists()
+
+
+def test_an_unknown_workload_is_refused(run: ModuleType) -> None:
+    with pytest.raises(SystemExit):
+        run.main(["nonesuch"])
+
+
+def test_bench_chain_runs_the_chain_workload(
+    run: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["chain.py", "--tiny", "--repeats", "1"])
+    runpy.run_path(str(BENCH / "chain.py"), run_name="__main__")
 
     out = capsys.readouterr().out
-    assert marker in out
-    for measure in ("trioflow chain", "trio floor", "ratio", "MemoryTraceSink", "no-op sink"):
-        assert measure in out
+    assert "chain" in out
+    assert "trace sink" in out
+    assert "fanout" not in out

@@ -55,7 +55,8 @@ def writer(index: int) -> Step:
     key = _key(index)
 
     async def write(x: int) -> WithPatch:
-        return WithPatch(x, [SetKey("results", key, index)])
+        # WithPatch's ``converter=tuple`` makes mypy's attrs plugin expect Iterable[_T_co].
+        return WithPatch(x, [SetKey("results", key, index)])  # type: ignore[list-item]
 
     return Step.from_callable(write, name=key)
 

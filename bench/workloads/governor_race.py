@@ -12,9 +12,9 @@ is in flight before any finishes) that costs ``$0.01``:
 * **optimistic**: no estimate; the breach is found at commit, the run is
   cancelled, and every commit the governor took counts. Its overshoot is
   reported, not judged: it is what strict mode exists to prevent.
-* **floor** (for the time only): plain trio, a task per branch and one
-  ledger object doing the same strict reserve/commit bookkeeping with no
-  actor, the nursery cancelled at the first refusal.
+* **floor** (for the time): plain trio, a task per branch and one ledger
+  object doing the same strict reserve/commit bookkeeping with no actor
+  and no messages; a refused branch does not call.
 
 The overshoot is the committed total minus the limit, read from
 ``UsageLimitExceeded.result.usage`` (a negative value means reserved
@@ -102,9 +102,8 @@ class Ledger:
         self.committed += actual
 
 
-async def _floor_branch(ledger: Ledger, cancel_scope: trio.CancelScope) -> None:
+async def _floor_branch(ledger: Ledger) -> None:
     if not ledger.reserve(BRANCH_COST):
-        cancel_scope.cancel()
         return
     await trio.lowlevel.checkpoint()
     ledger.commit(BRANCH_COST, BRANCH_COST)
@@ -115,7 +114,7 @@ async def floor_race(size: Size, overshoots: list[Decimal]) -> None:
     ledger = Ledger(size.limit)
     async with trio.open_nursery() as nursery:
         for _ in range(size.branches):
-            nursery.start_soon(_floor_branch, ledger, nursery.cancel_scope)
+            nursery.start_soon(_floor_branch, ledger)
     overshoots.append(ledger.committed - size.limit)
 
 
@@ -159,7 +158,7 @@ def measure(size: Size, repeats: int) -> Report:
             f"optimistic (no estimate) overshoot: median {_money(statistics.median(optimistic))}, "
             f"max {_money(max(optimistic))} over {len(optimistic)} runs; "
             f"{optimistic_ms.median:.1f} ms per run.",
-            f"floor (strict ledger, no actor) overshoot max {_money(max(floor))}.",
+            f"floor (strict ledger, no actor): overshoot max {_money(max(floor))}.",
             f"ms strict {harness.spread(comparison.trioflow)}, "
             f"floor {harness.spread(comparison.floor)}.",
         ),

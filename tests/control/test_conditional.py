@@ -15,6 +15,7 @@ from trioflow.runtime import (
     ConfigurationError,
     PatchOp,
     Pipeline,
+    PipelineResult,
     RetryPolicy,
     RunStatus,
     Runtime,
@@ -260,7 +261,7 @@ async def test_a_breach_in_the_chosen_branch_stops_the_run(
         await rt.run(conditional, "x", context=Ctx(), limits=UsageLimits(total_cost_usd="0.50"))
 
     result = caught.value.result
-    assert result is not None
+    assert isinstance(result, PipelineResult)
     assert result.usage == Usage(Decimal("0.75"))
     assert result.context == Ctx(run_id=result.run_id, notes=["paid"])
     [cond] = result.step_history

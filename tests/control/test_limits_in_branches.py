@@ -1,4 +1,4 @@
-"""Usage limits across concurrent branches: breaches stop siblings, strict budgets never overshoot."""
+"""Usage limits in concurrent branches: a breach stops siblings; strict budgets never overshoot."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from trioflow.runtime import (
     Completion,
     PatchOp,
     PipelineResult,
+    RetryPolicy,
     RunStatus,
     Runtime,
     Step,
@@ -113,14 +114,15 @@ async def test_a_breach_in_a_parallel_cancels_the_running_siblings_with_the_reas
     assert result.error == "Cost limit of $1.00 exceeded"
     # The cancelled branch's first call was paid for and counts.
     assert result.usage == Usage(Decimal("1.15"))
-    # What completed is kept, context changes too; the cancelled branch contributes nothing.
-    assert result.context == Ctx(run_id=result.run_id, log=["fast", "breaching"])
     [par] = result.step_history
     assert par.success is False
     assert par.feedback == "Cost limit of $1.00 exceeded"
     assert par.usage == Usage(Decimal("1.15"))
-    assert par.output == {"fast": "out-fast", "breaching": "out-breaching"}
-    assert par.metadata == {"cancelled_branches": ["slow"], "stop_reason": reason}
+    assert par.output == {"fast": "out-fast"}
+    assert par.metadata["cancelled_branches"] == ["slow"]
+    assert par.metadata["stop_reason"] == reason
+    # Every branch that completed is in the history; the breaching branch did not
+    # complete, but the call that breached ran and was paid for, and is recorded.
     assert par.step_history == (
         StepResult(
             "fast",
@@ -147,11 +149,11 @@ async def test_a_breach_in_a_parallel_cancels_the_running_siblings_with_the_reas
         StepResult(
             "breaching",
             "main/0:par/breaching",
-            output="out-breaching",
-            success=True,
+            success=False,
             attempts=1,
             latency_s=2.0,
             usage=Usage(Decimal("0.70")),
+            feedback="Cost limit of $1.00 exceeded",
             patch=(AppendTo("log", "breaching"),),
             step_history=(
                 StepResult(
@@ -168,6 +170,9 @@ async def test_a_breach_in_a_parallel_cancels_the_running_siblings_with_the_reas
             ),
         ),
     )
+    # A breaching step keeps its context changes (as it does at the top of a run and
+    # in a loop); the cancelled branch contributes nothing.
+    assert result.context == Ctx(run_id=result.run_id, log=["fast", "breaching"])
 
 
 async def test_a_per_step_limit_inside_a_branch_stops_the_parallel(
@@ -175,9 +180,7 @@ async def test_a_per_step_limit_inside_a_branch_stops_the_parallel(
 ) -> None:
     calls: list[str] = []
     capped = paid("capped", "0.20", delay=1, limits=UsageLimits(total_cost_usd="0.10"))
-    parallel = Step.parallel(
-        "par", {"a": capped, "b": paid("other", "0.01", delay=5, log=calls)}
-    )
+    parallel = Step.parallel("par", {"a": capped, "b": paid("other", "0.01", delay=5, log=calls)})
 
     with pytest.raises(
         UsageLimitExceeded,
@@ -199,9 +202,7 @@ async def test_a_breach_in_a_map_item_stops_the_items_not_yet_started(
     rt: Runtime, autojump_clock: Any
 ) -> None:
     calls: list[str] = []
-    mapped = Step.map_over(
-        "map", paid("item", "0.30", delay=1, log=calls), max_concurrency=1
-    )
+    mapped = Step.map_over("map", paid("item", "0.30", delay=1, log=calls), max_concurrency=1)
 
     with pytest.raises(UsageLimitExceeded, match=r"^Cost limit of \$1\.00 exceeded$") as caught:
         await rt.run(mapped, ["a", "b", "c", "d", "e", "f"], limits=UsageLimits(total_cost_usd=1))
@@ -210,9 +211,13 @@ async def test_a_breach_in_a_map_item_stops_the_items_not_yet_started(
     assert calls == ["item called", "item returned"] * 4
     assert result.usage == Usage(Decimal("1.20"))
     [map_result] = result.step_history
-    assert map_result.output == ["out-item"] * 4 + [None, None]
+    # item[3] breached: its call ran and was paid for, but the item did not complete.
+    assert map_result.output == ["out-item", "out-item", "out-item", None, None, None]
+    # A branch stopped by a limit did not fail: it is listed as breached, and
+    # what it finished (its context changes) is kept.
     assert map_result.metadata == {
         "items": 6,
+        "breached_branches": ["item[3]"],
         "not_started": ["item[4]", "item[5]"],
         "stop_reason": "usage limit: Cost limit of $1.00 exceeded",
     }
@@ -243,6 +248,36 @@ async def test_a_breaching_router_runs_no_branch(rt: Runtime, autojump_clock: An
     assert [(entry.path, entry.output) for entry in route.step_history] == [
         ("main/0:route/router", ["a"])
     ]
+
+
+async def test_a_breach_arriving_with_a_sibling_failure_is_not_lost(
+    rt: Runtime, autojump_clock: Any
+) -> None:
+    """b fails and a's call breaches the limit at the same instant: the run exceeded its limit.
+
+    Whichever reply the parallel reads first, the caller must learn of the breach:
+    the governor has committed $2.00 against a $1.00 limit.
+    """
+
+    async def broken(data: Any) -> str:
+        await trio.sleep(1)
+        raise RuntimeError("b failed")
+
+    for _ in range(5):
+        parallel = Step.parallel(
+            "par",
+            {
+                "a": paid("a", "2", delay=1),
+                "b": Step.from_callable(broken, name="b", retry=RetryPolicy(max_attempts=1)),
+            },
+        )
+
+        with pytest.raises(UsageLimitExceeded, match=r"^Cost limit of \$1\.00 exceeded$") as caught:
+            await rt.run(parallel, "x", limits=UsageLimits(total_cost_usd=1))
+
+        result = breach_result(caught)
+        assert result.status is RunStatus.USAGE_LIMIT
+        assert result.usage == Usage(Decimal("2"))
 
 
 # --- a breach inside a loop with a nested parallel -----------------------------------------------
@@ -283,11 +318,15 @@ async def test_a_breach_inside_a_loop_with_a_nested_parallel(
 ) -> None:
     async def p_run(data: Any, context: Ctx) -> Completion:
         await trio.sleep(1)
-        return Completion(WithPatch("out-p", [AppendTo("log", f"p{context.rounds}")]), Usage("0.30"))
+        return Completion(
+            WithPatch("out-p", [AppendTo("log", f"p{context.rounds}")]), Usage("0.30")
+        )
 
     async def q1_run(data: Any, context: Ctx) -> Completion:
         await trio.sleep(2)
-        return Completion(WithPatch("out-q1", [AppendTo("log", f"q{context.rounds}")]), Usage("0.15"))
+        return Completion(
+            WithPatch("out-q1", [AppendTo("log", f"q{context.rounds}")]), Usage("0.15")
+        )
 
     async def bump(data: Any) -> WithPatch:
         return WithPatch("out-bump", [AddTo("rounds", 1)])
@@ -318,9 +357,6 @@ async def test_a_breach_inside_a_loop_with_a_nested_parallel(
     assert result.status is RunStatus.USAGE_LIMIT
     assert result.usage == Usage(Decimal("1.35"))
     assert result.total_cost_usd == Decimal("1.35")
-    assert result.context == Ctx(
-        run_id=result.run_id, rounds=2, log=["p0", "q0", "p1", "q1", "p2"]
-    )
 
     def round_of(n: int) -> StepResult:
         at = f"main/0:rounds/loop[{n}]"
@@ -350,54 +386,49 @@ async def test_a_breach_inside_a_loop_with_a_nested_parallel(
         return _pipeline(f"loop[{n}]", at, fan_result, bumped)
 
     at = "main/0:rounds/loop[3]"
-    p3 = _pipeline(
-        "p",
-        f"{at}/0:fan/p",
-        _leaf("p", f"{at}/0:fan/p/0:p", "0.30", (AppendTo("log", "p2"),), 1.0, feedback=breach),
-    )
-    fan3 = StepResult(
-        "fan",
-        f"{at}/0:fan",
-        output={"p": "out-p"},
-        success=False,
-        attempts=1,
-        latency_s=1.0,
-        # p's 0.30 and the cancelled q's first call (0.05): the history holds only p.
-        usage=Usage(Decimal("0.35")),
-        feedback=breach,
-        metadata={"cancelled_branches": ["q"], "stop_reason": reason},
-        patch=(AppendTo("log", "p2"),),
-        step_history=(p3,),
-    )
-    round3 = StepResult(
-        "loop[3]",
-        at,
-        success=False,
-        attempts=1,
-        latency_s=1.0,
-        usage=Usage(Decimal("0.35")),
-        feedback=breach,
-        patch=(AppendTo("log", "p2"),),
-        step_history=(fan3,),
-    )
-    rounds = (round_of(1), round_of(2), round3)
-    assert result.step_history == (
+    [loop_result] = result.step_history
+    round1, round2, round3 = loop_result.step_history
+    assert (round1, round2) == (round_of(1), round_of(2))
+    assert (loop_result.name, loop_result.path) == ("rounds", "main/0:rounds")
+    assert loop_result.success is False
+    assert loop_result.attempts == 3
+    assert loop_result.latency_s == 5.0
+    assert loop_result.usage == Usage(Decimal("1.35"))
+    assert loop_result.feedback == breach
+    assert loop_result.metadata == {"exit_reason": "usage_limit", "iterations": 3}
+    # Round three: the fan stopped by the breach; bump never ran.
+    [fan3] = round3.step_history
+    assert (round3.path, round3.success, round3.feedback) == (at, False, breach)
+    assert round3.usage == Usage(Decimal("0.35"))
+    assert round3.latency_s == 1.0
+    assert (fan3.path, fan3.success, fan3.feedback) == (f"{at}/0:fan", False, breach)
+    # p's 0.30 and the cancelled q's first call (0.05): the history holds only p.
+    assert fan3.usage == Usage(Decimal("0.35"))
+    assert fan3.metadata["cancelled_branches"] == ["q"]
+    assert fan3.metadata["stop_reason"] == reason
+    p_done = _leaf("p", f"{at}/0:fan/p/0:p", "0.30", (AppendTo("log", "p2"),), 1.0, feedback=breach)
+    assert fan3.step_history == (
         StepResult(
-            "rounds",
-            "main/0:rounds",
-            attempts=3,
-            latency_s=5.0,
-            usage=Usage(Decimal("1.35")),
+            "p",
+            f"{at}/0:fan/p",
+            success=False,
+            attempts=1,
+            latency_s=1.0,
+            usage=Usage(Decimal("0.30")),
             feedback=breach,
-            metadata={"exit_reason": "usage_limit", "iterations": 3},
-            patch=tuple(op for entry in rounds for op in entry.patch),
-            step_history=rounds,
+            patch=(AppendTo("log", "p2"),),
+            step_history=(p_done,),
         ),
     )
     assert await cancels(store, result.run_id) == {
         (f"{at}/0:fan/q", reason),
         (f"{at}/0:fan/q/1:q1", reason),
     }
+    # The breaching call's context change is kept, through the fan, the round and the loop.
+    assert fan3.patch == (AppendTo("log", "p2"),)
+    assert round3.patch == (AppendTo("log", "p2"),)
+    assert loop_result.patch == (*round1.patch, *round2.patch, AppendTo("log", "p2"))
+    assert result.context == Ctx(run_id=result.run_id, rounds=2, log=["p0", "q0", "p1", "q1", "p2"])
 
 
 # --- strict mode: reservations keep every schedule within the limit ------------------------------
@@ -418,7 +449,10 @@ async def test_strict_mode_never_exceeds_the_limit_whatever_the_schedule(
     names = ("a", "b", "c")
     parallel = Step.parallel(
         "par",
-        {name: estimated(name, calls, delay=delay) for name, delay in zip(names, delays, strict=True)},
+        {
+            name: estimated(name, calls, delay=delay)
+            for name, delay in zip(names, delays, strict=True)
+        },
     )
     # The branch that asks last finds 0.80 committed: 0.80 + 0.40 would exceed 1.00.
     last = names[delays.index(2.5)]
@@ -431,12 +465,20 @@ async def test_strict_mode_never_exceeds_the_limit_whatever_the_schedule(
         await rt.run(parallel, "x", limits=UsageLimits(total_cost_usd="1.00"))
 
     result = breach_result(caught)
+    denial = (
+        f"Cost limit of $1.00 would be exceeded: step 'main/0:par/{last}/1:{last}' needs up to "
+        "$0.40, 0 tokens with $0.80 committed and $0.00 reserved"
+    )
     assert f"{last} called" not in calls
     assert sorted(calls) == sorted(
         f"{name} {event}" for name in names if name != last for event in ("called", "returned")
     )
     assert result.usage == Usage(Decimal("0.80"))
     [par] = result.step_history
+    assert par.metadata == {
+        "breached_branches": [last],
+        "stop_reason": f"usage limit: {denial}",
+    }
     denied = next(entry for entry in par.step_history if entry.name == last)
     assert denied.success is False
     assert denied.usage == Usage()

@@ -13,6 +13,7 @@ from trioflow.runtime import (
     Completion,
     ConfigurationError,
     LoopStep,
+    PipelineResult,
     RetryPolicy,
     RunStatus,
     Runtime,
@@ -54,7 +55,7 @@ def iteration(n: int, cost: str = "0", breach: str | None = None) -> StepResult:
     """The result of iteration ``n`` of ``counting()`` in a loop at ``main/0:loop``.
 
     A breaching call is recorded as a success (it ran and was paid for) with
-    the breach as its feedback.
+    the breach as its feedback; the iteration it ends did not complete.
     """
     patch = (AddTo("count", 1), AppendTo("notes", f"iter{n}"))
     inner = StepResult(
@@ -70,10 +71,11 @@ def iteration(n: int, cost: str = "0", breach: str | None = None) -> StepResult:
     return StepResult(
         f"loop[{n}]",
         f"main/0:loop/loop[{n}]",
-        output=f"v{n}",
-        success=True,
+        output=f"v{n}" if breach is None else None,
+        success=breach is None,
         attempts=1,
         usage=Usage(cost),
+        feedback=breach,
         patch=patch,
         step_history=(inner,),
     )
@@ -124,7 +126,7 @@ async def test_the_exit_condition_gets_the_output_and_the_updated_context(
 
     async def done(output: Any, context: Ctx) -> bool:  # an async condition works too
         calls.append((output, context))
-        return output == "v2"
+        return bool(output == "v2")
 
     result = await rt.run(Step.loop_until("loop", counting(), done), "x", context=Ctx())
 
@@ -163,9 +165,7 @@ async def test_a_multi_step_body_sees_its_own_earlier_steps_and_earlier_iteratio
     assert result.output == "go!!"
     assert result.context == Ctx(run_id=result.run_id, count=2, notes=["first0", "first1"])
     [loop_result] = result.step_history
-    assert [
-        [inner.path for inner in entry.step_history] for entry in loop_result.step_history
-    ] == [
+    assert [[inner.path for inner in entry.step_history] for entry in loop_result.step_history] == [
         ["main/0:loop/loop[1]/0:first", "main/0:loop/loop[1]/1:second"],
         ["main/0:loop/loop[2]/0:first", "main/0:loop/loop[2]/1:second"],
     ]
@@ -226,7 +226,9 @@ async def test_max_loops_of_one_runs_the_body_once(rt: Runtime, autojump_clock: 
     result = await rt.run(loop, "x", context=Ctx())
 
     assert len(seen) == 1
-    assert result.error == "step 'main/0:loop' reached max_loops=1 without meeting its exit condition"
+    assert (
+        result.error == "step 'main/0:loop' reached max_loops=1 without meeting its exit condition"
+    )
     assert result.step_history[0].attempts == 1
 
 
@@ -250,7 +252,9 @@ async def test_a_failing_body_stops_the_loop_with_the_body_error(
 
     result = await rt.run(loop, "x", context=Ctx())
 
-    message = "step 'main/0:loop/loop[2]/0:body' failed (agent_error): RuntimeError: bad iteration 2"
+    message = (
+        "step 'main/0:loop/loop[2]/0:body' failed (agent_error): RuntimeError: bad iteration 2"
+    )
     assert calls == [0, 1]
     assert result.status is RunStatus.FAILED
     assert result.error == message
@@ -281,7 +285,9 @@ async def test_a_raising_exit_condition_fails_the_loop_naming_it(
     assert loop_result.metadata == {"exit_reason": "callback_failed", "iterations": 2}
 
 
-async def test_a_breach_in_iteration_k_stops_the_loop_there(rt: Runtime, autojump_clock: Any) -> None:
+async def test_a_breach_in_iteration_k_stops_the_loop_there(
+    rt: Runtime, autojump_clock: Any
+) -> None:
     seen: list[Ctx] = []
     loop = Step.loop_until(
         "loop", counting(seen, cost="0.40"), lambda output, context: False, max_loops=10
@@ -291,14 +297,12 @@ async def test_a_breach_in_iteration_k_stops_the_loop_there(rt: Runtime, autojum
         await rt.run(loop, "x", context=Ctx(), limits=UsageLimits(total_cost_usd=1))
 
     result = caught.value.result
-    assert result is not None
+    assert isinstance(result, PipelineResult)
     assert len(seen) == 3
     assert result.status is RunStatus.USAGE_LIMIT
     assert result.usage == Usage(Decimal("1.20"))
     # The breaching iteration ran and was paid for: its context changes are kept.
-    assert result.context == Ctx(
-        run_id=result.run_id, count=3, notes=["iter1", "iter2", "iter3"]
-    )
+    assert result.context == Ctx(run_id=result.run_id, count=3, notes=["iter1", "iter2", "iter3"])
     [loop_result] = result.step_history
     assert loop_result.success is False
     assert loop_result.feedback == "Cost limit of $1.00 exceeded"
@@ -385,7 +389,9 @@ async def test_without_an_iteration_mapper_each_output_is_the_next_input(
     assert result.output == 24
 
 
-@pytest.mark.parametrize("role", ["initial_input_mapper", "iteration_input_mapper", "output_mapper"])
+@pytest.mark.parametrize(
+    "role", ["initial_input_mapper", "iteration_input_mapper", "output_mapper"]
+)
 async def test_a_raising_mapper_fails_the_loop_naming_its_role(
     rt: Runtime, autojump_clock: Any, role: str
 ) -> None:

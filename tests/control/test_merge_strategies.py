@@ -90,9 +90,7 @@ async def test_appends_and_additions_always_compose_in_declaration_order(
     result = await run_merge(rt, merge, *COMMUTING)
 
     assert result.status is RunStatus.COMPLETED
-    assert result.context == base(
-        result.run_id, notes=["n0", "a1", "a2", "b", "c"], total=421
-    )
+    assert result.context == base(result.run_id, notes=["n0", "a1", "a2", "b", "c"], total=421)
     assert result.step_history[0].patch == (
         AppendTo("notes", "a1"),
         AddTo("total", 1),
@@ -196,7 +194,12 @@ async def test_a_merge_function_gets_the_base_context_and_every_patch(
 
     def add_up_x(context: Ctx, patches: Mapping[str, Patch]) -> list[PatchOp]:
         calls.append((context, dict(patches)))
-        total = sum(op.value for patch in patches.values() for op in patch if op.field == "x")
+        total = sum(
+            op.value
+            for patch in patches.values()
+            for op in patch
+            if isinstance(op, SetField) and op.field == "x"
+        )
         return [SetField("x", context.x + total), AppendTo("notes", "+".join(patches))]
 
     pipeline = act("before", SetField("label", "before the parallel")) >> Step.parallel(

@@ -81,7 +81,9 @@ def never_finishes(name: str, finished: list[str], *, delay: float = 100.0) -> S
     return Step.from_callable(run, name=name)
 
 
-def leaf(name: str, path: str, output: Any, patch: tuple[PatchOp, ...], latency: float) -> StepResult:
+def leaf(
+    name: str, path: str, output: Any, patch: tuple[PatchOp, ...], latency: float
+) -> StepResult:
     return StepResult(
         name, path, output=output, success=True, attempts=1, latency_s=latency, patch=patch
     )
@@ -166,7 +168,13 @@ async def test_output_is_in_declaration_order_not_completion_order(
                 latency_s=3.0,
                 patch=(AppendTo("notes", "first"),),
                 step_history=(
-                    leaf("one", "main/0:par/first/0:one", "out-one", (AppendTo("notes", "first"),), 3.0),
+                    leaf(
+                        "one",
+                        "main/0:par/first/0:one",
+                        "out-one",
+                        (AppendTo("notes", "first"),),
+                        3.0,
+                    ),
                 ),
             ),
             StepResult(
@@ -178,7 +186,13 @@ async def test_output_is_in_declaration_order_not_completion_order(
                 latency_s=2.0,
                 patch=(AppendTo("notes", "second"),),
                 step_history=(
-                    leaf("two", "main/0:par/second/0:two", "out-two", (AppendTo("notes", "second"),), 2.0),
+                    leaf(
+                        "two",
+                        "main/0:par/second/0:two",
+                        "out-two",
+                        (AppendTo("notes", "second"),),
+                        2.0,
+                    ),
                 ),
             ),
             StepResult(
@@ -190,7 +204,13 @@ async def test_output_is_in_declaration_order_not_completion_order(
                 latency_s=1.0,
                 patch=(AppendTo("notes", "third"),),
                 step_history=(
-                    leaf("three", "main/0:par/third/0:three", "out-three", (AppendTo("notes", "third"),), 1.0),
+                    leaf(
+                        "three",
+                        "main/0:par/third/0:three",
+                        "out-three",
+                        (AppendTo("notes", "third"),),
+                        1.0,
+                    ),
                 ),
             ),
         ),
@@ -230,7 +250,10 @@ async def test_parallel_is_one_step_between_others(rt: Runtime, autojump_clock: 
         act("before", AddTo("total", 1), output="in")
         >> Step.parallel(
             "par",
-            {"a": act("a", AddTo("total", 10), delay=2), "b": act("b", AddTo("total", 100), delay=1)},
+            {
+                "a": act("a", AddTo("total", 10), delay=2),
+                "b": act("b", AddTo("total", 100), delay=1),
+            },
         )
         >> Step.from_callable(after, name="after")
     )
@@ -486,9 +509,7 @@ async def test_context_include_keys_restricts_the_branch_snapshot(
 
 async def test_context_include_keys_naming_an_unknown_field_fails_the_step(rt: Runtime) -> None:
     called: list[str] = []
-    parallel = Step.parallel(
-        "par", {"a": act("a", log=called)}, context_include_keys=("x", "nope")
-    )
+    parallel = Step.parallel("par", {"a": act("a", log=called)}, context_include_keys=("x", "nope"))
 
     result = await rt.run(parallel, "x", context=Ctx())
 

@@ -24,7 +24,7 @@ from decimal import Decimal
 import attrs
 import trio
 import trio.testing
-from hypothesis import given, note, settings
+from hypothesis import event, example, given, note, settings
 from hypothesis import strategies as st
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import InMemoryStore
@@ -129,7 +129,7 @@ def run_with_limit(plan: Plan, log: Log) -> Outcome:
                 )
                 breach = None
             except UsageLimitExceeded as error:
-                assert isinstance(error.result, PipelineResult)
+                assert isinstance(error.result, PipelineResult)  # noqa: PT017 (inside trio.run)
                 result, breach = error.result, error.message
             trace = await store.trace_of(result.run_id)
         return Outcome(result, breach, trace)
@@ -147,7 +147,13 @@ def plans(draw: st.DrawFn, *, strict: bool) -> Plan:
             estimate = cost + draw(st.decimals(0, 1, places=2)) if strict else None
             calls.append(Call(branch, position, cost, estimate, draw(DELAYS)))
     ceiling = sum((call.estimate or call.cost for call in calls), Decimal(0))
-    limit = draw(st.decimals(min_value=0, max_value=ceiling + 1, places=2))
+    # Half below what every call may spend (a breach is possible), half at or above it.
+    limit = draw(
+        st.one_of(
+            st.decimals(min_value=0, max_value=ceiling, places=2),
+            st.decimals(min_value=ceiling, max_value=ceiling + 1, places=2),
+        )
+    )
     return Plan(branches, tuple(calls), limit)
 
 
@@ -175,7 +181,7 @@ def assert_total_is_exact_sum_of_returned_calls(plan: Plan, log: Log, outcome: O
     assert sorted(log.names("exit")) == sorted(log.names("start"))  # nothing left running
 
 
-# --- 3. strict mode ---------------------------------------------------------------------------------
+# --- 3. strict mode -------------------------------------------------------------------------------
 
 
 @given(plan=plans(strict=True))
@@ -197,20 +203,20 @@ def test_strict_budget_never_commits_above_the_limit(plan: Plan) -> None:
     granted: list[str] = []
     commits: list[str] = []
     denied: list[tuple[str, str | None]] = []
-    for _, event in governor_notes(outcome.trace):
-        assert event.peer is not None
-        call = by_path[event.peer]
-        if event.label == "grant":
+    for _, decision in governor_notes(outcome.trace):
+        assert decision.peer is not None
+        call = by_path[decision.peer]
+        if decision.label == "grant":
             granted.append(call.name)
             assert call.estimate is not None
             reserved[call.path] = call.estimate
-        elif event.label == "commit":
+        elif decision.label == "commit":
             commits.append(call.name)
             del reserved[call.path]
             committed += call.cost
         else:
-            assert event.label == "deny", event
-            denied.append((call.name, event.detail))
+            assert decision.label == "deny", decision
+            denied.append((call.name, decision.detail))
         assert committed + sum(reserved.values(), Decimal(0)) <= limit
     assert committed == result.usage.cost_usd
     # Every call that started had its grant; every call that returned was committed.
@@ -219,6 +225,7 @@ def test_strict_budget_never_commits_above_the_limit(plan: Plan) -> None:
     assert not {name for name, _ in denied} & set(log.names("start"))
 
     estimates = sum((call.estimate or Decimal(0) for call in plan.calls), Decimal(0))
+    event("denied" if outcome.breach else "within the limit")
     if outcome.breach is None:
         assert denied == []
         assert result.status is RunStatus.COMPLETED, result.error
@@ -234,98 +241,211 @@ def test_strict_budget_never_commits_above_the_limit(plan: Plan) -> None:
         assert outcome.breach is None
 
 
-# --- 4. optimistic mode -----------------------------------------------------------------------------
+# --- 4. optimistic mode ---------------------------------------------------------------------------
 
 
-@given(plan=plans(strict=False))
-@settings(max_examples=200, deadline=None, database=None)
-def test_optimistic_budget_overshoots_only_by_calls_in_flight_at_the_breach(plan: Plan) -> None:
+@attrs.frozen
+class Breach:
+    """An optimistic run that breached, read from its trace (indices into the trace)."""
+
+    plan: Plan
+    log: Log
+    outcome: Outcome
+    #: Where each call started: see :func:`run_optimistic`.
+    started_at: dict[str, int]
+    committed_at: dict[str, int]
+    #: Calls refused by the governor (never started), with the reason it gave.
+    denied: dict[str, str | None]
+    #: The governor's first breach note; the breaching commit is just before it.
+    breach_at: int
+    breaching: Call
+    message: str
+
+    def committed_before(self, index: int) -> Decimal:
+        by_path = {call.path: call for call in self.plan.calls}
+        return sum(
+            (by_path[path].cost for path, at in self.committed_at.items() if at < index),
+            Decimal(0),
+        )
+
+
+def run_optimistic(plan: Plan) -> Breach | None:
+    """Run ``plan`` and check what holds for every optimistic run; the breach, if any."""
     log = Log()
-
     outcome = run_with_limit(plan, log)
-
     note(f"log: {log.events}")
     result, limit, trace = outcome.result, plan.limit, outcome.trace
     by_path = {call.path: call for call in plan.calls}
     by_name = {call.name: call for call in plan.calls}
     assert_total_is_exact_sum_of_returned_calls(plan, log, outcome)
-    returned = log.names("return")
-    # A call reports its usage when it paid something; a free call has nothing to commit.
     notes = governor_notes(trace)
-    commit_at = {event.peer: index for index, event in notes if event.label == "commit"}
-    assert sorted(commit_at) == sorted(by_name[name].path for name in returned if by_name[name].cost)
-    assert [event.label for _, event in notes if event.label not in ("commit", "breach")] == []
+    assert {event.label for _, event in notes} <= {"grant", "deny", "commit", "breach"}
+    granted_at = {event.peer: index for index, event in notes if event.label == "grant"}
+    denied = {event.peer: event.detail for _, event in notes if event.label == "deny"}
+    committed_at = {event.peer: index for index, event in notes if event.label == "commit"}
+    assert all(isinstance(path, str) for path in [*granted_at, *denied, *committed_at])
+    returned = log.names("return")
+    entered = {by_name[name].path for name in log.names("start")}
+    # A call commits what it spent; one that reserved nothing and spent nothing has
+    # nothing to commit. A refused call never starts.
+    assert sorted(committed_at) == sorted(
+        by_name[name].path
+        for name in returned
+        if by_name[name].cost or by_name[name].path in granted_at
+    )
+    assert not entered & set(denied)
 
     everything = sum((call.cost for call in plan.calls), Decimal(0))
+    event("within the limit" if everything <= limit else "breached")
     if everything <= limit:
         assert outcome.breach is None
+        assert denied == {}
         assert result.status is RunStatus.COMPLETED, result.error
         assert result.usage.cost_usd == everything
-        return
-    assert outcome.breach == f"Cost limit of {usd(limit)} exceeded"
+        return None
+    message = f"Cost limit of {usd(limit)} exceeded"
+    # The run reports the breach itself, or a call refused because of it.
+    assert outcome.breach in (message, f"{message}: no more calls are granted")
     assert result.status is RunStatus.USAGE_LIMIT
     assert result.error == outcome.breach
-
-    # Positions in the trace: a call starts when its step actor receives Execute
-    # (the step runs straight into the call, with no checkpoint in between).
-    started_at = {
-        event.path: index
-        for index, event in enumerate(trace)
-        if event.kind is TraceKind.RECEIVE and event.label == "Execute" and event.path in by_path
-    }
-    assert sorted(started_at) == sorted(by_name[name].path for name in log.names("start"))
+    assert set(denied.values()) <= {f"{message}: no more calls are granted"}
+    # Where each call started, in trace order. When the runtime asks the governor
+    # before every call under a limit, a call starts with its grant; when it does
+    # not, with its step actor's Execute, which the step runs straight into the
+    # call from (no checkpoint in between).
+    if granted_at or denied:
+        started_at = dict(granted_at)
+    else:
+        started_at = {
+            event.path: index
+            for index, event in enumerate(trace)
+            if event.kind is TraceKind.RECEIVE
+            and event.label == "Execute"
+            and event.path in by_path
+        }
+    assert entered <= set(started_at)
     breach_at = next(index for index, event in notes if event.label == "breach")
-    breaching_event = trace[breach_at - 1]
-    assert breaching_event.kind is TraceKind.NOTE and breaching_event.label == "commit"
-    assert breaching_event.peer is not None
-    breaching = by_path[breaching_event.peer]
-    at_breach = sum(
-        (by_path[path].cost for path, index in commit_at.items() if index < breach_at), Decimal(0)
+    breaching_commit = trace[breach_at - 1]
+    assert (breaching_commit.kind, breaching_commit.label) == (TraceKind.NOTE, "commit")
+    assert breaching_commit.peer is not None
+    breaching = by_path[breaching_commit.peer]
+    breach = Breach(
+        plan, log, outcome, started_at, committed_at, denied, breach_at, breaching, message
     )
+    # The breach is found at the first commit that goes above the limit.
+    at_breach = breach.committed_before(breach_at)
     assert at_breach - breaching.cost <= limit < at_breach
+    later = sum(
+        (by_path[path].cost for path, at in committed_at.items() if at > breach_at), Decimal(0)
+    )
+    assert result.usage.cost_usd == at_breach + later
+    return breach
 
-    after = [by_path[path] for path, index in commit_at.items() if index > breach_at]
-    for call in after:  # every call committed after the breach was in flight at the breach
-        assert started_at[call.path] < breach_at - 1, f"{call} started after the breach"
-    assert result.usage.cost_usd == at_breach + sum((call.cost for call in after), Decimal(0))
+
+@given(plan=plans(strict=False))
+@settings(max_examples=150, deadline=None, database=None)
+def test_optimistic_totals_are_exact_and_the_breach_is_found_at_its_commit(plan: Plan) -> None:
+    breach = run_optimistic(plan)
+    if breach is None:
+        return
+    # The run's result holds the breaching step, paid for and recorded as such.
+    parallel: StepResult = breach.outcome.result.step_history[-1]
+    breaching = breach.breaching
+    holder = [entry for entry in parallel.step_history if entry.name == f"b{breaching.branch}"]
+    assert len(holder) == 1
+    last = holder[0].step_history[-1]
+    assert last.path == breaching.path
+    assert (last.success, last.feedback) == (True, breach.message)
+    assert (last.output, last.usage) == (breaching.name, Usage(breaching.cost))
+    assert parallel.metadata["stop_reason"] == f"usage limit: {breach.outcome.breach}"
+
+
+def optimistic(limit: str, *branches: list[tuple[str, float]]) -> Plan:
+    """A plan written out: each branch a list of (cost, delay) calls."""
+    calls = tuple(
+        Call(branch, position, Decimal(cost), None, delay)
+        for branch, calls in enumerate(branches)
+        for position, (cost, delay) in enumerate(calls)
+    )
+    return Plan(len(branches), calls, Decimal(limit))
+
+
+@given(plan=plans(strict=False))
+# b0's call breaches at t=1 while b1's first (free) call ends at t=1: b1's second call
+# starts after the breach and is paid for.
+@example(plan=optimistic("0.50", [("1.00", 1)], [("0", 1), ("1.00", 0)]))
+@example(plan=optimistic("0.50", [("1.00", 1)], [("0", 1), ("1.00", 0.5)]))
+@example(plan=optimistic("0", [("0.01", 0)], [("0", 0)], [("0", 0)], [("0.01", 0)]))
+@settings(max_examples=150, deadline=None, database=None)
+def test_optimistic_overshoot_is_at_most_the_calls_in_flight_at_the_breach(plan: Plan) -> None:
+    breach = run_optimistic(plan)
+    if breach is None:
+        return
+    by_path = {call.path: call for call in plan.calls}
+    breaching_commit_at = breach.breach_at - 1
+    # No new call starts after the breach...
+    late = [path for path, at in breach.started_at.items() if at > breach.breach_at]
+    assert late == [], f"calls started after the breach: {late}"
+    # ...so every call committed after it was already in flight at the breaching commit.
+    for path, at in breach.committed_at.items():
+        if at > breach.breach_at:
+            assert breach.started_at[path] < breaching_commit_at, f"{path} started after the breach"
     in_flight = [
         by_path[path]
-        for path, index in started_at.items()
-        if index < breach_at and commit_at.get(path, breach_at) >= breach_at - 1
+        for path, at in breach.started_at.items()
+        if at < breaching_commit_at
+        and breach.committed_at.get(path, breaching_commit_at) >= breaching_commit_at
     ]
-    assert breaching in in_flight
-    assert result.usage.cost_usd - limit <= sum((call.cost for call in in_flight), Decimal(0))
-    late_starts = [by_path[path] for path, index in started_at.items() if index > breach_at]
-    assert late_starts == [], "no new call starts after the breach"
+    assert breach.breaching in in_flight
+    overshoot = breach.outcome.result.usage.cost_usd - plan.limit
+    assert overshoot <= sum((call.cost for call in in_flight), Decimal(0))
 
-    # The history holds exactly the branches that finished, the breaching one included.
-    parallel: StepResult = result.step_history[-1]
+
+@given(plan=plans(strict=False))
+# Every branch's only call returns at t=0.5 and is paid for; the first commit breaches.
+@example(plan=optimistic("0", *[[("0.01", 0.5)]] * 4))
+@example(plan=optimistic("0", *[[("0.01", 0.5)]] * 8))
+@example(plan=optimistic("0.02", *[[("0.01", 1)]] * 6))
+@settings(max_examples=150, deadline=None, database=None)
+def test_optimistic_breach_history_holds_exactly_the_completed_branches(plan: Plan) -> None:
+    breach = run_optimistic(plan)
+    if breach is None:
+        return
+    trace, returned = breach.outcome.trace, breach.log.names("return")
+    parallel: StepResult = breach.outcome.result.step_history[-1]
     names = [f"b{branch}" for branch in range(plan.branches)]
     ended = {event.path for event in trace if event.kind is TraceKind.EXIT and event.label == "ok"}
     cancelled = {event.path for event in trace if event.kind is TraceKind.CANCEL}
     finished = [name for name in names if f"{PARALLEL_PATH}/{name}" in ended]
     stopped = [name for name in names if f"{PARALLEL_PATH}/{name}" in cancelled]
     assert sorted(finished + stopped) == names
-    assert [branch.name for branch in parallel.step_history] == finished
+    assert [entry.name for entry in parallel.step_history] == finished
     assert parallel.metadata.get("cancelled_branches", []) == stopped
-    assert f"b{breaching.branch}" in finished
     completed: list[str] = []
     for branch in range(plan.branches):
-        # A branch runs its calls until one's commit is answered with the breach.
+        # A branch runs its calls until one is refused, or one's commit is answered
+        # with the breach; it completed if every call it ran returned (was paid for).
         ran: list[Call] = []
         for call in plan.of_branch(branch):
             ran.append(call)
-            if commit_at.get(call.path, -1) >= breach_at - 1:
+            if call.path in breach.denied or breach.committed_at.get(call.path, -1) >= (
+                breach.breach_at - 1
+            ):
                 break
-        if all(call.name in returned for call in ran):
+        paid = [call for call in ran if call.path not in breach.denied]
+        if all(call.name in returned for call in paid):
             completed.append(f"b{branch}")
         if f"b{branch}" not in finished:
             continue
         history = next(entry for entry in parallel.step_history if entry.name == f"b{branch}")
         assert [entry.path for entry in history.step_history] == [call.path for call in ran]
-        assert history.usage == Usage(sum((call.cost for call in ran), Decimal(0)))
-        last, paid_last = history.step_history[-1], ran[-1]
-        assert (last.output, last.usage) == (paid_last.name, Usage(paid_last.cost))
-        if commit_at.get(paid_last.path, -1) >= breach_at - 1:
-            assert (last.success, last.feedback) == (True, outcome.breach)
-    assert finished == completed
+        assert history.usage == Usage(sum((call.cost for call in paid), Decimal(0)))
+        last, stopped_at = history.step_history[-1], ran[-1]
+        if stopped_at.path in breach.denied:
+            assert (last.success, last.attempts, last.usage) == (False, 0, Usage(0))
+            assert last.feedback == breach.denied[stopped_at.path]
+        else:
+            assert (last.output, last.usage) == (stopped_at.name, Usage(stopped_at.cost))
+            if breach.committed_at.get(stopped_at.path, -1) >= breach.breach_at - 1:
+                assert (last.success, last.feedback) == (True, breach.message)
+    assert finished == completed, "a branch whose calls all returned is missing from the history"

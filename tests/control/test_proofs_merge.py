@@ -18,6 +18,7 @@ import trio
 import trio.testing
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
+from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
     AddTo,
     AppendTo,
@@ -65,7 +66,7 @@ def run_on_mock_clock(pipeline: Pipeline, data: Any, context: Board) -> Pipeline
     """Run ``pipeline`` in a fresh runtime under a mock clock that jumps when all sleep."""
 
     async def main() -> PipelineResult:
-        async with open_runtime() as rt:
+        async with open_runtime(store=InMemoryStore()) as rt:
             return await rt.run(pipeline, data, context=context)
 
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
@@ -262,7 +263,11 @@ def test_conflicting_writes_resolve_by_declaration_order_not_finishing_order(
 
 def contribution(index: int) -> list[PatchOp]:
     """What branch or item ``index`` adds: one append, one integer and one money addition."""
-    return [AppendTo("log", f"c{index}"), AddTo("total", index + 1), AddTo("money", Decimal("0.01"))]
+    return [
+        AppendTo("log", f"c{index}"),
+        AddTo("total", index + 1),
+        AddTo("money", Decimal("0.01")),
+    ]
 
 
 def assert_every_contribution_kept(result: PipelineResult, count: int) -> None:
@@ -280,7 +285,9 @@ def scattered(delays: Sequence[int]) -> Callable[[int], int]:
 
 def parallel_contributions(count: int, delay_of: Callable[[int], int]) -> Pipeline:
     finished: list[str] = []
-    steps = [branch_step(index, delay_of(index), contribution(index), finished) for index in range(count)]
+    steps = [
+        branch_step(index, delay_of(index), contribution(index), finished) for index in range(count)
+    ]
     pipeline, _ = parallel_of(steps)
     return pipeline
 
@@ -300,14 +307,14 @@ NO_TOO_SLOW = [HealthCheck.too_slow, HealthCheck.data_too_large]
 
 
 @given(count=st.integers(1, 1000), delays=SCHEDULES)
-@settings(max_examples=20, deadline=None, database=None, suppress_health_check=NO_TOO_SLOW)
+@settings(max_examples=12, deadline=None, database=None, suppress_health_check=NO_TOO_SLOW)
 def test_parallel_branches_lose_no_update(count: int, delays: list[int]) -> None:
     result = run_on_mock_clock(parallel_contributions(count, scattered(delays)), "go", Board())
     assert_every_contribution_kept(result, count)
 
 
 @given(count=st.integers(1, 1000), max_concurrency=st.integers(1, 1000), delays=SCHEDULES)
-@settings(max_examples=20, deadline=None, database=None, suppress_health_check=NO_TOO_SLOW)
+@settings(max_examples=15, deadline=None, database=None, suppress_health_check=NO_TOO_SLOW)
 def test_map_items_lose_no_update(count: int, max_concurrency: int, delays: list[int]) -> None:
     pipeline = mapped_contributions(max_concurrency, scattered(delays))
     result = run_on_mock_clock(pipeline, list(range(count)), Board())
@@ -324,7 +331,7 @@ def test_one_thousand_parallel_branches_lose_no_update() -> None:
 @given(delays=SCHEDULES)
 @example(delays=[0])
 @example(delays=[3, 0, 1])
-@settings(max_examples=6, deadline=None, database=None, suppress_health_check=NO_TOO_SLOW)
+@settings(max_examples=4, deadline=None, database=None, suppress_health_check=NO_TOO_SLOW)
 def test_one_thousand_parallel_branches_lose_no_update_under_drawn_schedules(
     delays: list[int],
 ) -> None:
@@ -336,7 +343,7 @@ def test_one_thousand_parallel_branches_lose_no_update_under_drawn_schedules(
 @example(max_concurrency=1, delays=[1])
 @example(max_concurrency=16, delays=[0, 2, 1])
 @example(max_concurrency=1000, delays=[5, 0])
-@settings(max_examples=8, deadline=None, database=None, suppress_health_check=NO_TOO_SLOW)
+@settings(max_examples=5, deadline=None, database=None, suppress_health_check=NO_TOO_SLOW)
 def test_one_thousand_map_items_lose_no_update(max_concurrency: int, delays: list[int]) -> None:
     pipeline = mapped_contributions(max_concurrency, scattered(delays))
     result = run_on_mock_clock(pipeline, list(range(1000)), Board())

@@ -49,7 +49,9 @@ def act(
 
 def choosing(*choices: Any, cost: str | None = None) -> StubAgent:
     """A router agent that answers ``choices`` in turn (each with ``cost``)."""
-    return StubAgent([choice if cost is None else Completion(choice, Usage(cost)) for choice in choices])
+    return StubAgent(
+        [choice if cost is None else Completion(choice, Usage(cost)) for choice in choices]
+    )
 
 
 def three_branches(ran: list[str]) -> dict[str, Step]:
@@ -134,7 +136,9 @@ async def test_a_list_of_names_runs_as_a_parallel_in_declaration_order(
 async def test_a_tuple_of_names_is_a_list_of_names(rt: Runtime, autojump_clock: Any) -> None:
     ran: list[str] = []
 
-    result = await rt.run(Step.router("route", choosing(("b", "a")), three_branches(ran)), "q", context=Ctx())
+    result = await rt.run(
+        Step.router("route", choosing(("b", "a")), three_branches(ran)), "q", context=Ctx()
+    )
 
     assert result.output == {"a": "in_a(q)", "b": "in_b(q)"}
 
@@ -186,7 +190,9 @@ async def test_a_single_unknown_name_fails_naming_it(rt: Runtime, autojump_clock
 
 
 @pytest.mark.parametrize("choice", [5, None, ["a", 1], {"a": True}])
-async def test_a_choice_that_is_not_names_fails(rt: Runtime, autojump_clock: Any, choice: Any) -> None:
+async def test_a_choice_that_is_not_names_fails(
+    rt: Runtime, autojump_clock: Any, choice: Any
+) -> None:
     result = await rt.run(Step.router("route", choosing(choice), three_branches([])), "q")
 
     assert result.status is RunStatus.FAILED

@@ -1,0 +1,123 @@
+"""Runs the crash pipeline to the end, and, when told to, dies after the k-th journal write.
+
+Usage: ``python crash_driver.py DB KILL_AFTER`` (``KILL_AFTER`` 0: never).
+It starts the run if the journal has none, otherwise resumes it (answering
+the pause with ``True``) until it completes, then prints what the journal
+holds about it as JSON. The kill is a SIGKILL sent to itself right after a write returned:
+no clean-up runs, exactly like a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+from trioflow.actors import TraceEvent
+from trioflow.persistence import (
+    LedgerEntry,
+    PauseRecord,
+    RunRecord,
+    RunStore,
+    SQLiteStore,
+    StepRecord,
+)
+from trioflow.runtime import RunStatus, Runtime, open_runtime
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from crash_pipeline import pipeline
+
+
+class KillingStore:
+    """A store that counts committed writes and dies after the k-th (0: never)."""
+
+    def __init__(self, inner: RunStore, kill_after: int) -> None:
+        self._inner = inner
+        self._kill_after = kill_after
+        self.writes = 0
+
+    def _wrote(self) -> None:
+        self.writes += 1
+        if self.writes == self._kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    async def create_run(self, run: RunRecord) -> None:
+        await self._inner.create_run(run)
+        self._wrote()
+
+    async def update_run(self, run: RunRecord) -> None:
+        await self._inner.update_run(run)
+        self._wrote()
+
+    async def record_step(self, step: StepRecord) -> None:
+        await self._inner.record_step(step)
+        self._wrote()
+
+    async def record_usage(self, entry: LedgerEntry) -> None:
+        await self._inner.record_usage(entry)
+        self._wrote()
+
+    async def record_pause(self, pause: PauseRecord) -> None:
+        await self._inner.record_pause(pause)
+        self._wrote()
+
+    async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None:
+        await self._inner.save_trace(run_id, events)
+        self._wrote()
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        return await self._inner.get_run(run_id)
+
+    async def list_runs(self) -> list[RunRecord]:
+        return await self._inner.list_runs()
+
+    async def steps_of(self, run_id: str) -> list[StepRecord]:
+        return await self._inner.steps_of(run_id)
+
+    async def pauses_of(self, run_id: str) -> list[PauseRecord]:
+        return await self._inner.pauses_of(run_id)
+
+    async def ledger_of(self, run_id: str) -> list[LedgerEntry]:
+        return await self._inner.ledger_of(run_id)
+
+    async def trace_of(self, run_id: str) -> list[TraceEvent]:
+        return await self._inner.trace_of(run_id)
+
+
+async def drive(db: str, kill_after: int) -> dict[str, Any]:
+    async with SQLiteStore.open(db) as journal:
+        store = KillingStore(journal, kill_after)
+        async with open_runtime(store=store) as runtime:
+            runs = await store.list_runs()
+            run_id = runs[0].run_id if runs else (await runtime.run(pipeline, "trio")).run_id
+            await finish(runtime, run_id)
+            record = await store.get_run(run_id)
+    return {
+        "status": record.status,
+        "output": record.output,
+        "context": record.final_context.model_dump(mode="json", exclude={"run_id"}),
+        "cost": record.total_cost_usd,
+        "tokens": [record.input_tokens, record.output_tokens],
+        "writes": store.writes,
+    }
+
+
+async def finish(runtime: Runtime, run_id: str) -> None:
+    """Resume the run until it completes: interrupted runs as they are, pauses with True."""
+    while True:
+        status = (await runtime.store.get_run(run_id)).status
+        if status == RunStatus.COMPLETED.value:
+            return
+        pauses = await runtime.store.pauses_of(run_id)
+        if any(pause.answered_at is None for pause in pauses):
+            await runtime.resume(run_id, True, pipeline=pipeline)
+        else:
+            await runtime.resume(run_id, pipeline=pipeline)
+
+
+if __name__ == "__main__":
+    print(json.dumps(trio.run(drive, sys.argv[1], int(sys.argv[2]))))

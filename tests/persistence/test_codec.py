@@ -1,0 +1,322 @@
+"""The codec: its stored form, its registry, and the errors it raises."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import math
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import attrs
+import pydantic
+import pytest
+from trioflow.persistence import CODEC, Codec, CorruptJournal, UnstorableValue
+
+MODULE = __name__
+IST = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    ONE = 1
+
+
+class Half(float, enum.Enum):
+    HALF = 0.5
+
+
+@attrs.frozen
+class Point:
+    x: Any
+    y: Any
+    _label: str = "p"
+
+
+class Strict(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(strict=True, frozen=True)
+    price: Decimal
+    at: datetime.datetime
+    id: uuid.UUID
+    color: Color
+    pair: tuple[int, str]
+
+
+class Celsius:
+    def __init__(self, degrees: Decimal) -> None:
+        self.degrees = degrees
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Celsius) and self.degrees == other.degrees
+
+    def __hash__(self) -> int:
+        return hash(self.degrees)
+
+
+def celsius_codec() -> Codec:
+    codec = Codec()
+    codec.register_type(Celsius, lambda c: {"degrees": c.degrees}, lambda d: Celsius(d["degrees"]))
+    return codec
+
+
+# -- the stored form: journals written today must read the same tomorrow -------------------
+
+
+STORED_FORMS: list[tuple[Any, str]] = [
+    (None, "null"),
+    ({"a": [1, 2.5, "s", True]}, '{"a":[1,2.5,"s",true]}'),
+    (Decimal("1.10"), '{"$decimal":"1.10"}'),
+    (
+        uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        '{"$uuid":"12345678-1234-5678-1234-567812345678"}',
+    ),
+    (
+        datetime.datetime(2026, 3, 1, 15, 30, tzinfo=IST),
+        '{"$datetime":"2026-03-01T15:30:00+05:30"}',
+    ),
+    (datetime.date(2026, 3, 1), '{"$date":"2026-03-01"}'),
+    (datetime.time(9, 5, 1, 7), '{"$time":"09:05:01.000007"}'),
+    ((1, [2]), '{"$tuple":[1,[2]]}'),
+    ({3, 1, 2}, '{"$set":[1,2,3]}'),
+    (frozenset({"b", "a"}), '{"$frozenset":["a","b"]}'),
+    ({1: "one"}, '{"$dict":[[1,"one"]]}'),
+    ({"$decimal": "x"}, '{"$dict":[["$decimal","x"]]}'),
+    (b"\x00\xff", '{"$bytes":"AP8="}'),
+    (-math.inf, '{"$float":"-inf"}'),
+    (Color.RED, f'{{"$enum":"{MODULE}:Color","value":"red"}}'),
+    (Level.ONE, f'{{"$enum":"{MODULE}:Level","value":1}}'),
+    (Half.HALF, f'{{"$enum":"{MODULE}:Half","value":0.5}}'),
+    (
+        Point(1, Decimal("2.5"), label="q"),
+        f'{{"$attrs":"{MODULE}:Point","fields":{{"x":1,"y":{{"$decimal":"2.5"}},"label":"q"}}}}',
+    ),
+]
+
+
+@pytest.mark.parametrize(("value", "stored"), STORED_FORMS)
+def test_the_stored_form_of_each_kind_of_value(value: Any, stored: str) -> None:
+    assert CODEC.encode(value) == stored
+    decoded = CODEC.decode(stored)
+    assert type(decoded) is type(value)
+    assert decoded == value
+
+
+def test_enum_members_come_back_as_the_same_members() -> None:
+    assert CODEC.decode(CODEC.encode([Color.RED, Level.ONE, Half.HALF])) == [
+        Color.RED,
+        Level.ONE,
+        Half.HALF,
+    ]
+    members = CODEC.decode(CODEC.encode((Color.RED, Level.ONE, Half.HALF)))
+    assert (members[0] is Color.RED, members[1] is Level.ONE, members[2] is Half.HALF) == (
+        True,
+        True,
+        True,
+    )
+
+
+def test_a_strict_pydantic_model_round_trips() -> None:
+    model = Strict(
+        price=Decimal("0.10"),
+        at=datetime.datetime(2026, 3, 1, 15, 30, tzinfo=IST),
+        id=uuid.UUID(int=5),
+        color=Color.RED,
+        pair=(1, "a"),
+    )
+
+    decoded = CODEC.decode(CODEC.encode(model))
+
+    assert decoded == model
+    assert str(decoded.price) == "0.10"
+    assert decoded.at.utcoffset() == datetime.timedelta(hours=5, minutes=30)
+    assert decoded.color is Color.RED
+
+
+def test_nan_and_nested_containers_round_trip() -> None:
+    value = {(1, "a"): {frozenset({2}), (3,)}, "x": [float("nan")]}
+
+    decoded = CODEC.decode(CODEC.encode(value))
+
+    assert list(decoded) == [(1, "a"), "x"]
+    assert decoded[(1, "a")] == {frozenset({2}), (3,)}
+    assert math.isnan(decoded["x"][0])
+
+
+# -- the registry -----------------------------------------------------------------------------
+
+
+def test_a_registered_type_round_trips_through_its_functions() -> None:
+    codec = celsius_codec()
+    value = {"today": Celsius(Decimal("21.50"))}
+
+    stored = codec.encode(value)
+
+    assert stored == (
+        f'{{"today":{{"$type":"{MODULE}:Celsius","value":{{"degrees":{{"$decimal":"21.50"}}}}}}}}'
+    )
+    assert codec.decode(stored) == value
+    assert str(codec.decode(stored)["today"].degrees) == "21.50"
+
+
+def test_a_type_registered_with_one_codec_is_unknown_to_another() -> None:
+    celsius_codec()
+
+    with pytest.raises(UnstorableValue) as raised:
+        Codec().encode([Celsius(Decimal(1))], where="output")
+
+    assert raised.value.where == "output[0]"
+    assert raised.value.type_name == f"{MODULE}:Celsius"
+
+
+def test_registering_again_replaces_the_functions() -> None:
+    codec = celsius_codec()
+    codec.register_type(Celsius, lambda c: str(c.degrees), lambda text: Celsius(Decimal(text)))
+
+    stored = codec.encode(Celsius(Decimal("3.0")))
+
+    assert stored == f'{{"$type":"{MODULE}:Celsius","value":"3.0"}}'
+    assert codec.decode(stored) == Celsius(Decimal("3.0"))
+
+
+def test_register_type_needs_a_class() -> None:
+    with pytest.raises(TypeError, match=r"^register_type needs a class, got 'celsius'$"):
+        Codec().register_type("celsius", str, str)  # type: ignore[arg-type]
+
+
+def test_register_type_from_many_threads_at_once() -> None:
+    codec = celsius_codec()
+    threads_n, classes_n = 8, 25
+    start = threading.Barrier(threads_n)
+    results: dict[int, list[tuple[Any, Any]]] = {}
+
+    def register_and_use(thread: int) -> None:
+        start.wait()
+        seen: list[tuple[Any, Any]] = []
+        for n in range(classes_n):
+            cls = type(f"Box_{thread}_{n}", (Box,), {})
+            codec.register_type(cls, _unbox, _boxer(cls))
+            value = [cls((thread, n, Decimal("1.5"))), Celsius(Decimal(n))]
+            seen.append((value, codec.decode(codec.encode(value))))
+        results[thread] = seen
+
+    threads = [threading.Thread(target=register_and_use, args=(t,)) for t in range(threads_n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(results) == list(range(threads_n))
+    for seen in results.values():
+        assert len(seen) == classes_n
+        for written, read in seen:
+            assert read == written
+            assert type(read[0]) is type(written[0])
+
+
+class Box:
+    """The base of the classes each thread makes and registers."""
+
+    def __init__(self, content: Any) -> None:
+        self.content = content
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self) and isinstance(other, Box) and other.content == self.content
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _boxer(cls: type[Box]) -> Callable[[Any], Box]:
+    return lambda plain: cls(plain["content"])
+
+
+def _unbox(box: Box) -> Any:
+    return {"content": box.content}
+
+
+# -- what cannot be stored or read ------------------------------------------------------------
+
+
+def _generator() -> Iterator[int]:
+    yield 1
+
+
+UNSTORABLE: list[tuple[Any, str, str]] = [
+    ({"items": [1, object()]}, "output['items'][1]", "builtins:object"),
+    (Point(1, [lambda: 0]), "output.y[0]", "builtins:function"),
+    ({object(): 1}, "output<key>", "builtins:object"),
+    ({"s": {1j}}, "output['s']{}", "builtins:complex"),
+    (_generator(), "output", "builtins:generator"),
+    ({"pair": (1, threading.Lock())}, "output['pair'][1]", "_thread:lock"),
+]
+
+
+@pytest.mark.parametrize(("value", "where", "type_name"), UNSTORABLE)
+def test_an_unstorable_value_names_where_it_sits_and_its_type(
+    value: Any, where: str, type_name: str
+) -> None:
+    with pytest.raises(UnstorableValue) as raised:
+        CODEC.encode(value, where="output")
+
+    assert (raised.value.where, raised.value.type_name) == (where, type_name)
+    assert str(raised.value) == (
+        f"{where}: cannot store a value of type {type_name}; register it with "
+        "trioflow.persistence.register_type(cls, unstructure, structure)"
+    )
+
+
+def test_an_unstorable_field_inside_a_pydantic_model_is_named() -> None:
+    class Handle(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+        name: str
+        lock: Any
+
+    class Outer(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+        label: str
+        inner: Handle
+
+    with pytest.raises(UnstorableValue) as raised:
+        CODEC.encode([Outer(label="x", inner=Handle(name="h", lock=object()))], where="output")
+
+    assert (raised.value.where, raised.value.type_name) == (
+        "output[0].inner.lock",
+        "builtins:object",
+    )
+
+
+def test_what_a_registered_function_returns_must_be_storable() -> None:
+    codec = Codec()
+    codec.register_type(Celsius, lambda c: object(), lambda plain: Celsius(Decimal(0)))
+
+    with pytest.raises(UnstorableValue) as raised:
+        codec.encode({"t": Celsius(Decimal(1))}, where="output")
+
+    assert raised.value.where == f"output['t']<{MODULE}:Celsius>"
+
+
+@pytest.mark.parametrize(
+    ("stored", "message"),
+    [
+        ("{not json", r"^stored JSON cannot be read: "),
+        ('{"$nope":1}', r"^unknown tag '\$nope' in stored JSON$"),
+        (
+            '{"$enum":"no_such_module_here:Color","value":1}',
+            r"^the journal names class 'no_such_module_here:Color', which cannot be imported$",
+        ),
+        (
+            f'{{"$attrs":"{MODULE}:Missing","fields":{{}}}}',
+            rf"^the journal names class '{MODULE}:Missing', which cannot be imported$",
+        ),
+    ],
+)
+def test_stored_json_that_cannot_be_read_is_a_corrupt_journal(stored: str, message: str) -> None:
+    with pytest.raises(CorruptJournal, match=message):
+        CODEC.decode(stored)

@@ -1,0 +1,517 @@
+"""The SQLite store's file: creating, reopening, corruption, locks, processes, durability."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import os
+import re
+import signal
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import apsw
+import attrs
+import pytest
+import trio
+from trioflow.actors import MemoryTraceSink, TraceEvent, TraceKind
+from trioflow.persistence import (
+    CorruptDatabase,
+    LedgerEntry,
+    PauseRecord,
+    RunRecord,
+    SQLiteStore,
+    StepRecord,
+    StoreError,
+)
+
+T0 = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=datetime.UTC)
+
+
+def a_run(run_id: str = "r1", **changes: Any) -> RunRecord:
+    run = RunRecord(run_id, "invoices", "running", T0, {"topic": "trio"})
+    return attrs.evolve(run, **changes)
+
+
+def a_step(path: str, run_id: str = "r1", **changes: Any) -> StepRecord:
+    step = StepRecord(run_id, path, path.rpartition(":")[2], True, path, 1, "0.01", 2, 3)
+    return attrs.evolve(step, **changes)
+
+
+def raw_rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """What an independent connection (another process, say) reads in ``path``."""
+    connection = apsw.Connection(str(path))
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+async def a_database(path: Path) -> bytes:
+    """A real journal at ``path`` holding one run and one step; its bytes."""
+    async with SQLiteStore.open(path) as store:
+        await store.create_run(a_run())
+        await store.record_step(a_step("main/0:a"))
+    return await trio.Path(path).read_bytes()
+
+
+# -- creating and reopening -------------------------------------------------------------------
+
+
+async def test_open_creates_the_folder_and_a_wal_database_that_keeps_runs(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "runs.db"
+
+    async with SQLiteStore.open(path) as store:
+        assert (store.path, store.durability, store.recovered_from) == (path, "normal", None)
+        await store.create_run(a_run())
+        await store.record_step(a_step("main/0:a"))
+
+    assert raw_rows(path, "PRAGMA journal_mode") == [("wal",)]
+    assert raw_rows(path, "PRAGMA user_version") == [(3,)]
+    async with SQLiteStore.open(path) as again:
+        assert await again.list_runs() == [a_run()]
+        assert await again.steps_of("r1") == [a_step("main/0:a")]
+    assert sorted(os.listdir(path.parent)) == ["runs.db"]
+
+
+async def test_an_empty_file_is_a_fresh_database_not_a_corrupt_one(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    path.touch()
+
+    async with SQLiteStore.open(path) as store:
+        assert await store.list_runs() == []
+        assert store.recovered_from is None
+
+    assert sorted(os.listdir(tmp_path)) == ["runs.db"]
+
+
+async def test_every_write_is_committed_when_it_returns(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    async with SQLiteStore.open(path) as store:
+        await store.create_run(a_run())
+        assert raw_rows(path, "SELECT run_id, status FROM runs") == [("r1", "running")]
+        await store.update_run(a_run(status="completed", finished_at=T0))
+        assert raw_rows(path, "SELECT status, finished_at FROM runs") == [
+            ("completed", "2026-03-01T10:00:00.000000+00:00")
+        ]
+        await store.record_step(a_step("main/0:a"))
+        assert raw_rows(path, "SELECT path, seq FROM steps") == [("main/0:a", 1)]
+        await store.record_usage(LedgerEntry("r1", "main/0:a#1#1", "main/0:a", "0.01", 1, 2))
+        assert raw_rows(path, "SELECT key, seq FROM ledger") == [("main/0:a#1#1", 1)]
+        await store.record_pause(PauseRecord("r1", "main/1:ok", "ok?", {}, T0))
+        assert raw_rows(path, "SELECT path, seq FROM pauses") == [("main/1:ok", 1)]
+        await store.save_trace("r1", [TraceEvent(TraceKind.NOTE, "run", 1.5, "hello")])
+        assert raw_rows(
+            path, "SELECT seq, kind, path, time, label, peer, detail FROM trace_events"
+        ) == [(1, "note", "run", 1.5, "hello", None, None)]
+
+
+async def test_every_write_goes_through_the_one_writer_actor(tmp_path: Path) -> None:
+    sink = MemoryTraceSink()
+    async with SQLiteStore.open(tmp_path / "runs.db", trace=sink) as store:
+        await store.create_run(a_run())
+        await store.update_run(a_run(status="completed"))
+        await store.record_step(a_step("main/0:a"))
+        await store.record_usage(LedgerEntry("r1", "k", "main/0:a", "0.01", 1, 2))
+        await store.record_pause(PauseRecord("r1", "main/1:ok", "ok?", {}, T0))
+        await store.save_trace("r1", [])
+        await store.get_run("r1")
+        await store.list_runs()
+
+    assert [(e.kind, e.path) for e in sink.of_kind(TraceKind.SPAWN)] == [
+        (TraceKind.SPAWN, "journal/writer")
+    ]
+    assert [(e.path, e.label) for e in sink.of_kind(TraceKind.RECEIVE)] == [
+        ("journal/writer", "CreateRun"),
+        ("journal/writer", "UpdateRun"),
+        ("journal/writer", "PutStep"),
+        ("journal/writer", "PutUsage"),
+        ("journal/writer", "PutPause"),
+        ("journal/writer", "AppendTrace"),
+    ]
+    assert [(e.path, e.label) for e in sink.of_kind(TraceKind.EXIT)] == [("journal/writer", "ok")]
+
+
+async def test_durability_full_keeps_runs(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    async with SQLiteStore.open(path, durability="full") as store:
+        assert store.durability == "full"
+        await store.create_run(a_run())
+
+    async with SQLiteStore.open(path) as store:
+        assert await store.list_runs() == [a_run()]
+
+
+async def test_an_unknown_durability_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^durability must be 'normal' or 'full', got 'fast'$"):
+        async with SQLiteStore.open(tmp_path / "runs.db", durability="fast"):  # type: ignore[arg-type]
+            pass
+    assert os.listdir(tmp_path) == []
+
+
+async def test_a_valid_database_trioflow_did_not_create_is_refused_untouched(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "other.db"
+    other = apsw.Connection(str(path))
+    other.execute("CREATE TABLE notes (text TEXT); INSERT INTO notes VALUES ('mine')")
+    other.close()
+    before = path.read_bytes()
+
+    with pytest.raises(StoreError) as raised:
+        async with SQLiteStore.open(path):
+            pass
+
+    assert str(raised.value) == (
+        f"{path} is an SQLite database that trioflow did not create (schema version 0, "
+        "tables: notes); it was left untouched"
+    )
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["other.db"]
+
+
+# -- corruption -------------------------------------------------------------------------------
+
+
+def _random_bytes(real: bytes) -> bytes:
+    return bytes(range(256)) * 40
+
+
+def _text(real: bytes) -> bytes:
+    return b"name,cost\nada,1.20\n" * 50
+
+
+def _header_overwritten(real: bytes) -> bytes:
+    return b"\0" * 16 + real[16:]
+
+
+def _truncated(real: bytes) -> bytes:
+    return real[: len(real) // 2]
+
+
+def _page_overwritten(real: bytes) -> bytes:
+    page = int.from_bytes(real[16:18], "big")
+    return real[:page] + bytes(range(256)) * (page // 256) + real[2 * page :]
+
+
+DAMAGES = {
+    "random bytes": (_random_bytes, "file is not a database"),
+    "text file": (_text, "file is not a database"),
+    "header overwritten": (_header_overwritten, "file is not a database"),
+    "truncated": (_truncated, "database disk image is malformed"),
+    "page overwritten": (_page_overwritten, "database disk image is malformed"),
+}
+
+STAMPED = re.compile(r"^runs\.db\.corrupt-\d{8}T\d{6}Z$")
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+async def test_a_corrupt_file_is_moved_aside_with_a_clear_error(
+    tmp_path: Path, damage: str
+) -> None:
+    path = tmp_path / "runs.db"
+    spoil, reason = DAMAGES[damage]
+    bad = spoil(await a_database(path))
+    path.write_bytes(bad)
+
+    with pytest.raises(CorruptDatabase) as raised:
+        async with SQLiteStore.open(path):
+            pass
+
+    moved = raised.value.moved_to
+    assert STAMPED.match(moved.name), moved.name
+    assert moved.parent == tmp_path
+    assert str(raised.value) == (
+        f"{path} is not a readable SQLite database ({reason}); it was moved aside to {moved} "
+        "(nothing was deleted). Open the store with recover=True to start a fresh database "
+        "in its place."
+    )
+    assert (raised.value.path, raised.value.reason) == (path, reason)
+    assert sorted(os.listdir(tmp_path)) == [moved.name]
+    assert moved.read_bytes() == bad
+
+
+async def test_a_journal_whose_rows_break_its_schema_is_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    async with SQLiteStore.open(path) as store:
+        await store.create_run(a_run())
+        await store.save_trace("r1", [TraceEvent(TraceKind.SPAWN, "run", 0.0)])  # peer is NULL
+    editor = apsw.Connection(str(path))
+    editor.execute(
+        "PRAGMA writable_schema = ON;"
+        "UPDATE sqlite_master SET sql = replace(sql, 'peer TEXT', 'peer TEXT NOT NULL')"
+        " WHERE name = 'trace_events';"
+        "PRAGMA writable_schema = OFF;"
+    )
+    editor.close()
+
+    with pytest.raises(CorruptDatabase) as raised:
+        async with SQLiteStore.open(path):
+            pass
+
+    assert raised.value.reason == "NULL value in trace_events.peer"
+    assert sorted(os.listdir(tmp_path)) == [raised.value.moved_to.name]
+
+
+async def test_companion_files_move_with_the_corrupt_file(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    path.write_bytes(b"not a database" * 100)
+    (tmp_path / "runs.db-wal").write_bytes(b"wal bytes")
+    (tmp_path / "runs.db-shm").write_bytes(b"shm bytes")
+
+    with pytest.raises(CorruptDatabase) as raised:
+        async with SQLiteStore.open(path):
+            pass
+
+    moved = raised.value.moved_to
+    assert sorted(os.listdir(tmp_path)) == [moved.name, f"{moved.name}-shm", f"{moved.name}-wal"]
+    assert (tmp_path / f"{moved.name}-wal").read_bytes() == b"wal bytes"
+    assert (tmp_path / f"{moved.name}-shm").read_bytes() == b"shm bytes"
+    assert moved.read_bytes() == b"not a database" * 100
+
+
+async def test_moving_aside_never_overwrites_an_earlier_corrupt_file(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    now = datetime.datetime.now(datetime.UTC)
+    earlier = {}
+    for seconds in range(3):  # the move happens within these three seconds
+        stamp = (now + datetime.timedelta(seconds=seconds)).strftime("%Y%m%dT%H%M%SZ")
+        taken = tmp_path / f"runs.db.corrupt-{stamp}"
+        taken.write_bytes(f"earlier {seconds}".encode())
+        earlier[taken] = taken.read_bytes()
+    path.write_bytes(b"garbage" * 100)
+
+    with pytest.raises(CorruptDatabase) as raised:
+        async with SQLiteStore.open(path):
+            pass
+
+    assert raised.value.moved_to in {taken.with_name(taken.name + ".1") for taken in earlier}
+    assert raised.value.moved_to.read_bytes() == b"garbage" * 100
+    assert {taken: taken.read_bytes() for taken in earlier} == earlier
+    assert not path.exists()
+
+
+async def test_recover_moves_the_corrupt_file_aside_and_starts_fresh(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    path.write_bytes(b"\x00\x01garbage" * 300)
+
+    async with SQLiteStore.open(path, recover=True) as store:
+        assert await store.list_runs() == []
+        await store.create_run(a_run())
+        assert await store.list_runs() == [a_run()]
+        recovered = store.recovered_from
+
+    assert isinstance(recovered, CorruptDatabase)
+    assert recovered.moved_to.read_bytes() == b"\x00\x01garbage" * 300
+    assert str(recovered).startswith(f"{path} is not a readable SQLite database (file is not a")
+    assert sorted(os.listdir(tmp_path)) == sorted(["runs.db", recovered.moved_to.name])
+    async with SQLiteStore.open(path) as store:
+        assert await store.list_runs() == [a_run()]
+
+
+# -- locks: busy, never corrupt ---------------------------------------------------------------
+
+
+async def test_a_held_write_lock_makes_a_write_wait_then_succeed(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    async with SQLiteStore.open(path) as store:
+        await store.create_run(a_run())
+        other = apsw.Connection(str(path))
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        written = trio.Event()
+
+        async def write() -> None:
+            await store.record_step(a_step("main/0:a"))
+            written.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(write)
+            await trio.sleep(0.3)  # the event loop runs on while the write waits
+            assert not written.is_set()
+            assert await store.get_run("r1") == a_run()  # reads do not wait for the lock
+            other.execute("COMMIT")
+            other.close()
+
+        assert await store.steps_of("r1") == [a_step("main/0:a")]
+    assert sorted(os.listdir(tmp_path)) == ["runs.db"]
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_busy_not_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    async with SQLiteStore.open(path, busy_timeout_s=0.1) as store:
+        await store.create_run(a_run())
+        other = apsw.Connection(str(path))
+        other.execute("BEGIN IMMEDIATE")
+
+        with pytest.raises(apsw.BusyError, match=r"^database is locked$"):
+            await store.record_step(a_step("main/0:a"))
+
+        assert await store.steps_of("r1") == []
+        other.execute("ROLLBACK")
+        other.close()
+        await store.record_step(a_step("main/0:a"))
+        assert await store.steps_of("r1") == [a_step("main/0:a")]
+    assert sorted(os.listdir(tmp_path)) == ["runs.db"]
+
+
+async def test_opening_a_locked_database_waits_for_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    await a_database(path)
+    other = apsw.Connection(str(path))
+    other.execute("PRAGMA journal_mode = DELETE")
+    other.execute("BEGIN EXCLUSIVE")  # in rollback mode this keeps readers out too
+    opened = trio.Event()
+    runs: list[RunRecord] = []
+
+    async def open_and_read() -> None:
+        async with SQLiteStore.open(path) as store:
+            opened.set()
+            runs.extend(await store.list_runs())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(open_and_read)
+        await trio.sleep(0.3)
+        assert not opened.is_set()
+        other.execute("COMMIT")
+        other.close()
+
+    assert runs == [a_run()]
+    assert raw_rows(path, "PRAGMA journal_mode") == [("wal",)]
+    assert sorted(os.listdir(tmp_path)) == ["runs.db"]
+
+
+# -- processes --------------------------------------------------------------------------------
+
+WRITER_PROCESS = """
+import datetime, sys
+import trio
+from trioflow.persistence import RunRecord, SQLiteStore, StepRecord
+
+path, worker = sys.argv[1], sys.argv[2]
+T0 = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=datetime.UTC)
+
+async def main() -> None:
+    async with SQLiteStore.open(path) as store:
+        for n in range(50):
+            run_id = f"{worker}-{n}"
+            await store.create_run(RunRecord(run_id, "p", "running", T0, n))
+            for s in range(3):
+                path_s = f"main/{s}:s{s}"
+                await store.record_step(
+                    StepRecord(run_id, path_s, f"s{s}", True, [worker, n, s], 1, "0.01", 1, 2)
+                )
+            await store.update_run(RunRecord(run_id, "p", "completed", T0, n, output=n * 2))
+            await trio.sleep(0.002)  # a run's work between writes: the other process gets a turn
+
+print("ready", flush=True)  # imported: wait for the other process
+sys.stdin.readline()
+trio.run(main)
+"""
+
+
+async def read_line(stream: trio.abc.ReceiveStream) -> bytes:
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = await stream.receive_some()
+        assert chunk, f"the stream ended after {line!r}"
+        line += chunk
+    return line
+
+
+async def test_two_processes_writing_one_file_at_once_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "shared" / "runs.db"  # neither process finds a database: both create it
+    processes: list[trio.Process] = []
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for worker in ("a", "b"):
+                command = [sys.executable, "-c", WRITER_PROCESS, str(path), worker]
+                start_writer = partial(
+                    trio.run_process, command, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                )
+                processes.append(await nursery.start(start_writer))
+            for process in processes:
+                assert process.stdout is not None
+                assert await read_line(process.stdout) == b"ready\n"
+            for process in processes:  # both start writing at once
+                assert process.stdin is not None
+                await process.stdin.send_all(b"go\n")
+    assert [process.returncode for process in processes] == [0, 0]
+
+    async with SQLiteStore.open(path) as store:
+        runs = await store.list_runs()
+        assert sorted(run.run_id for run in runs) == sorted(
+            f"{worker}-{n}" for worker in ("a", "b") for n in range(50)
+        )
+        for run in runs:
+            worker, _, number = run.run_id.partition("-")
+            n = int(number)
+            assert (run.status, run.input, run.output) == ("completed", n, n * 2)
+            steps = await store.steps_of(run.run_id)
+            assert [(s.path, s.output) for s in steps] == [
+                (f"main/{s}:s{s}", [worker, n, s]) for s in range(3)
+            ]
+    writers = [run.run_id[0] for run in runs]  # creation order (same start time)
+    switches = sum(1 for x, y in itertools.pairwise(writers) if x != y)
+    assert switches > 1, f"the two processes did not write at the same time: {writers}"
+
+
+KILLED_PROCESS = """
+import datetime, os, signal, sys
+import trio
+from trioflow.persistence import RunRecord, SQLiteStore, StepRecord
+
+T0 = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=datetime.UTC)
+
+async def main() -> None:
+    async with SQLiteStore.open(sys.argv[1]) as store:
+        await store.create_run(RunRecord("r1", "p", "running", T0, "in"))
+        await store.record_step(StepRecord("r1", "main/0:a", "a", True, "out", 1, "0.01", 1, 2))
+        os.kill(os.getpid(), signal.SIGKILL)  # no close, no checkpoint
+
+trio.run(main)
+"""
+
+
+async def test_a_committed_step_survives_the_process_being_killed(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    killed = await trio.run_process(
+        [sys.executable, "-c", KILLED_PROCESS, str(path)], capture_stderr=True, check=False
+    )
+    assert (killed.returncode, killed.stderr) == (-signal.SIGKILL, b"")
+    assert (tmp_path / "runs.db-wal").exists()  # the commits are still only in the WAL
+
+    async with SQLiteStore.open(path) as store:
+        assert await store.list_runs() == [RunRecord("r1", "p", "running", T0, "in")]
+        assert await store.steps_of("r1") == [
+            StepRecord("r1", "main/0:a", "a", True, "out", 1, "0.01", 1, 2)
+        ]
+
+
+async def test_a_damaged_database_is_moved_aside_with_its_wal_intact(tmp_path: Path) -> None:
+    source = tmp_path / "source.db"
+    writer = apsw.Connection(str(source))
+    writer.execute("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0")
+    writer.execute("CREATE TABLE t (x TEXT)")
+    writer.executemany("INSERT INTO t VALUES (?)", [("x" * 500,) for _ in range(100)])
+    writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    writer.execute("INSERT INTO t VALUES ('only in the WAL')")
+    # A copy taken while the writer is open: a database left with its -wal, as after a kill.
+    path = tmp_path / "runs.db"
+    path.write_bytes(_page_overwritten(source.read_bytes()))
+    wal = await trio.Path(f"{source}-wal").read_bytes()
+    await trio.Path(f"{path}-wal").write_bytes(wal)
+    writer.close()
+
+    with pytest.raises(CorruptDatabase) as raised:
+        async with SQLiteStore.open(path):
+            pass
+
+    moved = raised.value.moved_to
+    assert raised.value.reason == "database disk image is malformed"
+    assert await trio.Path(f"{moved}-wal").read_bytes() == wal
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["source.db", moved.name, f"{moved.name}-wal", f"{moved.name}-shm"]
+    )

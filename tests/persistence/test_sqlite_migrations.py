@@ -1,0 +1,281 @@
+"""Schema versions: every earlier version migrates forward with its data intact.
+
+For each version ``v`` below the current one, a database is built with the
+migrations up to ``v`` and filled the way a store of that version wrote
+it; opening it with :class:`SQLiteStore` must bring it to the current
+version with every record readable through the store protocol.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+import trio
+from trioflow.actors import TraceEvent, TraceKind
+from trioflow.persistence import (
+    CODEC,
+    LedgerEntry,
+    PauseRecord,
+    RunRecord,
+    SchemaTooNew,
+    SQLiteStore,
+    StepRecord,
+)
+from trioflow.persistence._schema import CURRENT_VERSION, MIGRATIONS, migrate, schema_version
+
+IST = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
+STARTED = datetime.datetime(2026, 3, 1, 15, 30, tzinfo=IST)
+FINISHED = datetime.datetime(2026, 3, 1, 15, 45, 30, 5, tzinfo=IST)
+
+DONE = RunRecord(
+    "done",
+    "invoices",
+    "completed",
+    STARTED,
+    {"topic": "trio"},
+    finished_at=FINISHED,
+    output={"total": "12.10"},
+    total_cost_usd="0.03",
+    input_tokens=20,
+    output_tokens=10,
+)
+RUNNING = RunRecord("running", "invoices", "paused", STARTED + datetime.timedelta(hours=1), "in")
+STEPS = [
+    StepRecord("done", "main/0:draft", "draft", True, "text", 1, "0.01", 10, 5),
+    StepRecord("done", "main/1:check", "check", True, ("ok",), 2, "0.02", 10, 5),
+]
+PAUSE = PauseRecord("running", "main/0:approve", "approve?", {"type": "boolean"}, STARTED)
+ENTRY = LedgerEntry("done", "main/0:draft#1#1", "main/0:draft", "0.01", 10, 5)
+
+
+def utc(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).isoformat(timespec="microseconds")
+
+
+def _seed_nothing(connection: apsw.Connection) -> None:
+    pass
+
+
+def _seed_v1(connection: apsw.Connection) -> None:
+    """What a version-1 store wrote: runs without finished_at, and steps."""
+    for run in (DONE, RUNNING):
+        connection.execute(
+            "INSERT INTO runs (run_id, pipeline_name, status, started_at, payload)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (run.run_id, run.pipeline_name, run.status, utc(run.started_at), CODEC.encode(run)),
+        )
+    for seq, step in enumerate(STEPS, start=1):
+        connection.execute(
+            "INSERT INTO steps (run_id, path, seq, payload) VALUES (?, ?, ?, ?)",
+            (step.run_id, step.path, seq, CODEC.encode(step)),
+        )
+
+
+def _seed_v2(connection: apsw.Connection) -> None:
+    """What a version-2 store wrote: runs with finished_at, steps, pauses, the ledger."""
+    for run in (DONE, RUNNING):
+        finished = utc(run.finished_at) if run.finished_at else None
+        connection.execute(
+            "INSERT INTO runs (run_id, pipeline_name, status, started_at, finished_at, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                run.run_id,
+                run.pipeline_name,
+                run.status,
+                utc(run.started_at),
+                finished,
+                CODEC.encode(run),
+            ),
+        )
+    for seq, step in enumerate(STEPS, start=1):
+        connection.execute(
+            "INSERT INTO steps (run_id, path, seq, payload) VALUES (?, ?, ?, ?)",
+            (step.run_id, step.path, seq, CODEC.encode(step)),
+        )
+    connection.execute(
+        "INSERT INTO pauses (run_id, path, seq, payload) VALUES (?, ?, 1, ?)",
+        (PAUSE.run_id, PAUSE.path, CODEC.encode(PAUSE)),
+    )
+    connection.execute(
+        "INSERT INTO ledger (run_id, key, seq, payload) VALUES (?, ?, 1, ?)",
+        (ENTRY.run_id, ENTRY.key, CODEC.encode(ENTRY)),
+    )
+
+
+#: How a store of each earlier version filled its database (version 0 is an empty file).
+SEEDERS: dict[int, Callable[[apsw.Connection], None]] = {
+    0: _seed_nothing,
+    1: _seed_v1,
+    2: _seed_v2,
+}
+
+#: The tables each version has.
+TABLES = {
+    0: [],
+    1: ["runs", "steps"],
+    2: ["ledger", "pauses", "runs", "steps"],
+    3: ["ledger", "pauses", "runs", "steps", "trace_events"],
+}
+
+
+def database_at(path: Path, version: int) -> None:
+    """A database at ``version``, built by the migrations up to it and filled as then."""
+    connection = apsw.Connection(str(path))
+    connection.execute("BEGIN IMMEDIATE")
+    assert migrate(connection, str(path), to=version) == 0
+    SEEDERS[version](connection)
+    connection.execute("COMMIT")
+    connection.close()
+
+
+def rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    connection = apsw.Connection(str(path))
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+def tables(path: Path) -> list[str]:
+    return [
+        str(name)
+        for (name,) in rows(path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")
+    ]
+
+
+def schema(path: Path) -> list[tuple[Any, ...]]:
+    return rows(path, "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name")
+
+
+def test_every_earlier_version_has_a_seeder_and_every_version_its_tables() -> None:
+    assert CURRENT_VERSION == len(MIGRATIONS) == 3
+    assert sorted(SEEDERS) == list(range(CURRENT_VERSION))
+    assert sorted(TABLES) == list(range(CURRENT_VERSION + 1))
+
+
+def test_each_migration_takes_the_database_one_version_up(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    connection = apsw.Connection(str(path))
+    for version in range(CURRENT_VERSION + 1):
+        connection.execute("BEGIN IMMEDIATE")
+        assert migrate(connection, str(path), to=version) == max(version - 1, 0)
+        connection.execute("COMMIT")
+        assert schema_version(connection) == version
+        assert tables(path) == TABLES[version]
+    connection.close()
+
+
+@pytest.mark.parametrize("version", range(CURRENT_VERSION))
+async def test_a_database_of_an_earlier_version_migrates_with_its_data(
+    tmp_path: Path, version: int
+) -> None:
+    path = tmp_path / "runs.db"
+    database_at(path, version)
+    fresh = tmp_path / "fresh.db"
+    async with SQLiteStore.open(fresh):
+        pass
+
+    async with SQLiteStore.open(path) as store:
+        if version == 0:
+            assert await store.list_runs() == []
+        else:
+            assert await store.list_runs() == [DONE, RUNNING]
+            assert await store.get_run("done") == DONE
+            assert await store.steps_of("done") == STEPS
+            assert await store.steps_of("running") == []
+            assert await store.pauses_of("running") == ([PAUSE] if version >= 2 else [])
+            assert await store.ledger_of("done") == ([ENTRY] if version >= 2 else [])
+            assert await store.trace_of("done") == []
+            # New records follow the migrated ones.
+            later = StepRecord("done", "main/2:send", "send", True, None, 1, "0", 0, 0)
+            await store.record_step(later)
+            await store.record_step(STEPS[0])
+            assert await store.steps_of("done") == [*STEPS, later]
+            event = TraceEvent(TraceKind.NOTE, "run", 1.0, "migrated")
+            await store.save_trace("done", [event])
+            assert await store.trace_of("done") == [event]
+
+    assert rows(path, "PRAGMA user_version") == [(CURRENT_VERSION,)]
+    assert schema(path) == schema(fresh)
+    if version > 0:
+        assert rows(path, "SELECT run_id, finished_at FROM runs ORDER BY run_id") == [
+            ("done", "2026-03-01T10:15:30.000005+00:00"),
+            ("running", None),
+        ]
+
+
+async def test_a_failed_migration_leaves_the_database_at_its_version(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    database_at(path, 1)
+    editor = apsw.Connection(str(path))
+    editor.execute("UPDATE runs SET payload = 'not json' WHERE run_id = 'running'")
+    editor.close()
+
+    with pytest.raises(json.JSONDecodeError):
+        async with SQLiteStore.open(path):
+            pass
+
+    assert rows(path, "PRAGMA user_version") == [(1,)]
+    assert tables(path) == TABLES[1]
+    assert rows(path, "SELECT count(*) FROM steps") == [(2,)]
+
+
+async def test_two_stores_opening_an_old_database_at_once_migrate_it_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "runs.db"
+    database_at(path, 1)
+    found: list[list[RunRecord]] = []
+
+    async def open_and_list() -> None:
+        async with SQLiteStore.open(path) as store:
+            found.append(await store.list_runs())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(open_and_list)
+        nursery.start_soon(open_and_list)
+
+    assert found == [[DONE, RUNNING], [DONE, RUNNING]]
+    assert rows(path, "PRAGMA user_version") == [(CURRENT_VERSION,)]
+
+
+async def test_a_database_newer_than_the_code_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    async with SQLiteStore.open(path) as store:
+        await store.create_run(DONE)
+    editor = apsw.Connection(str(path))
+    editor.execute(f"PRAGMA user_version = {CURRENT_VERSION + 1}")
+    editor.close()
+    before = path.read_bytes()
+
+    with pytest.raises(SchemaTooNew) as raised:
+        async with SQLiteStore.open(path):
+            pass
+
+    assert str(raised.value) == (
+        f"{path} has journal schema version 4, newer than version 3, the newest this "
+        "trioflow knows; open it with a newer trioflow (the file was left untouched)"
+    )
+    assert (raised.value.found, raised.value.supported) == (4, 3)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["runs.db"]
+
+
+def test_migrate_refuses_to_go_down(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    database_at(path, 2)
+    connection = apsw.Connection(str(path))
+
+    with pytest.raises(SchemaTooNew) as raised:
+        migrate(connection, str(path), to=1)
+
+    assert (raised.value.found, raised.value.supported) == (2, 1)
+    assert schema_version(connection) == 2
+    connection.close()

@@ -1,0 +1,526 @@
+"""The store contract: one suite, run against every store.
+
+Each test runs once with :class:`InMemoryStore` and once with
+:class:`SQLiteStore` in a fresh file, so the two cannot drift apart. Values
+are compared exactly (:func:`assert_identical`): same types, enum members
+by identity, ``Decimal`` exponents, datetime offsets.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pydantic
+import pytest
+from trioflow.actors import TraceEvent, TraceKind
+from trioflow.persistence import (
+    InMemoryStore,
+    LedgerEntry,
+    PauseRecord,
+    RunRecord,
+    RunStore,
+    SQLiteStore,
+    StepRecord,
+    UnknownRun,
+    UnstorableValue,
+    register_type,
+)
+
+UTC = datetime.UTC
+IST = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
+T0 = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
+    if request.param == "memory":
+        yield InMemoryStore()
+    else:
+        async with SQLiteStore.open(tmp_path / "journal" / "runs.db") as sqlite:
+            yield sqlite
+
+
+# -- values the journal must keep exactly ---------------------------------------------------
+
+
+class Status(enum.Enum):
+    DRAFT = "draft"
+    SENT = "sent"
+
+
+class Priority(enum.IntEnum):
+    LOW = 1
+    HIGH = 2
+
+
+class Ratio(float, enum.Enum):
+    HALF = 0.5
+
+
+class Line(pydantic.BaseModel):
+    sku: str
+    price: Decimal
+
+
+class Invoice(pydantic.BaseModel):
+    number: int
+    total: Decimal
+    issued: datetime.datetime
+    status: Status
+    priority: Priority
+    lines: list[Line]
+    tags: tuple[str, ...]
+
+
+@attrs.frozen
+class Receipt:
+    amount: Any
+    parts: Any
+    _note: str = "kept"
+
+
+class Money:
+    """A user type the codec only knows through ``register_type``."""
+
+    def __init__(self, cents: int, currency: str) -> None:
+        self.cents = cents
+        self.currency = currency
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Money) and (self.cents, self.currency) == (
+            other.cents,
+            other.currency,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.cents, self.currency))
+
+
+register_type(
+    Money,
+    lambda money: {"cents": money.cents, "currency": money.currency},
+    lambda plain: Money(plain["cents"], plain["currency"]),
+)
+
+INVOICE = Invoice(
+    number=7,
+    total=Decimal("12.10"),
+    issued=datetime.datetime(2026, 3, 1, 15, 30, 0, 250, tzinfo=IST),
+    status=Status.SENT,
+    priority=Priority.HIGH,
+    lines=[Line(sku="a-1", price=Decimal("2.50")), Line(sku="b-2", price=Decimal("9.60"))],
+    tags=("rush", "paper"),
+)
+
+ROUND_TRIPS: dict[str, Any] = {
+    "pydantic model": INVOICE,
+    "attrs with Any fields": Receipt(Decimal("2.50"), (1, "a", Decimal("0.10")), note="n"),
+    "enum": Status.DRAFT,
+    "int enum": Priority.LOW,
+    "float enum": Ratio.HALF,
+    "datetime with offset": datetime.datetime(2026, 3, 1, 9, 15, 1, 999999, tzinfo=IST),
+    "decimal exponent": Decimal("1.10"),
+    "decimal tiny": Decimal("-0E-7"),
+    "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    "tuple and list": {"tuple": (1, 2), "list": [1, 2], "nested": ((1,), [(2, 3)])},
+    "set and frozenset": {"set": {3, 1, 2}, "frozen": frozenset({"b", "a"})},
+    "int keys": {1: {2: "two"}, "s": {3: [4, {5: None}]}},
+    "dollar keys": {"$tuple": [1], "$decimal": "x"},
+    "bytes": b"\x00\xffbinary",
+    "registered type": {"price": Money(120, "USD"), "many": [Money(1, "EUR")]},
+    "plain json": {"s": "text", "i": 10**30, "f": 0.1, "b": True, "n": None, "inf": -float("inf")},
+}
+
+
+def assert_identical(got: Any, expected: Any, where: str = "value") -> None:
+    """``got`` equals ``expected`` and has the same type all the way down."""
+    assert type(got) is type(expected), f"{where}: {type(got)} is not {type(expected)}"
+    if isinstance(expected, enum.Enum):
+        assert got is expected, where
+    elif isinstance(expected, Decimal):
+        assert got.as_tuple() == expected.as_tuple(), f"{where}: {got!r} != {expected!r}"
+    elif isinstance(expected, datetime.datetime):
+        assert (got, got.utcoffset()) == (expected, expected.utcoffset()), where
+    elif isinstance(expected, list | tuple):
+        assert len(got) == len(expected), where
+        for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+            assert_identical(g, e, f"{where}[{i}]")
+    elif isinstance(expected, dict):
+        assert list(got) == list(expected), where
+        for key in expected:
+            assert_identical(got[key], expected[key], f"{where}[{key!r}]")
+    elif isinstance(expected, pydantic.BaseModel):
+        for name in type(expected).model_fields:
+            assert_identical(getattr(got, name), getattr(expected, name), f"{where}.{name}")
+    elif attrs.has(type(expected)):
+        for field in attrs.fields(type(expected)):
+            name = field.name
+            assert_identical(getattr(got, name), getattr(expected, name), f"{where}.{name}")
+    else:
+        assert got == expected, f"{where}: {got!r} != {expected!r}"
+
+
+# -- records ----------------------------------------------------------------------------------
+
+
+def a_run(run_id: str = "r1", **changes: Any) -> RunRecord:
+    run = RunRecord(
+        run_id=run_id,
+        pipeline_name="invoices",
+        status="running",
+        started_at=T0,
+        input={"topic": "trio"},
+        context={"user": "ada"},
+    )
+    return attrs.evolve(run, **changes)
+
+
+def a_step(path: str, run_id: str = "r1", **changes: Any) -> StepRecord:
+    step = StepRecord(
+        run_id=run_id,
+        path=path,
+        name=path.rpartition(":")[2],
+        success=True,
+        output=f"output of {path}",
+        attempts=1,
+        cost_usd="0.02",
+        input_tokens=10,
+        output_tokens=5,
+    )
+    return attrs.evolve(step, **changes)
+
+
+def a_pause(path: str, run_id: str = "r1", **changes: Any) -> PauseRecord:
+    pause = PauseRecord(
+        run_id=run_id,
+        path=path,
+        message=f"approve {path}?",
+        input_schema={"type": "object", "properties": {"approved": {"type": "boolean"}}},
+        created_at=T0,
+    )
+    return attrs.evolve(pause, **changes)
+
+
+def an_entry(key: str, run_id: str = "r1", **changes: Any) -> LedgerEntry:
+    entry = LedgerEntry(
+        run_id=run_id,
+        key=key,
+        path=key.partition("#")[0],
+        cost_usd="0.01",
+        input_tokens=3,
+        output_tokens=4,
+    )
+    return attrs.evolve(entry, **changes)
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+async def test_a_created_run_reads_back_equal(store: RunStore) -> None:
+    run = a_run(
+        status="completed",
+        finished_at=T0 + datetime.timedelta(seconds=3),
+        output={"answer": Decimal("4.20")},
+        final_context={"user": "ada", "notes": ("a", "b")},
+        total_cost_usd="1.20",
+        input_tokens=100,
+        output_tokens=50,
+        error=None,
+    )
+    await store.create_run(run)
+    assert_identical(await store.get_run("r1"), run)
+    assert (await store.get_run("r1")).total_tokens == 150
+
+
+async def test_runs_are_listed_oldest_first_across_offsets(store: RunStore) -> None:
+    at_10z = datetime.datetime(
+        2026, 3, 1, 12, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=2))
+    )
+    at_11z = datetime.datetime(2026, 3, 1, 11, 0, tzinfo=UTC)
+    at_10_30z = datetime.datetime(
+        2026, 3, 1, 9, 30, tzinfo=datetime.timezone(datetime.timedelta(hours=-1))
+    )
+    await store.create_run(a_run("late", started_at=at_11z))
+    await store.create_run(a_run("early", started_at=at_10z))
+    await store.create_run(a_run("middle", started_at=at_10_30z))
+    await store.create_run(a_run("late-too", started_at=at_11z))  # a tie: creation order
+
+    runs = await store.list_runs()
+
+    assert [run.run_id for run in runs] == ["early", "middle", "late", "late-too"]
+    assert_identical(runs[0], a_run("early", started_at=at_10z))
+
+
+async def test_no_runs_list_empty(store: RunStore) -> None:
+    assert await store.list_runs() == []
+
+
+async def test_a_duplicate_run_id_is_refused_and_the_first_kept(store: RunStore) -> None:
+    await store.create_run(a_run(input="first"))
+
+    with pytest.raises(ValueError, match=r"^a run with id 'r1' is already stored$"):
+        await store.create_run(a_run(input="second"))
+
+    assert_identical(await store.get_run("r1"), a_run(input="first"))
+    assert [run.run_id for run in await store.list_runs()] == ["r1"]
+
+
+async def test_update_run_replaces_the_stored_run(store: RunStore) -> None:
+    await store.create_run(a_run())
+    finished = a_run(
+        status="failed",
+        finished_at=datetime.datetime(2026, 3, 1, 16, 0, tzinfo=IST),
+        output=None,
+        total_cost_usd="0.35",
+        input_tokens=7,
+        output_tokens=8,
+        error="boom: step 'main/0:a' failed",
+    )
+
+    await store.update_run(finished)
+
+    assert_identical(await store.get_run("r1"), finished)
+    assert_identical(await store.list_runs(), [finished])
+
+
+UNKNOWN_RUN_CALLS: dict[str, Callable[[RunStore], Awaitable[object]]] = {
+    "update_run": lambda store: store.update_run(a_run("ghost")),
+    "record_step": lambda store: store.record_step(a_step("main/0:a", run_id="ghost")),
+    "record_usage": lambda store: store.record_usage(an_entry("main/0:a#1#1", run_id="ghost")),
+    "record_pause": lambda store: store.record_pause(a_pause("main/0:a", run_id="ghost")),
+    "save_trace": lambda store: store.save_trace(
+        "ghost", [TraceEvent(TraceKind.SPAWN, "main", 0.0)]
+    ),
+    "get_run": lambda store: store.get_run("ghost"),
+    "steps_of": lambda store: store.steps_of("ghost"),
+    "pauses_of": lambda store: store.pauses_of("ghost"),
+    "ledger_of": lambda store: store.ledger_of("ghost"),
+    "trace_of": lambda store: store.trace_of("ghost"),
+}
+
+
+@pytest.mark.parametrize("method", sorted(UNKNOWN_RUN_CALLS))
+async def test_every_method_raises_unknown_run_for_an_unknown_id(
+    store: RunStore, method: str
+) -> None:
+    await store.create_run(a_run("r1"))
+
+    with pytest.raises(UnknownRun, match=r"^no run with id 'ghost' is stored$") as raised:
+        await UNKNOWN_RUN_CALLS[method](store)
+
+    assert raised.value.run_id == "ghost"
+    assert isinstance(raised.value, LookupError)
+    assert [run.run_id for run in await store.list_runs()] == ["r1"]
+
+
+# -- steps, ledger, pauses ----------------------------------------------------------------------
+
+
+async def test_record_step_replaces_at_a_path_and_keeps_first_write_order(
+    store: RunStore,
+) -> None:
+    await store.create_run(a_run())
+    first, second, third = a_step("main/0:a"), a_step("main/1:b"), a_step("main/2:c")
+    for step in (first, second, third):
+        await store.record_step(step)
+    second_again = a_step(
+        "main/1:b",
+        output={"retried": True},
+        attempts=2,
+        patch=({"op": "set", "field": "notes", "value": ("x",)},),
+        latency_s=0.125,
+        feedback="too short",
+        metadata={"model": "fake"},
+        children=("main/1:b/0:x",),
+        breach="cost",
+    )
+
+    await store.record_step(second_again)
+
+    assert_identical(await store.steps_of("r1"), [first, second_again, third])
+
+
+async def test_steps_belong_to_their_run(store: RunStore) -> None:
+    await store.create_run(a_run("r1"))
+    await store.create_run(a_run("r2"))
+    await store.record_step(a_step("main/0:a", run_id="r2"))
+    await store.record_step(a_step("main/0:a", run_id="r1", output="r1's"))
+    await store.record_step(a_step("main/1:b", run_id="r2"))
+
+    assert_identical(await store.steps_of("r1"), [a_step("main/0:a", output="r1's")])
+    assert_identical(
+        await store.steps_of("r2"),
+        [a_step("main/0:a", run_id="r2"), a_step("main/1:b", run_id="r2")],
+    )
+    assert await store.pauses_of("r1") == []
+    assert await store.ledger_of("r1") == []
+
+
+async def test_record_usage_replaces_by_key_in_first_write_order(store: RunStore) -> None:
+    await store.create_run(a_run())
+    a1, b1, a2 = an_entry("main/0:a#1#1"), an_entry("main/1:b#1#1"), an_entry("main/0:a#2#1")
+    for entry in (a1, b1, a2):
+        await store.record_usage(entry)
+    b1_again = an_entry("main/1:b#1#1", cost_usd="0.07", input_tokens=30, output_tokens=40)
+
+    await store.record_usage(b1_again)
+
+    assert_identical(await store.ledger_of("r1"), [a1, b1_again, a2])
+
+
+async def test_a_pause_is_recorded_then_answered_in_place(store: RunStore) -> None:
+    await store.create_run(a_run())
+    approve, review = a_pause("main/1:approve"), a_pause("main/3:loop[2]/0:review")
+    await store.record_pause(approve)
+    await store.record_pause(review)
+    answered = attrs.evolve(
+        approve,
+        answer={"approved": True, "by": ("ada",)},
+        answered_at=datetime.datetime(2026, 3, 2, 8, 0, tzinfo=IST),
+    )
+
+    await store.record_pause(answered)
+
+    assert_identical(await store.pauses_of("r1"), [answered, review])
+
+
+# -- traces -----------------------------------------------------------------------------------
+
+
+async def test_trace_events_are_appended_in_order_and_read_back_equal(store: RunStore) -> None:
+    await store.create_run(a_run())
+    assert await store.trace_of("r1") == []
+    first = [
+        TraceEvent(TraceKind.SPAWN, "run/main", 0.1 + 0.2, peer="run"),
+        TraceEvent(TraceKind.SEND, "run", 1e-9, "Execute", "run/main"),
+        TraceEvent(TraceKind.RECEIVE, "run/main", 2.5, "Execute", None),
+    ]
+    second = [
+        TraceEvent(TraceKind.CANCEL, "run/main/0:a", 3.0, detail="usage limit: cost $1.20"),
+        TraceEvent(TraceKind.EXIT, "run/main", 4.75, "failed", None, "ValueError: ü ✓"),
+        TraceEvent(TraceKind.NOTE, "run/governor", 5.0, "reserve", "run/main/0:a", "$0.10"),
+        TraceEvent(TraceKind.RESTART, "run/main/1:b", 6.0),
+    ]
+
+    await store.save_trace("r1", first)
+    await store.save_trace("r1", [])
+    await store.save_trace("r1", second)
+
+    trace = await store.trace_of("r1")
+    assert trace == first + second
+    assert [event.kind for event in trace] == [event.kind for event in first + second]
+    assert all(type(event.time) is float for event in trace)
+
+
+# -- values -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(ROUND_TRIPS))
+async def test_values_round_trip_exactly(store: RunStore, name: str) -> None:
+    value = ROUND_TRIPS[name]
+    run = a_run(input=value, context=value, output=[value])
+    step = a_step("main/0:a", output=value, patch=(value,), metadata={"value": value})
+
+    await store.create_run(run)
+    await store.record_step(step)
+    await store.record_pause(a_pause("main/1:ask", answer=value))
+
+    assert_identical(await store.get_run("r1"), run)
+    assert_identical(await store.steps_of("r1"), [step])
+    assert_identical((await store.pauses_of("r1"))[0].answer, value)
+
+
+async def test_a_read_returns_a_copy_not_the_written_object(store: RunStore) -> None:
+    items = [1, 2]
+    await store.create_run(a_run(output={"items": items}))
+    items.append(3)
+
+    assert (await store.get_run("r1")).output == {"items": [1, 2]}
+    assert (await store.get_run("r1")).output is not (await store.get_run("r1")).output
+
+
+UNSTORABLE_MESSAGE = (
+    ": cannot store a value of type builtins:object; register it with "
+    "trioflow.persistence.register_type(cls, unstructure, structure)"
+)
+
+
+async def test_an_unstorable_step_output_names_step_field_and_type_and_writes_nothing(
+    store: RunStore,
+) -> None:
+    await store.create_run(a_run())
+    stored = a_step("main/0:a", output={"items": [1]})
+    await store.record_step(stored)
+
+    with pytest.raises(UnstorableValue) as raised:
+        await store.record_step(a_step("main/0:a", output={"items": [1, object()]}))
+
+    where = "step 'main/0:a'.output['items'][1]"
+    assert str(raised.value) == where + UNSTORABLE_MESSAGE
+    assert (raised.value.where, raised.value.type_name) == (where, "builtins:object")
+    assert_identical(await store.steps_of("r1"), [stored])
+
+
+async def test_an_unstorable_run_is_not_created_or_updated(store: RunStore) -> None:
+    with pytest.raises(UnstorableValue) as raised:
+        await store.create_run(a_run("bad", input=(object(),)))
+    assert raised.value.where == "run.input[0]"
+    with pytest.raises(UnknownRun):
+        await store.get_run("bad")
+
+    await store.create_run(a_run(output="first"))
+    with pytest.raises(UnstorableValue) as raised:
+        await store.update_run(a_run(output={"items": [1, object()]}, status="completed"))
+    assert str(raised.value) == "run.output['items'][1]" + UNSTORABLE_MESSAGE
+    assert_identical(await store.list_runs(), [a_run(output="first")])
+
+
+async def test_an_unstorable_pause_answer_writes_nothing(
+    store: RunStore,
+) -> None:
+    await store.create_run(a_run())
+    await store.record_pause(a_pause("main/0:ask"))
+
+    with pytest.raises(UnstorableValue) as raised:
+        await store.record_pause(a_pause("main/0:ask", answer={"file": object()}))
+
+    assert raised.value.where == "pause 'main/0:ask'.answer['file']"
+    assert_identical(await store.pauses_of("r1"), [a_pause("main/0:ask")])
+
+
+async def test_an_unstorable_field_of_a_pydantic_model_is_named(store: RunStore) -> None:
+    class Loose(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+        handle: object
+
+    await store.create_run(a_run())
+
+    with pytest.raises(UnstorableValue) as raised:
+        await store.record_step(a_step("main/0:a", output=Loose(handle=object())))
+
+    assert str(raised.value) == "step 'main/0:a'.output.handle" + UNSTORABLE_MESSAGE
+    assert await store.steps_of("r1") == []
+
+
+@pytest.mark.parametrize(
+    ("got", "expected"),
+    [
+        (Decimal("1.1"), Decimal("1.10")),
+        ({1}, frozenset({1})),
+        (1, Priority.LOW),
+        (1, True),
+        (T0, T0.astimezone(IST)),
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}),
+    ],
+)
+def test_assert_identical_tells_apart_what_equality_does_not(got: Any, expected: Any) -> None:
+    assert got == expected
+    with pytest.raises(AssertionError):
+        assert_identical(got, expected)
