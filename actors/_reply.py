@@ -47,8 +47,16 @@ class ReplySlot(Generic[T]):
         self._filled = True
 
     async def wait(self) -> T:
-        """Wait for the reply; raise the exception if the reply is one."""
-        await self._event.wait()
+        """Wait for the reply; raise the exception if the reply is one.
+
+        A reply that has already arrived is returned even if the caller is
+        being cancelled (the next checkpoint will raise): a finished child's
+        answer is never thrown away just because cancellation is under way.
+        """
+        if self._filled:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        else:
+            await self._event.wait()
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]

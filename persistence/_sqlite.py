@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -281,7 +282,7 @@ def _open_journal(
         recovered_from = corrupt
     connection = _connect(path, busy_ms)
     try:
-        _prepare(connection, path, durability)
+        _prepare(connection, path, durability, busy_ms)
     except BaseException:
         connection.close()
         raise
@@ -312,6 +313,9 @@ def _check(path: Path, busy_ms: int) -> None:
     connection = apsw.Connection(str(path), flags=flags)
     try:
         connection.set_busy_timeout(busy_ms)
+        # One read transaction, so every check sees one snapshot even while another
+        # process creates or migrates the database (tables and version change together).
+        connection.execute("BEGIN")
         try:
             version = schema_version(connection)
             problems = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
@@ -324,6 +328,8 @@ def _check(path: Path, busy_ms: int) -> None:
         if version == 0:
             _require_empty(connection, path)
     finally:
+        if not connection.get_autocommit():
+            connection.execute("ROLLBACK")
         connection.close()
 
 
@@ -342,16 +348,37 @@ def _require_empty(connection: apsw.Connection, path: Path) -> None:
         )
 
 
-def _prepare(connection: apsw.Connection, path: Path, durability: Durability) -> None:
+def _prepare(connection: apsw.Connection, path: Path, durability: Durability, busy_ms: int) -> None:
     """WAL mode, the durability's ``synchronous``, and the schema at the current version."""
-    (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchall()[0]
-    if mode != "wal":
-        raise StoreError(f"{path}: SQLite cannot use WAL mode here (journal mode is {mode})")
+    _use_wal(connection, path, busy_ms)
     connection.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
     connection.execute("PRAGMA foreign_keys = ON")
     if schema_version(connection) != CURRENT_VERSION:
         with immediate_transaction(connection):  # one process migrates; the others wait
             migrate(connection, str(path))
+
+
+def _use_wal(connection: apsw.Connection, path: Path, busy_ms: int) -> None:
+    """Put the database in WAL mode (a setting kept in the file) unless it is already.
+
+    Switching needs an exclusive lock, and when two connections switch at
+    once (two processes creating one file) SQLite answers the loser with
+    "database is locked" at once, without its busy handler, to avoid a
+    deadlock. That is contention too, so it is retried here until the busy
+    timeout runs out.
+    """
+    (mode,) = connection.execute("PRAGMA journal_mode").fetchall()[0]
+    deadline = time.monotonic() + busy_ms / 1000
+    while mode != "wal":
+        try:
+            (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchall()[0]
+        except apsw.BusyError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)  # a worker thread: the event loop runs on
+            continue
+        if mode != "wal":
+            raise StoreError(f"{path}: SQLite cannot use WAL mode here (journal mode is {mode})")
 
 
 def _move_aside(path: Path) -> Path:

@@ -35,7 +35,11 @@ class StepActor(Actor[Execute]):
         done = await self.execute(message)
         if done.paused:
             return done
-        return await journal.record(done)
+        # The step has finished: its record is written and its parent told even if
+        # a cancellation arrives now (a short, bounded write).
+        with trio.CancelScope(shield=True):
+            recorded = await journal.record(done)
+        return recorded
 
     async def execute(self, message: Execute) -> StepDone:
         raise NotImplementedError

@@ -448,4 +448,20 @@ def test_optimistic_breach_history_holds_exactly_the_completed_branches(plan: Pl
             assert (last.output, last.usage) == (stopped_at.name, Usage(stopped_at.cost))
             if breach.committed_at.get(stopped_at.path, -1) >= breach.breach_at - 1:
                 assert (last.success, last.feedback) == (True, breach.message)
-    assert finished == completed, "a branch whose calls all returned is missing from the history"
+    # Every branch that finished had all its paid calls return. The converse does
+    # not hold: a branch whose last call returned but whose reply was still on
+    # its way up when the siblings were cancelled was running at the cancel, so
+    # it is reported as cancelled (its calls still count in the exact totals,
+    # which the tests above check).
+    assert set(finished) <= set(completed)
+    late = sorted(set(completed) - set(finished))
+    assert all(name in stopped for name in late)
+    paid_total = sum(
+        (
+            call.cost
+            for call in plan.calls
+            if call.path not in breach.denied and call.name in returned
+        ),
+        Decimal(0),
+    )
+    assert breach.outcome.result.usage.cost_usd == paid_total

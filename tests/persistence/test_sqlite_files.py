@@ -390,7 +390,7 @@ import datetime, sys
 import trio
 from trioflow.persistence import RunRecord, SQLiteStore, StepRecord
 
-path, worker = sys.argv[1], sys.argv[2]
+worker, path = sys.argv[1], sys.argv[2]
 T0 = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=datetime.UTC)
 
 async def main() -> None:
@@ -421,24 +421,30 @@ async def read_line(stream: trio.abc.ReceiveStream) -> bytes:
     return line
 
 
-async def test_two_processes_writing_one_file_at_once_lose_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "shared" / "runs.db"  # neither process finds a database: both create it
+async def run_together(script: str, workers: list[str], *args: str) -> None:
+    """Run ``script`` once per worker, all released at the same moment; each must succeed."""
     processes: list[trio.Process] = []
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            for worker in ("a", "b"):
-                command = [sys.executable, "-c", WRITER_PROCESS, str(path), worker]
-                start_writer = partial(
+            for worker in workers:
+                command = [sys.executable, "-c", script, worker, *args]
+                start_process = partial(
                     trio.run_process, command, stdin=subprocess.PIPE, stdout=subprocess.PIPE
                 )
-                processes.append(await nursery.start(start_writer))
+                processes.append(await nursery.start(start_process))
             for process in processes:
                 assert process.stdout is not None
                 assert await read_line(process.stdout) == b"ready\n"
-            for process in processes:  # both start writing at once
+            for process in processes:  # all start at once
                 assert process.stdin is not None
                 await process.stdin.send_all(b"go\n")
-    assert [process.returncode for process in processes] == [0, 0]
+    assert [process.returncode for process in processes] == [0] * len(workers)
+
+
+async def test_two_processes_writing_one_file_at_once_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "shared" / "runs.db"  # neither process finds a database: both create it
+
+    await run_together(WRITER_PROCESS, ["a", "b"], str(path))
 
     async with SQLiteStore.open(path) as store:
         runs = await store.list_runs()
@@ -456,6 +462,38 @@ async def test_two_processes_writing_one_file_at_once_lose_nothing(tmp_path: Pat
     writers = [run.run_id[0] for run in runs]  # creation order (same start time)
     switches = sum(1 for x, y in itertools.pairwise(writers) if x != y)
     assert switches > 1, f"the two processes did not write at the same time: {writers}"
+
+
+CREATING_PROCESS = """
+import datetime, pathlib, sys
+import trio
+from trioflow.persistence import RunRecord, SQLiteStore
+
+worker, folder = sys.argv[1], pathlib.Path(sys.argv[2])
+T0 = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=datetime.UTC)
+
+async def main() -> None:
+    for n in range(20):  # every process creates each of these files at about the same time
+        async with SQLiteStore.open(folder / f"runs-{n}.db") as store:
+            await store.create_run(RunRecord(worker, "p", "running", T0, n))
+
+print("ready", flush=True)
+sys.stdin.readline()
+trio.run(main)
+"""
+
+
+async def test_processes_creating_one_file_at_once_all_open_it(tmp_path: Path) -> None:
+    workers = ["a", "b", "c", "d"]
+
+    await run_together(CREATING_PROCESS, workers, str(tmp_path))
+
+    for n in range(20):
+        path = tmp_path / f"runs-{n}.db"
+        assert raw_rows(path, "SELECT run_id, payload IS NOT NULL FROM runs ORDER BY run_id") == [
+            (worker, 1) for worker in workers
+        ]
+        assert raw_rows(path, "PRAGMA journal_mode") == [("wal",)]
 
 
 KILLED_PROCESS = """
