@@ -1,6 +1,6 @@
 """Where trioflow keeps runs: the store protocol, its stores, and the codec."""
 
-from ._codec import CODEC, Codec, CorruptJournal, UnstorableValue, register_type
+from ._codec import CODEC, Codec, CorruptJournal, Unresolved, UnstorableValue, register_type
 from ._memory import InMemoryStore
 from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
 from ._schema import SchemaTooNew
@@ -23,6 +23,7 @@ __all__ = [
     "StepRecord",
     "StoreError",
     "UnknownRun",
+    "Unresolved",
     "UnstorableValue",
     "register_type",
 ]

@@ -65,16 +65,35 @@ def _class_name(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def _import_class(name: str) -> Any:
+_CLASS_TAGS = frozenset({"$enum", "$model", "$attrs", "$type"})
+
+
+@attrs.frozen
+class Unresolved:
+    """A stored value whose class cannot be imported in this process.
+
+    Reading a journal never fails because code is missing: listing runs
+    works anywhere, and the value shows what was stored. Code that needs
+    the real object (resuming a run) checks for this and says which class
+    to import.
+    """
+
+    class_name: str
+    data: Any
+
+    def __repr__(self) -> str:
+        return f"<{self.class_name} (not importable here): {self.data!r}>"
+
+
+def _find_class(name: str) -> Any:
+    """The class ``module:qualname`` names, or None when it cannot be imported here."""
     module_name, _, qualname = name.partition(":")
     try:
         found: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
             found = getattr(found, part)
-    except (ImportError, AttributeError) as error:
-        raise CorruptJournal(
-            f"the journal names class {name!r}, which cannot be imported"
-        ) from error
+    except (ImportError, AttributeError):
+        return None
     return found
 
 
@@ -214,19 +233,22 @@ class Codec:
                 return frozenset(self._from_json(item) for item in document[tag])
             case "$dict":
                 return {self._from_json(k): self._from_json(v) for k, v in document[tag]}
+        if tag not in _CLASS_TAGS:
+            raise CorruptJournal(f"unknown tag {tag!r} in stored JSON")
+        name = document[tag]
+        cls: Any = self._by_name.get(name) or _find_class(name)
+        if cls is None:
+            data = document["fields"] if tag == "$attrs" else document["value"]
+            return Unresolved(name, self._from_json(data))
+        match tag:
             case "$enum":
-                return _import_class(document[tag])(self._from_json(document["value"]))
+                return cls(self._from_json(document["value"]))
             case "$model":
                 # JSON-mode validation is the inverse of the JSON-mode dump, strict models too.
-                model = _import_class(document[tag])
-                return model.model_validate_json(json.dumps(document["value"]))
+                return cls.model_validate_json(json.dumps(document["value"]))
             case "$attrs":
-                cls = _import_class(document[tag])
                 return cls(**{k: self._from_json(v) for k, v in document["fields"].items()})
-            case "$type":
-                cls = self._by_name.get(document[tag]) or _import_class(document[tag])
-                return self._converter.structure(self._from_json(document["value"]), cls)
-        raise CorruptJournal(f"unknown tag {tag!r} in stored JSON")
+        return self._converter.structure(self._from_json(document["value"]), cls)
 
 
 def _unstorable_field(model: pydantic.BaseModel, where: str) -> UnstorableValue:

@@ -116,7 +116,9 @@ def _input_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``trioflow`` console script."""
     arguments = _parser().parse_args(argv)
-    console = Console(highlight=False, soft_wrap=True)
+    # Piped output is read by people too: do not squeeze tables into 80 columns.
+    width = None if sys.stdout.isatty() else 140
+    console = Console(highlight=False, soft_wrap=True, width=width)
     errors = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         code = _COMMANDS[_command(arguments)](arguments, console)

@@ -97,7 +97,8 @@ def result_json(result: PipelineResult) -> str:
 def runs_table(runs: Sequence[RunRecord]) -> Table:
     """One line per run: id, pipeline, status, start, cost and tokens."""
     table = Table(title="runs", title_justify="left")
-    for column in ("run", "pipeline", "status", "started (UTC)"):
+    table.add_column("run", no_wrap=True, min_width=32)
+    for column in ("pipeline", "status", "started (UTC)"):
         table.add_column(column, overflow="fold")
     table.add_column("cost", justify="right")
     table.add_column("tokens", justify="right")
@@ -106,7 +107,7 @@ def runs_table(runs: Sequence[RunRecord]) -> Table:
             run.run_id,
             run.pipeline_name,
             run.status,
-            run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            run.started_at.strftime("%Y-%m-%d %H:%M"),
             format_usd(Decimal(run.total_cost_usd)),
             str(run.total_tokens),
         )

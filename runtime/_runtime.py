@@ -135,6 +135,13 @@ class Runtime:
                 "(interrupted) or cancelled runs can be resumed"
             )
         found = self._pipeline_of(record, pipeline)
+        if not isinstance(record.context, BaseContext):
+            raise ConfigurationError(
+                f"run {run_id!r} started from a context the journal stores as "
+                f"{getattr(record.context, 'class_name', type(record.context).__name__)}, "
+                "which cannot be imported here: resume from code that defines it "
+                "(from the command line: the same pipeline file)"
+            )
         answers = await self._answer(found, record, human_input, path)
         records = {step.path: step for step in await self.store.steps_of(run_id)}
         ledger = await self.store.ledger_of(run_id)
