@@ -27,12 +27,13 @@ import base64
 import datetime
 import decimal
 import enum
+import functools
 import importlib
 import json
 import math
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import attrs
@@ -108,6 +109,9 @@ class Codec:
         self._converter = cattrs.Converter()
         self._registered: dict[type, str] = {}
         self._by_name: dict[str, type] = {}
+        # Per class, how its values are encoded (decided on first sight; reset by
+        # register_type). Replaced, never mutated, so lookups need no lock.
+        self._dispatch: dict[type, Callable[[Any], Any]] = {}
         self._lock = threading.Lock()
 
     def register_type(
@@ -129,10 +133,15 @@ class Codec:
             name = _class_name(cls)
             self._registered = {**self._registered, cls: name}
             self._by_name = {**self._by_name, name: cls}
+            self._dispatch = {}
 
     def encode(self, value: Any, *, where: str = "value") -> str:
         """``value`` as JSON text; :class:`UnstorableValue` if some part cannot be stored."""
-        return json.dumps(self._to_json(value, where), separators=(",", ":"), allow_nan=False)
+        try:
+            document = self._to_json(value)
+        except _Unplaced as error:
+            raise error.placed(where) from None
+        return json.dumps(document, separators=(",", ":"), allow_nan=False)
 
     def decode(self, text: str) -> Any:
         """The value :meth:`encode` turned into ``text``."""
@@ -143,70 +152,107 @@ class Codec:
         return self._from_json(document)
 
     # -- encoding ------------------------------------------------------------------------
+    #
+    # The encoder runs on every step's record, so it is built for the common case:
+    # one dispatch-table lookup per value, and no description of *where* a value
+    # sits unless it turns out to be unstorable (then each level adds its part of
+    # the path to the error on the way out).
 
-    def _to_json(self, value: Any, where: str) -> Any:
-        # Enums first: an int, str or float enum member is also an int, str or float.
-        if isinstance(value, enum.Enum):
-            return self._enum(value, where)
-        if value is None or isinstance(value, bool | int | str):
-            return value
-        if isinstance(value, float):
-            return value if math.isfinite(value) else {"$float": repr(value)}
-        registered = self._registered.get(type(value))
+    def _to_json(self, value: Any) -> Any:
+        encoder = self._dispatch.get(type(value))
+        if encoder is None:
+            encoder = self._encoder_for(type(value))
+        return encoder(value)
+
+    def _encoder_for(self, cls: type) -> Callable[[Any], Any]:
+        """Decide once per class how its values are encoded."""
+        registered = self._registered.get(cls)
+        encoder: Callable[[Any], Any]
         if registered is not None:
-            plain = self._converter.unstructure(value)
-            return {"$type": registered, "value": self._to_json(plain, f"{where}<{registered}>")}
-        encoder = _ENCODERS.get(type(value))
-        if encoder is not None:
-            return encoder(value)
-        return self._composite(value, where)
+            encoder = functools.partial(self._registered_value, registered)
+        elif issubclass(cls, enum.Enum):  # before int/str/float: members are those too
+            encoder = self._enum
+        elif cls in _ENCODERS:
+            encoder = _ENCODERS[cls]
+        elif issubclass(cls, str | int):
+            encoder = _same
+        elif issubclass(cls, float):
+            encoder = _float
+        elif issubclass(cls, list):
+            encoder = self._list
+        elif issubclass(cls, tuple) and not hasattr(cls, "_fields"):
+            encoder = self._tuple
+        elif issubclass(cls, set | frozenset):
+            encoder = self._set
+        elif issubclass(cls, dict):
+            encoder = self._dict
+        elif issubclass(cls, pydantic.BaseModel):
+            encoder = self._model
+        elif attrs.has(cls):
+            encoder = functools.partial(self._attrs, _attrs_fields(cls))
+        else:
+            encoder = _unstorable
+        self._dispatch = {**self._dispatch, cls: encoder}
+        return encoder
 
-    def _composite(self, value: Any, where: str) -> Any:
-        if isinstance(value, list):
-            return [self._to_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
-        if isinstance(value, tuple) and not hasattr(value, "_fields"):
-            return {
-                "$tuple": [self._to_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
-            }
-        if isinstance(value, set | frozenset):
-            tag = "$frozenset" if isinstance(value, frozenset) else "$set"
-            items = sorted((self._to_json(item, f"{where}{{}}") for item in value), key=_sort_key)
-            return {tag: items}
-        if isinstance(value, dict):
-            return self._dict(value, where)
-        if isinstance(value, pydantic.BaseModel):
-            try:
-                dumped = value.model_dump(mode="json")
-            except ValueError as error:  # PydanticSerializationError, UnicodeDecodeError
-                raise _unstorable_field(value, where) from error
-            return {"$model": _class_name(type(value)), "value": dumped}
-        if attrs.has(type(value)):
-            # Keyed by the __init__ argument (a private ``_x`` field's is ``x``).
-            fields = {
-                field.alias or field.name: self._to_json(
-                    getattr(value, field.name), f"{where}.{field.name}"
-                )
-                for field in attrs.fields(type(value))
-                if field.init
-            }
-            return {"$attrs": _class_name(type(value)), "fields": fields}
-        raise UnstorableValue(where, value)
+    def _registered_value(self, name: str, value: Any) -> Any:
+        with _place(f"<{name}>"):
+            return {"$type": name, "value": self._to_json(self._converter.unstructure(value))}
 
-    def _enum(self, value: enum.Enum, where: str) -> Any:
-        return {
-            "$enum": _class_name(type(value)),
-            "value": self._to_json(value.value, f"{where}.value"),
-        }
+    def _enum(self, value: enum.Enum) -> Any:
+        with _place(".value"):
+            return {"$enum": _class_name(type(value)), "value": self._to_json(value.value)}
 
-    def _dict(self, value: dict[Any, Any], where: str) -> Any:
-        if all(isinstance(key, str) and not key.startswith(_TAG) for key in value):
-            return {key: self._to_json(item, f"{where}[{key!r}]") for key, item in value.items()}
-        return {
-            "$dict": [
-                [self._to_json(key, f"{where}<key>"), self._to_json(item, f"{where}[{key!r}]")]
-                for key, item in value.items()
-            ]
-        }
+    def _items(self, items: Iterable[Any]) -> list[Any]:
+        encoded = []
+        for index, item in enumerate(items):
+            with _place(f"[{index}]"):
+                encoded.append(self._to_json(item))
+        return encoded
+
+    def _list(self, value: list[Any]) -> Any:
+        return self._items(value)
+
+    def _tuple(self, value: tuple[Any, ...]) -> Any:
+        return {"$tuple": self._items(value)}
+
+    def _set(self, value: set[Any] | frozenset[Any]) -> Any:
+        tag = "$frozenset" if isinstance(value, frozenset) else "$set"
+        with _place("{}"):
+            items = sorted((self._to_json(item) for item in value), key=_sort_key)
+        return {tag: items}
+
+    def _dict(self, value: dict[Any, Any]) -> Any:
+        plain = all(type(key) is str and not key.startswith(_TAG) for key in value)
+        encoded: Any = {} if plain else []
+        for key, item in value.items():
+            with _place(f"[{key!r}]"):
+                encoded_item = self._to_json(item)
+            if plain:
+                encoded[key] = encoded_item
+            else:
+                with _place("<key>"):
+                    encoded.append([self._to_json(key), encoded_item])
+        return encoded if plain else {"$dict": encoded}
+
+    def _model(self, value: pydantic.BaseModel) -> Any:
+        # Field by field through the codec (not pydantic's JSON dump), so a field
+        # typed ``Any`` keeps its value's type: a model, a Decimal, an enum member.
+        fields = {}
+        for name in type(value).model_fields:
+            with _place(f".{name}"):
+                fields[name] = self._to_json(getattr(value, name))
+        for name, extra in (value.__pydantic_extra__ or {}).items():
+            with _place(f".{name}"):
+                fields[name] = self._to_json(extra)
+        return {"$model": _class_name(type(value)), "value": fields}
+
+    def _attrs(self, fields: tuple[tuple[str, str], ...], value: Any) -> Any:
+        encoded = {}
+        for name, key in fields:
+            with _place(f".{name}"):
+                encoded[key] = self._to_json(getattr(value, name))
+        return {"$attrs": _class_name(type(value)), "fields": encoded}
 
     # -- decoding ------------------------------------------------------------------------
 
@@ -244,24 +290,53 @@ class Codec:
             case "$enum":
                 return cls(self._from_json(document["value"]))
             case "$model":
-                # JSON-mode validation is the inverse of the JSON-mode dump, strict models too.
-                return cls.model_validate_json(json.dumps(document["value"]))
+                fields = {k: self._from_json(v) for k, v in document["value"].items()}
+                return cls.model_validate(fields, by_name=True)
             case "$attrs":
                 return cls(**{k: self._from_json(v) for k, v in document["fields"].items()})
         return self._converter.structure(self._from_json(document["value"]), cls)
 
 
-def _unstorable_field(model: pydantic.BaseModel, where: str) -> UnstorableValue:
-    """The error for a model pydantic cannot dump, naming the first field that fails."""
-    for name in type(model).model_fields:
-        try:
-            model.model_dump(mode="json", include={name})
-        except ValueError:
-            field_value = getattr(model, name)
-            if isinstance(field_value, pydantic.BaseModel):
-                return _unstorable_field(field_value, f"{where}.{name}")
-            return UnstorableValue(f"{where}.{name}", field_value)
-    return UnstorableValue(where, model)
+class _Unplaced(Exception):
+    """An unstorable value, and the path to it collected on the way out."""
+
+    def __init__(self, value: object, segments: list[str] | None = None) -> None:
+        super().__init__()
+        self.value = value
+        self.segments = segments or []
+
+    def placed(self, where: str) -> UnstorableValue:
+        return UnstorableValue(where + "".join(reversed(self.segments)), self.value)
+
+
+class _Place:
+    """Adds one segment of the path to an unstorable value's error on its way out."""
+
+    __slots__ = ("_segment",)
+
+    def __init__(self, segment: str) -> None:
+        self._segment = segment
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        if isinstance(error, _Unplaced):
+            error.segments.append(self._segment)
+
+
+_place = _Place
+
+
+def _unstorable(value: object) -> Any:
+    raise _Unplaced(value)
+
+
+def _attrs_fields(cls: type) -> tuple[tuple[str, str], ...]:
+    """(attribute, ``__init__`` name) per init field: a private ``_x`` is stored as ``x``."""
+    return tuple(
+        (field.name, field.alias or field.name) for field in attrs.fields(cls) if field.init
+    )
 
 
 def _sort_key(item: Any) -> str:
@@ -272,7 +347,20 @@ def _isoformat(value: datetime.date | datetime.time) -> str:
     return value.isoformat()
 
 
+def _float(value: float) -> Any:
+    return value if math.isfinite(value) else {"$float": repr(value)}
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
 _ENCODERS: dict[type, Callable[[Any], Any]] = {
+    str: _same,
+    int: _same,
+    bool: _same,
+    type(None): _same,
+    float: _float,
     decimal.Decimal: lambda value: {"$decimal": str(value)},
     uuid.UUID: lambda value: {"$uuid": str(value)},
     datetime.datetime: lambda value: {"$datetime": _isoformat(value)},

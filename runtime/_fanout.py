@@ -104,16 +104,16 @@ async def fan_out(
         while len(done) + len(paused) < started:
             reply = await inbox.receive()
             outcome: StepDone = reply.unwrap()
-            if outcome.paused:
+            if outcome.paused:  # waiting for a person is not a failure: the siblings go on
                 paused[reply.tag] = outcome.paused
             else:
                 done[reply.tag] = outcome
-            if outcome.breach is not None:
-                breach = outcome.breach
-                stop_reason = f"usage limit: {breach}"
-            elif propagate and not outcome.result.success:
-                trigger = (branches[reply.tag].name, outcome.result)
-                stop_reason = f"branch {trigger[0]!r} failed"
+                if outcome.breach is not None:
+                    breach = outcome.breach
+                    stop_reason = f"usage limit: {breach}"
+                elif propagate and not outcome.result.success:
+                    trigger = (branches[reply.tag].name, outcome.result)
+                    stop_reason = f"branch {trigger[0]!r} failed"
             if stop_reason is not None:
                 supervisor.cancel(stop_reason)
                 break

@@ -89,9 +89,7 @@ async def test_a_human_step_pauses_the_run(rt: Runtime, store: RunStore) -> None
     assert (record.status, record.paused_at) == ("paused", (APPROVE,))
 
 
-async def test_the_pause_is_journaled_with_message_and_schema(
-    rt: Runtime, store: RunStore
-) -> None:
+async def test_the_pause_is_journaled_with_message_and_schema(rt: Runtime, store: RunStore) -> None:
     result = await rt.run(approval_pipeline([]), "trio")
     [pause] = await store.pauses_of(result.run_id)
     assert pause.run_id == result.run_id
@@ -243,9 +241,7 @@ def loop_pipeline(seen: list[int]) -> Pipeline:
         return WithPatch(context.counter + 1, [AddTo("counter", 1)])
 
     body = Pipeline.of(bump, Step.human_in_the_loop("check", "Go on?", bool), name="body")
-    loop = Step.loop_until(
-        "loop", body, lambda output, context: context.counter == 3, max_loops=3
-    )
+    loop = Step.loop_until("loop", body, lambda output, context: context.counter == 3, max_loops=3)
     return Pipeline.of(loop, name="looping", context_type=LoopContext)
 
 
