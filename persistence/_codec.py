@@ -33,7 +33,7 @@ import json
 import math
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -43,6 +43,9 @@ import pydantic
 T = TypeVar("T")
 
 _TAG = "$"
+
+# One encoder, made once: json.dumps with options builds a new one per call.
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 class UnstorableValue(TypeError):
@@ -137,11 +140,22 @@ class Codec:
 
     def encode(self, value: Any, *, where: str = "value") -> str:
         """``value`` as JSON text; :class:`UnstorableValue` if some part cannot be stored."""
+        return _JSON.encode(self.to_document(value, where=where))
+
+    def to_document(self, value: Any, *, where: str = "value") -> Any:
+        """``value`` as the JSON-ready structure :meth:`encode` writes out.
+
+        For a store that keeps documents in memory: the same checks and the
+        same copy semantics as text, without printing and parsing JSON.
+        """
         try:
-            document = self._to_json(value)
+            return self._to_json(value)
         except _Unplaced as error:
             raise error.placed(where) from None
-        return json.dumps(document, separators=(",", ":"), allow_nan=False)
+
+    def from_document(self, document: Any) -> Any:
+        """The value :meth:`to_document` turned into ``document``."""
+        return self._from_json(document)
 
     def decode(self, text: str) -> Any:
         """The value :meth:`encode` turned into ``text``."""
@@ -196,18 +210,26 @@ class Codec:
         return encoder
 
     def _registered_value(self, name: str, value: Any) -> Any:
-        with _place(f"<{name}>"):
-            return {"$type": name, "value": self._to_json(self._converter.unstructure(value))}
+        try:
+            plain = self._to_json(self._converter.unstructure(value))
+        except _Unplaced as error:
+            raise error.inside(f"<{name}>") from None
+        return {"$type": name, "value": plain}
 
     def _enum(self, value: enum.Enum) -> Any:
-        with _place(".value"):
-            return {"$enum": _class_name(type(value)), "value": self._to_json(value.value)}
+        try:
+            plain = self._to_json(value.value)
+        except _Unplaced as error:
+            raise error.inside(".value") from None
+        return {"$enum": _class_name(type(value)), "value": plain}
 
     def _items(self, items: Iterable[Any]) -> list[Any]:
         encoded = []
         for index, item in enumerate(items):
-            with _place(f"[{index}]"):
+            try:
                 encoded.append(self._to_json(item))
+            except _Unplaced as error:
+                raise error.inside(f"[{index}]") from None
         return encoded
 
     def _list(self, value: list[Any]) -> Any:
@@ -218,41 +240,47 @@ class Codec:
 
     def _set(self, value: set[Any] | frozenset[Any]) -> Any:
         tag = "$frozenset" if isinstance(value, frozenset) else "$set"
-        with _place("{}"):
+        try:
             items = sorted((self._to_json(item) for item in value), key=_sort_key)
+        except _Unplaced as error:
+            raise error.inside("{}") from None
         return {tag: items}
 
     def _dict(self, value: dict[Any, Any]) -> Any:
         plain = all(type(key) is str and not key.startswith(_TAG) for key in value)
         encoded: Any = {} if plain else []
         for key, item in value.items():
-            with _place(f"[{key!r}]"):
+            try:
                 encoded_item = self._to_json(item)
+            except _Unplaced as error:
+                raise error.inside(f"[{key!r}]") from None
             if plain:
                 encoded[key] = encoded_item
-            else:
-                with _place("<key>"):
-                    encoded.append([self._to_json(key), encoded_item])
+                continue
+            try:
+                encoded.append([self._to_json(key), encoded_item])
+            except _Unplaced as error:
+                raise error.inside("<key>") from None
         return encoded if plain else {"$dict": encoded}
 
     def _model(self, value: pydantic.BaseModel) -> Any:
         # Field by field through the codec (not pydantic's JSON dump), so a field
         # typed ``Any`` keeps its value's type: a model, a Decimal, an enum member.
-        fields = {}
-        for name in type(value).model_fields:
-            with _place(f".{name}"):
-                fields[name] = self._to_json(getattr(value, name))
-        for name, extra in (value.__pydantic_extra__ or {}).items():
-            with _place(f".{name}"):
-                fields[name] = self._to_json(extra)
-        return {"$model": _class_name(type(value)), "value": fields}
+        names = [*type(value).model_fields, *(value.__pydantic_extra__ or ())]
+        return {"$model": _class_name(type(value)), "value": self._fields(value, names, names)}
 
-    def _attrs(self, fields: tuple[tuple[str, str], ...], value: Any) -> Any:
+    def _attrs(self, fields: tuple[tuple[str, ...], tuple[str, ...]], value: Any) -> Any:
+        return {"$attrs": _class_name(type(value)), "fields": self._fields(value, *fields)}
+
+    def _fields(self, value: Any, names: Sequence[str], keys: Sequence[str]) -> dict[str, Any]:
+        """Attribute ``names[i]`` of ``value`` encoded under ``keys[i]``."""
         encoded = {}
-        for name, key in fields:
-            with _place(f".{name}"):
+        for name, key in zip(names, keys, strict=True):
+            try:
                 encoded[key] = self._to_json(getattr(value, name))
-        return {"$attrs": _class_name(type(value)), "fields": encoded}
+            except _Unplaced as error:
+                raise error.inside(f".{name}") from None
+        return encoded
 
     # -- decoding ------------------------------------------------------------------------
 
@@ -305,37 +333,25 @@ class _Unplaced(Exception):
         self.value = value
         self.segments = segments or []
 
+    def inside(self, segment: str) -> _Unplaced:
+        """This error, one level further out: ``segment`` leads to where it was."""
+        self.segments.append(segment)
+        return self
+
     def placed(self, where: str) -> UnstorableValue:
         return UnstorableValue(where + "".join(reversed(self.segments)), self.value)
-
-
-class _Place:
-    """Adds one segment of the path to an unstorable value's error on its way out."""
-
-    __slots__ = ("_segment",)
-
-    def __init__(self, segment: str) -> None:
-        self._segment = segment
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
-        if isinstance(error, _Unplaced):
-            error.segments.append(self._segment)
-
-
-_place = _Place
 
 
 def _unstorable(value: object) -> Any:
     raise _Unplaced(value)
 
 
-def _attrs_fields(cls: type) -> tuple[tuple[str, str], ...]:
-    """(attribute, ``__init__`` name) per init field: a private ``_x`` is stored as ``x``."""
-    return tuple(
-        (field.name, field.alias or field.name) for field in attrs.fields(cls) if field.init
+def _attrs_fields(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The attributes of the init fields, and their ``__init__`` names (``_x`` is ``x``)."""
+    fields = [field for field in attrs.fields(cls) if field.init]
+    return (
+        tuple(field.name for field in fields),
+        tuple(field.alias or field.name for field in fields),
     )
 
 

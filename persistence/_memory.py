@@ -1,8 +1,9 @@
 """A store that keeps everything in memory: for tests and throwaway runs.
 
-It keeps each record encoded by the codec, exactly as the SQLite store
-does, so a value that cannot be stored fails here too, and what comes back
-is a decoded copy, never the object that was written.
+It keeps each record as the codec's document (the JSON-ready structure
+the SQLite store prints as text), so a value that cannot be stored fails
+here too, and what comes back is a decoded copy, never the object that
+was written.
 """
 
 from __future__ import annotations
@@ -23,16 +24,16 @@ class InMemoryStore:
     """Implements :class:`RunStore` with dicts; lost when the process ends."""
 
     def __init__(self) -> None:
-        self._runs: dict[str, str] = {}
-        self._steps: dict[str, dict[str, str]] = {}
-        self._pauses: dict[str, dict[str, str]] = {}
-        self._ledger: dict[str, dict[str, str]] = {}
+        self._runs: dict[str, Any] = {}
+        self._steps: dict[str, dict[str, Any]] = {}
+        self._pauses: dict[str, dict[str, Any]] = {}
+        self._ledger: dict[str, dict[str, Any]] = {}
         self._traces: dict[str, list[TraceEvent]] = {}
 
     async def create_run(self, run: RunRecord) -> None:
         if run.run_id in self._runs:
             raise ValueError(f"a run with id {run.run_id!r} is already stored")
-        encoded = CODEC.encode(run, where="run")
+        encoded = CODEC.to_document(run, where="run")
         self._runs[run.run_id] = encoded
         for table in (self._steps, self._pauses, self._ledger):
             table[run.run_id] = {}
@@ -40,19 +41,21 @@ class InMemoryStore:
 
     async def update_run(self, run: RunRecord) -> None:
         self._require(run.run_id)
-        self._runs[run.run_id] = CODEC.encode(run, where="run")
+        self._runs[run.run_id] = CODEC.to_document(run, where="run")
 
     async def record_step(self, step: StepRecord) -> None:
         self._require(step.run_id)
-        self._steps[step.run_id][step.path] = CODEC.encode(step, where=f"step {step.path!r}")
+        self._steps[step.run_id][step.path] = CODEC.to_document(step, where=f"step {step.path!r}")
 
     async def record_usage(self, entry: LedgerEntry) -> None:
         self._require(entry.run_id)
-        self._ledger[entry.run_id][entry.key] = CODEC.encode(entry, where="ledger")
+        self._ledger[entry.run_id][entry.key] = CODEC.to_document(entry, where="ledger")
 
     async def record_pause(self, pause: PauseRecord) -> None:
         self._require(pause.run_id)
-        self._pauses[pause.run_id][pause.path] = CODEC.encode(pause, where=f"pause {pause.path!r}")
+        self._pauses[pause.run_id][pause.path] = CODEC.to_document(
+            pause, where=f"pause {pause.path!r}"
+        )
 
     async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None:
         self._require(run_id)
@@ -88,8 +91,8 @@ class InMemoryStore:
             raise UnknownRun(run_id) from None
 
 
-def _decoded(text: str, kind: type[R]) -> R:
-    record: Any = CODEC.decode(text)
+def _decoded(document: Any, kind: type[R]) -> R:
+    record: Any = CODEC.from_document(document)
     if not isinstance(record, kind):
         raise CorruptJournal(f"expected a {kind.__name__}, read {type(record).__name__}")
     return record

@@ -31,7 +31,13 @@ from ._cache import cache_key
 from ._calls import CallInfo, enter_call, leave_call
 from ._checks import UNSET, ValidationResult, call_maybe_async, callable_name
 from ._context import BaseContext, Patch, WithPatch, patch_from_fields
-from ._errors import ConfigurationError, ControlSignal, RedirectLoopError, UsageLimitExceeded
+from ._errors import (
+    AgentOutputInvalid,
+    ConfigurationError,
+    ControlSignal,
+    RedirectLoopError,
+    UsageLimitExceeded,
+)
 from ._governor import Commit, Denial, Grant, Release, Reserve
 from ._messages import Execute, StepDone
 from ._results import StepResult
@@ -258,6 +264,8 @@ async def _attempt(
         raise AttemptFailed(FailureKind.CONFIGURATION, str(error)) from error
     except StepTimeout as error:
         raise AttemptFailed(FailureKind.TIMEOUT, str(error)) from error
+    except AgentOutputInvalid as error:
+        raise AttemptFailed(FailureKind.VALIDATION, str(error)) from error
     except Exception as error:  # whatever else the step's own code raised is an agent error
         raise AttemptFailed(FailureKind.AGENT_ERROR, f"{type(error).__name__}: {error}") from error
 

@@ -7,8 +7,12 @@ Failures are classified by type, never by a blanket handler:
   (usually when the pipeline is built) and never retried.
 * :class:`ControlSignal` subclasses (usage limits, redirect and fallback
   loops) stop a step on purpose and are never retried.
+* :class:`AgentOutputInvalid` says an agent's reply does not fit the
+  output it promised: a validation failure, retried with its message as
+  feedback.
 * Anything else an agent raises is an agent error, retried as the step's
-  :class:`~trioflow.runtime.RetryPolicy` says.
+  :class:`~trioflow.runtime.RetryPolicy` says (:class:`ModelCallFailed` is
+  one: a model endpoint that is busy, down or slow).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ._results import PipelineResult
+    from ._usage import Usage
 
 
 class TrioflowError(Exception):
@@ -37,6 +42,60 @@ class InputTypeError(ConfigurationError):
 
 class ScriptExhausted(ConfigurationError):
     """A :class:`~trioflow.runtime.StubAgent` was called more times than scripted."""
+
+
+class ModelRequestRejected(ConfigurationError):
+    """A model endpoint refused the request itself (400, 401, 403, 404...): never retried.
+
+    The same request would be refused again: a wrong key, a model name the
+    endpoint does not know, an option it does not accept.
+    """
+
+    def __init__(self, message: str, *, model: str, status: int) -> None:
+        super().__init__(message)
+        self.model = model
+        self.status = status
+
+
+class ModelCallFailed(TrioflowError):
+    """A model call failed in a way that may pass on another attempt.
+
+    Rate limits (429), server errors (5xx), connection failures and
+    timeouts. It is an agent error, so the step's retry policy retries it.
+    ``status`` is the HTTP status (``None`` when no response came);
+    ``retry_after_s`` is the wait the endpoint asked for, already waited
+    out by the agent before it raised.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class ModelTimeout(ModelCallFailed):
+    """A model call got no complete reply within the agent's ``timeout_s``."""
+
+
+class AgentOutputInvalid(TrioflowError):
+    """An agent's reply does not fit the output it promised (a validation failure).
+
+    The step classifies it as a validation failure: retried, with this
+    message added to the next attempt's input as feedback. ``usage`` is
+    what the rejected reply cost, when the agent knows it.
+    """
+
+    def __init__(self, message: str, *, usage: Usage | None = None) -> None:
+        super().__init__(message)
+        self.usage = usage
 
 
 class RunNotResumable(TrioflowError):

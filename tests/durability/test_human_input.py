@@ -189,16 +189,12 @@ def two_approvals_pipeline() -> Pipeline:
     return Pipeline.of(first, second, name="two_approvals")
 
 
-async def answer_both(rt: Runtime) -> PipelineResult:
-    paused = await rt.run(two_approvals_pipeline(), None)
-    await rt.resume(paused.run_id, {"approved": True, "note": "one"})
-    return await rt.resume(paused.run_id, {"approved": False, "note": "two"})
-
-
 async def test_an_earlier_answer_keeps_its_type_when_replayed_from_the_journal(
     rt: Runtime,
 ) -> None:
-    result = await answer_both(rt)
+    paused = await rt.run(two_approvals_pipeline(), None)
+    await rt.resume(paused.run_id, {"approved": True, "note": "one"})  # pauses at the second
+    result = await rt.resume(paused.run_id, {"approved": False, "note": "two"})
     assert result.status == "completed"
     assert result.context.hitl_history == (
         HumanInteraction(
