@@ -19,7 +19,7 @@ from ._supervisor import (
     Supervisor,
     open_supervisor,
 )
-from ._trace import MemoryTraceSink, TraceEvent, TraceKind, TraceSink
+from ._trace import MemoryTraceSink, TeeTraceSink, TraceEvent, TraceKind, TraceSink
 
 __all__ = [
     "DEFAULT_MAILBOX_SIZE",
@@ -40,6 +40,7 @@ __all__ = [
     "Restart",
     "Strategy",
     "Supervisor",
+    "TeeTraceSink",
     "TraceEvent",
     "TraceKind",
     "TraceSink",

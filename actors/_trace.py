@@ -73,3 +73,19 @@ class MemoryTraceSink:
     def of_kind(self, kind: TraceKind) -> list[TraceEvent]:
         """The events of one kind, in the order they happened."""
         return [event for event in self.events if event.kind is kind]
+
+
+class TeeTraceSink:
+    """Records each event in every one of its sinks, in order.
+
+    Lets a run keep its trace while something else (live progress) watches.
+    """
+
+    __slots__ = ("_sinks",)
+
+    def __init__(self, *sinks: TraceSink) -> None:
+        self._sinks = sinks
+
+    def record(self, event: TraceEvent) -> None:
+        for sink in self._sinks:
+            sink.record(event)

@@ -25,12 +25,16 @@ from ._control import (
     RouterStep,
 )
 from ._errors import (
+    AgentOutputInvalid,
     ConfigurationError,
     ContextValidationError,
     ControlSignal,
     FallbackLoopError,
     HumanInputRequired,
     InputTypeError,
+    ModelCallFailed,
+    ModelRequestRejected,
+    ModelTimeout,
     PipelineTypeError,
     RedirectLoopError,
     RunNotResumable,
@@ -40,18 +44,23 @@ from ._errors import (
 )
 from ._human import HumanInputInvalid, HumanInteraction, HumanStep
 from ._merge import Merge, MergeConflict, MergeError
+from ._openai import OpenAIChat, SchemaMode
 from ._pipeline import Pipeline, PipelineStep
+from ._prices import DEFAULT_PRICES, ModelPrice, PriceTable
 from ._results import PipelineResult, RunStatus, StepResult
 from ._retry import FailureKind, RetryPolicy, append_feedback
 from ._runtime import Runtime, default_db_path, open_runtime, run_sync
+from ._spec import StepSpec
 from ._step import MAX_FALLBACK_DEPTH, Cache, Step, step
 from ._usage import Completion, Usage, UsageLimits
 
 __all__ = [
     "DEFAULT_MAP_CONCURRENCY",
+    "DEFAULT_PRICES",
     "MAX_FALLBACK_DEPTH",
     "AddTo",
     "Agent",
+    "AgentOutputInvalid",
     "AppendTo",
     "BaseContext",
     "Cache",
@@ -75,7 +84,12 @@ __all__ = [
     "Merge",
     "MergeConflict",
     "MergeError",
+    "ModelCallFailed",
+    "ModelPrice",
+    "ModelRequestRejected",
+    "ModelTimeout",
     "OnBranchFailure",
+    "OpenAIChat",
     "ParallelStep",
     "Patch",
     "PatchOp",
@@ -85,6 +99,7 @@ __all__ = [
     "PipelineTypeError",
     "Plugin",
     "PluginOutcome",
+    "PriceTable",
     "RedirectLoopError",
     "Remove",
     "RetryPolicy",
@@ -92,11 +107,13 @@ __all__ = [
     "RunNotResumable",
     "RunStatus",
     "Runtime",
+    "SchemaMode",
     "ScriptExhausted",
     "SetField",
     "SetKey",
     "Step",
     "StepResult",
+    "StepSpec",
     "StubAgent",
     "TrioflowError",
     "Usage",

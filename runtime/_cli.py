@@ -45,6 +45,7 @@ from ._errors import (
 from ._human import HumanInputInvalid
 from ._loading import TargetError, UserImportError, load_target
 from ._pipeline import Pipeline
+from ._progress import RunProgress
 from ._report import print_result, print_run, result_json, runs_table
 from ._results import PipelineResult, RunStatus
 from ._runtime import Runtime, default_db_path, open_runtime
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("target", metavar="FILE.py:NAME", help="the file and the pipeline's name")
     _input_arguments(run)
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument("--quiet", action="store_true", help="plain progress lines, no live panel")
     run.add_argument("--max-cost", metavar="USD", help="stop the run above this cost")
     run.add_argument("--max-tokens", metavar="N", type=int, help="stop the run above N tokens")
 
@@ -98,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     _input_arguments(resume)
     resume.add_argument("--path", help="which pause to answer, when several wait")
     resume.add_argument("--json", action="store_true", help="print the result as JSON")
+    resume.add_argument("--quiet", action="store_true", help="plain progress lines, no live panel")
 
     runs = commands.add_parser("runs", help="list or show journaled runs")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True)
@@ -164,12 +167,14 @@ def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     pipeline = _load(target)
     data = _parse_input(pipeline, _read_input(arguments))
     stored_target = _absolute_target(target)
-    return _finish(
-        console,
-        arguments,
-        lambda runtime: runtime.run(pipeline, data, target=stored_target),
-        _limits(arguments),
-    )
+    limits = _limits(arguments)
+    with _progress(arguments) as progress:
+        return _finish(
+            console,
+            arguments,
+            lambda runtime: runtime.run(pipeline, data, target=stored_target, watch=progress),
+            limits,
+        )
 
 
 def _resume_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
@@ -179,13 +184,19 @@ def _resume_command(arguments: argparse.Namespace, console: Console) -> ExitCode
     async def resume(runtime: Runtime) -> PipelineResult:
         record = await runtime.store.get_run(arguments.run_id)
         pipeline = _load(record.target) if record.target else None
-        if answer is _NO_ANSWER:
-            return await runtime.resume(arguments.run_id, path=arguments.path, pipeline=pipeline)
+        given = {} if answer is _NO_ANSWER else {"human_input": answer}
         return await runtime.resume(
-            arguments.run_id, answer, path=arguments.path, pipeline=pipeline
+            arguments.run_id, path=arguments.path, pipeline=pipeline, watch=progress, **given
         )
 
-    return _finish(console, arguments, resume)
+    with _progress(arguments) as progress:
+        return _finish(console, arguments, resume)
+
+
+def _progress(arguments: argparse.Namespace) -> RunProgress:
+    """Live progress on standard error: a panel on a terminal, plain lines otherwise."""
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    return RunProgress(errors, live=errors.is_terminal and not arguments.quiet)
 
 
 def _finish(

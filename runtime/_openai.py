@@ -16,8 +16,8 @@ fence around it is tolerated); a reply that does not validate raises
 validation failure: retried, with the message added to the next attempt's
 input as feedback.
 
-Usage and cost. Tokens are the ``usage`` the endpoint reports (estimated
-with :func:`~trioflow.runtime.count_tokens` when it reports none); the
+Usage and cost. Tokens are the ``usage`` the endpoint reports (counted
+from the text, about four characters a token, when it reports none); the
 cost comes from the agent's :class:`~trioflow.runtime.PriceTable`. A model
 the table does not price costs ``$0`` outside of budgets, but under any
 usage limit it is a configuration error when the step asks for its
@@ -314,12 +314,12 @@ class OpenAIChat:
 
     def _usage(self, reply: dict[str, Any], body: dict[str, Any], content: str) -> Usage:
         reported = reply.get("usage")
-        if isinstance(reported, dict) and _is_count(reported.get("prompt_tokens")):
-            input_tokens = reported["prompt_tokens"]
-            completion = reported.get("completion_tokens")
-            output_tokens = completion if _is_count(completion) else count_tokens(content)
-        else:  # an endpoint that reports no usage: count the text instead
-            input_tokens, output_tokens = self._prompt_tokens(body), count_tokens(content)
+        # An endpoint that reports no usage: count the text instead.
+        input_tokens = self._prompt_tokens(body)
+        output_tokens = count_tokens(content)
+        if isinstance(reported, dict):
+            input_tokens = _count(reported.get("prompt_tokens"), input_tokens)
+            output_tokens = _count(reported.get("completion_tokens"), output_tokens)
         cost = self.prices.cost(self.model, input_tokens, output_tokens)
         return Usage(cost if cost is not None else 0, input_tokens, output_tokens)
 
@@ -471,8 +471,11 @@ def _schema_name(model: type[pydantic.BaseModel]) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", model.__name__)[:64] or "output"
 
 
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _count(value: object, otherwise: int) -> int:
+    """A token count the endpoint reported, or ``otherwise`` when it is missing or bad."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return otherwise
 
 
 def _problems(error: pydantic.ValidationError, *, most: int = 5) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 import pydantic
 import trio
-from trioflow.actors import MemoryTraceSink, TraceEvent, open_supervisor
+from trioflow.actors import MemoryTraceSink, TeeTraceSink, TraceEvent, TraceSink, open_supervisor
 from trioflow.persistence import LedgerEntry, PauseRecord, RunRecord, RunStore, SQLiteStore
 
 from ._cache import StepCache
@@ -77,6 +77,7 @@ class Runtime:
         resources: Any = None,
         limits: UsageLimits | None = None,
         target: str | None = None,
+        watch: TraceSink | None = None,
     ) -> PipelineResult:
         """Run ``pipeline`` on ``input`` and return how it went.
 
@@ -108,7 +109,7 @@ class Runtime:
         await self.store.create_run(record)
         self._pipelines[run_id] = pipeline
         journal = Journal(self.store, run_id)
-        return await self._drive(pipeline, record, resources, journal, ledger=())
+        return await self._drive(pipeline, record, resources, journal, (), watch)
 
     async def resume(
         self,
@@ -118,6 +119,7 @@ class Runtime:
         path: str | None = None,
         pipeline: StepLike | None = None,
         resources: Any = None,
+        watch: TraceSink | None = None,
     ) -> PipelineResult:
         """Go on with a paused or interrupted run, without re-running completed steps.
 
@@ -148,7 +150,7 @@ class Runtime:
         journal = Journal(self.store, run_id, records, answers)
         running = attrs.evolve(record, status=RunStatus.RUNNING.value, paused_at=())
         await self.store.update_run(running)
-        return await self._drive(found, running, resources, journal, ledger)
+        return await self._drive(found, running, resources, journal, ledger, watch)
 
     def _pipeline_of(self, record: RunRecord, given: StepLike | None) -> Pipeline:
         if given is not None:
@@ -196,11 +198,16 @@ class Runtime:
         resources: Any,
         journal: Journal,
         ledger: Sequence[LedgerEntry],
+        watch: TraceSink | None,
     ) -> PipelineResult:
-        """Run (or re-walk) the pipeline for ``record`` and store how it ended."""
+        """Run (or re-walk) the pipeline for ``record`` and store how it ended.
+
+        ``watch`` sees every trace event as it happens (live progress).
+        """
         trace = MemoryTraceSink()
+        sink: TraceSink = trace if watch is None else TeeTraceSink(trace, watch)
         try:
-            done, usage = await self._execute(pipeline, record, resources, journal, ledger, trace)
+            done, usage = await self._execute(pipeline, record, resources, journal, ledger, sink)
         except BaseException as error:
             with trio.CancelScope(shield=True):
                 await self._end_abruptly(record, error, trace.events)
@@ -232,7 +239,7 @@ class Runtime:
         resources: Any,
         journal: Journal,
         ledger: Sequence[LedgerEntry],
-        trace: MemoryTraceSink,
+        trace: TraceSink,
     ) -> tuple[StepDone, Usage]:
         limits = record.limits
         async with open_supervisor("", trace) as root:

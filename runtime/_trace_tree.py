@@ -56,7 +56,7 @@ STARTED = "started"
 RESUMED = "resumed"
 
 _EXECUTE = Execute.__name__
-_ATTEMPT = re.compile(r"attempt \d+ ")
+_ATTEMPT = re.compile(r"^attempt \d+ ")
 _COMMITTED = re.compile(r"\$(?P<cost>[0-9,]*\.?[0-9]*), (?P<tokens>[0-9]+) tokens")
 
 
@@ -249,9 +249,7 @@ def build_trace(
     waiting = {pause.path: pause.message for pause in pauses if pause.answered_at is None}
     roots = _Tree(timeline, spans, {step.path: step for step in steps}, waiting).roots()
     started_at = timeline[0].wall if timeline else run.started_at
-    return RunTrace(
-        run.run_id, run.pipeline_name, run.status, started_at, timeline, spans, roots
-    )
+    return RunTrace(run.run_id, run.pipeline_name, run.status, started_at, timeline, spans, roots)
 
 
 def is_anchor(event: TraceEvent) -> bool:
@@ -283,7 +281,9 @@ def committed_usage(event: TraceEvent) -> tuple[str, Decimal, int] | None:
 # -- the timeline ----------------------------------------------------------------------------
 
 
-def _timeline(events: Sequence[TraceEvent], run_started: datetime.datetime) -> tuple[TimedEvent, ...]:
+def _timeline(
+    events: Sequence[TraceEvent], run_started: datetime.datetime
+) -> tuple[TimedEvent, ...]:
     timed: list[TimedEvent] = []
     origin: datetime.datetime | None = None
     wall = run_started  # a trace saved before anchors existed: the run's start
@@ -549,10 +549,10 @@ class _Tree:
         else:
             status, reason = self._ending(last)
             cost, tokens = self._committed(path, 0, len(self._timeline), beneath=True)
-            retried = len(self._labelled(path, "retry", last.start_index, last.end_index))
-            attempts = retried + 1 if self._timeline[last.start_index].event.kind is (
-                TraceKind.RECEIVE
-            ) else 0
+            attempts = 0
+            if self._timeline[last.start_index].event.kind is TraceKind.RECEIVE:
+                retries = self._labelled(path, "retry", last.start_index, last.end_index)
+                attempts = len(retries) + 1
         first = spans[0]
         node = _Node(
             path,
@@ -614,8 +614,16 @@ class _Tree:
             bounds = [first, *retries, end]
             for number in range(1, len(bounds)):
                 found.append(
-                    self._attempt(path, number, bounds[number - 1], bounds[number], node, own,
-                                  is_last=number == len(bounds) - 1, fell_back=bool(fell_back))
+                    self._attempt(
+                        path,
+                        number,
+                        bounds[number - 1],
+                        bounds[number],
+                        node,
+                        own,
+                        is_last=number == len(bounds) - 1,
+                        fell_back=bool(fell_back),
+                    )
                 )
         if fell_back:
             found.append(
@@ -635,6 +643,7 @@ class _Tree:
         is_last: bool,
         fell_back: bool,
     ) -> _Node:
+        reason: str | None
         if not is_last:
             detail = self._timeline[ends].event.detail or ""
             status, reason = NodeStatus.FAILED, _ATTEMPT.sub("", detail, count=1)
@@ -644,8 +653,16 @@ class _Tree:
             status, reason = step.status, step.reason
         cost, tokens = self._committed(path, begins, ends, beneath=False)
         return self._derived(
-            f"{path}#{number}", f"attempt {number}", NodeKind.ATTEMPT, begins, ends,
-            status, reason, 1, cost, tokens,
+            f"{path}#{number}",
+            f"attempt {number}",
+            NodeKind.ATTEMPT,
+            begins,
+            ends,
+            status,
+            reason,
+            1,
+            cost,
+            tokens,
         )
 
     def _fallback(
@@ -661,8 +678,16 @@ class _Tree:
             cost, tokens = self._committed(fallback_path, begins, ends, beneath=True)
             attempts = len(self._labelled(fallback_path, "retry", begins, ends)) + 1
         node = self._derived(
-            fallback_path, f"fallback:{name}", NodeKind.FALLBACK, begins, ends,
-            status, reason, attempts, cost, tokens,
+            fallback_path,
+            f"fallback:{name}",
+            NodeKind.FALLBACK,
+            begins,
+            ends,
+            status,
+            reason,
+            attempts,
+            cost,
+            tokens,
         )
         node.children.extend(self._work(fallback_path, begins, ends, node, outcome))
         return node
@@ -683,8 +708,19 @@ class _Tree:
         start = self._timeline[begins]
         end_s = self._timeline[ends].offset_s
         return _Node(
-            path, name, kind, begins, status, start.offset_s, end_s, end_s - start.offset_s,
-            start.wall, attempts, cost, tokens, reason,
+            path,
+            name,
+            kind,
+            begins,
+            status,
+            start.offset_s,
+            end_s,
+            end_s - start.offset_s,
+            start.wall,
+            attempts,
+            cost,
+            tokens,
+            reason,
         )
 
     # -- lookups
@@ -697,16 +733,12 @@ class _Tree:
             if first <= index <= last and self._timeline[index].event.label == label
         ]
 
-    def _committed(
-        self, path: str, first: int, last: int, *, beneath: bool
-    ) -> tuple[Decimal, int]:
+    def _committed(self, path: str, first: int, last: int, *, beneath: bool) -> tuple[Decimal, int]:
         """Usage the governor committed for ``path`` (and, if ``beneath``, its descendants)."""
         prefix = f"{path}/"
         cost, tokens = Decimal(0), 0
         for index, about, spent, used in self._commits:
-            if first <= index <= last and (
-                about == path or (beneath and about.startswith(prefix))
-            ):
+            if first <= index <= last and (about == path or (beneath and about.startswith(prefix))):
                 cost += spent
                 tokens += used
         return cost, tokens

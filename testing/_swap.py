@@ -49,9 +49,7 @@ def swap_agent(pipeline: Pipeline, step: str, agent: Agent) -> Pipeline:
     segments = path.split("/")[1:]
     if not segments:
         raise ConfigurationError(f"{step!r} names the whole pipeline, not one of its steps")
-    swapped = _replace(pipeline, segments, agent, path)
-    assert isinstance(swapped, Pipeline)
-    return swapped
+    return _pipeline(_replace(pipeline, segments, agent, path))
 
 
 def agent_steps(pipeline: Pipeline) -> list[tuple[str, Step]]:
@@ -121,50 +119,63 @@ def _replace(node: Node, segments: list[str], agent: Agent, path: str) -> Node:
     head, rest = segments[0], segments[1:]
     match node:
         case Pipeline():
-            steps = list(node.steps)
-            for index, spec in enumerate(steps):
+            for index, spec in enumerate(node.steps):
                 if head == f"{index}:{spec.name}":
-                    replaced = _replace(spec, rest, agent, path)
-                    assert isinstance(replaced, StepSpec)
-                    steps[index] = replaced
+                    steps = list(node.steps)
+                    steps[index] = _spec(_replace(spec, rest, agent, path))
                     return attrs.evolve(node, steps=tuple(steps))
         case PipelineStep():
-            inner = _replace(node.pipeline, segments, agent, path)
-            assert isinstance(inner, Pipeline)
-            return attrs.evolve(node, pipeline=inner)
+            return attrs.evolve(
+                node, pipeline=_pipeline(_replace(node.pipeline, segments, agent, path))
+            )
         case LoopStep() if head.startswith("loop["):
-            return attrs.evolve(node, body=_replace(node.body, rest, agent, path))
+            return attrs.evolve(node, body=_pipeline(_replace(node.body, rest, agent, path)))
         case MapStep() if head.startswith("item["):
-            return attrs.evolve(node, body=_replace(node.body, rest, agent, path))
+            return attrs.evolve(node, body=_pipeline(_replace(node.body, rest, agent, path)))
         case ParallelStep():
             branches = _replace_branch(node.branches, head, rest, agent, path)
             if branches is not None:
                 return attrs.evolve(node, branches=branches)
         case RouterStep():
             if head == node.router.name:
-                return attrs.evolve(node, router=_replace(node.router, rest, agent, path))
+                return attrs.evolve(node, router=_step(_replace(node.router, rest, agent, path)))
             branches = _replace_branch(node.branches, head, rest, agent, path)
             if branches is not None:
                 return attrs.evolve(node, branches=branches)
         case ConditionalStep():
             if head == "default" and node.default is not None:
-                return attrs.evolve(node, default=_replace(node.default, rest, agent, path))
-            keyed = [(str(key), branch) for key, branch in node.branches]
+                default = _pipeline(_replace(node.default, rest, agent, path))
+                return attrs.evolve(node, default=default)
+            keys = [key for key, _ in node.branches]
+            keyed = tuple((str(key), branch) for key, branch in node.branches)
             replaced = _replace_branch(keyed, head, rest, agent, path)
             if replaced is not None:
-                keys = [key for key, _ in node.branches]
-                return attrs.evolve(
-                    node, branches=tuple(zip(keys, (b for _, b in replaced), strict=True))
-                )
+                bodies = [branch for _, branch in replaced]
+                return attrs.evolve(node, branches=tuple(zip(keys, bodies, strict=True)))
         case Step():
             fallback = node.fallback
             if fallback is not None and head == f"fallback:{fallback.name}":
-                return attrs.evolve(node, fallback=_replace(fallback, rest, agent, path))
+                return attrs.evolve(node, fallback=_step(_replace(fallback, rest, agent, path)))
     raise ConfigurationError(f"path {path!r}: no step {head!r} here")
 
 
+def _spec(node: Node) -> StepSpec:
+    assert isinstance(node, StepSpec)
+    return node
+
+
+def _pipeline(node: Node) -> Pipeline:
+    assert isinstance(node, Pipeline)
+    return node
+
+
+def _step(node: Node) -> Step:
+    assert isinstance(node, Step)
+    return node
+
+
 def _replace_branch(
-    branches: tuple[tuple[str, Pipeline], ...] | list[tuple[str, Pipeline]],
+    branches: tuple[tuple[str, Pipeline], ...],
     head: str,
     rest: list[str],
     agent: Agent,
@@ -172,9 +183,7 @@ def _replace_branch(
 ) -> tuple[tuple[str, Pipeline], ...] | None:
     for index, (name, branch) in enumerate(branches):
         if name == head:
-            replaced = _replace(branch, rest, agent, path)
-            assert isinstance(replaced, Pipeline)
             updated = list(branches)
-            updated[index] = (name, replaced)
+            updated[index] = (name, _pipeline(_replace(branch, rest, agent, path)))
             return tuple(updated)
     return None

@@ -182,3 +182,16 @@ def test_a_sync_step_is_reported_where_it_is_defined(
     err = " ".join(capsys.readouterr().err.split())
     assert f"{path}, line 4: ConfigurationError: step 'not_async':" in err
     assert "must be an async function (defined with 'async def')" in err
+
+
+def test_progress_is_plain_lines_on_standard_error_when_not_on_a_terminal(
+    pipelines: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _main("run", f"{pipelines}:expensive", "--input", "x", "--quiet") == ExitCode.OK
+    captured = capsys.readouterr()
+    lines = [line.split() for line in captured.err.splitlines()]
+    assert [(line[0], line[1], line[-1]) for line in lines] == [
+        ("done", "main/0:paid", "$0.75"),
+        ("done", "main/1:paid", "$1.50"),
+    ]
+    assert "done" not in captured.out
