@@ -38,7 +38,7 @@ from ._errors import (
     RedirectLoopError,
     UsageLimitExceeded,
 )
-from ._governor import Commit, Denial, Grant, Release, Reserve
+from ._governor import Commit, Denial, Grant, Release, Reserve, Wait
 from ._messages import Execute, StepDone
 from ._results import StepResult
 from ._retry import FEEDBACK_KINDS, RETRYABLE, FailureKind
@@ -367,6 +367,9 @@ async def _reserve(spec: Step, agent: Agent, path: str, data: Any, services: Run
         estimate = agent.estimate_usage(data)
     request = Reserve(path, estimate if estimate is not None else NO_USAGE, spec.limits)
     decision = await services.governor.ask(request, sender=path)
+    while isinstance(decision, Wait):  # fits once calls in flight settle
+        await decision.settled.wait()
+        decision = await services.governor.ask(request, sender=path)
     if isinstance(decision, Denial):
         raise _LimitBreached(decision.message, paid=False)
     assert isinstance(decision, Grant)

@@ -3,9 +3,13 @@
 Every change to a run's usage goes through the governor's mailbox, so
 updates are serialized by construction: no two branches ever race on a
 total. Before a call with a known upper-bound estimate a step sends
-:class:`Reserve` and waits for a :class:`Grant` or :class:`Denial`; the
-governor grants only when committed plus reserved usage plus the estimate
-stays within every limit (strict mode: no overshoot under any schedule).
+:class:`Reserve` and gets a :class:`Grant`, a :class:`Denial`, or
+:class:`Wait`: the governor grants only when committed plus reserved usage
+plus the estimate stays within every limit (strict mode: no overshoot
+under any schedule); when the call would fit but for other calls in
+flight, the step waits for them to settle and asks again (concurrency is
+throttled by the budget, not failed by it); a call that could exceed a
+limit even alone is denied.
 After the call the step sends :class:`Commit` with what was actually
 spent; without an estimate (optimistic mode) this is where a breach is
 found, and the reply names it.
@@ -43,6 +47,18 @@ class Grant:
 
     id: int
     estimate: Usage
+
+
+@attrs.frozen(slots=True)
+class Wait:
+    """The reservation fits once calls in flight settle: wait for ``settled``, then ask again.
+
+    Strict budgets throttle concurrent calls instead of failing them: a call
+    is refused only when it could exceed a limit even with nothing else in
+    flight.
+    """
+
+    settled: trio.Event
 
 
 @attrs.frozen(slots=True)
@@ -113,6 +129,9 @@ class Governor(Actor[GovernorMessage]):
         self._entries: dict[str, tuple[str, Usage]] = {}
         self._ids = itertools.count(1)
         self._breach: str | None = None
+        # Set (and replaced) whenever a reservation settles: reservations told
+        # to Wait try again then.
+        self._settled = trio.Event()
         for entry in ledger:  # a resumed run starts from what its journal committed
             usage = Usage(Decimal(entry.cost_usd), entry.input_tokens, entry.output_tokens)
             self._settle(entry.key, entry.path, usage)
@@ -127,7 +146,7 @@ class Governor(Actor[GovernorMessage]):
         self._committed += usage
         self._by_path[path] += usage
 
-    async def receive(self, message: GovernorMessage) -> Grant | Denial | str | Usage | None:
+    async def receive(self, message: GovernorMessage) -> Grant | Denial | Wait | str | Usage | None:
         match message:
             case Reserve():
                 return self._reserve(message)
@@ -138,6 +157,7 @@ class Governor(Actor[GovernorMessage]):
                 return breach
             case Release(grant=grant):
                 self._reserved.pop(grant.id, None)
+                self._wake_waiters()
                 return None
             case Totals():
                 return self._committed
@@ -153,13 +173,20 @@ class Governor(Actor[GovernorMessage]):
                 )
         raise TypeError(f"governor cannot handle {message!r}")
 
-    def _reserve(self, request: Reserve) -> Grant | Denial:
+    def _reserve(self, request: Reserve) -> Grant | Denial | Wait:
         reserved = sum(self._reserved.values(), NO_USAGE)
         if self._breach is not None:
             detail = f"{self._breach}: no more calls are granted"
             self._note("deny", request.path, detail)
             return Denial(detail)
-        limit = _exceeded(self._limits, self._committed + reserved + request.estimate)
+        crowded = _exceeded(self._limits, self._committed + reserved + request.estimate)
+        if (
+            crowded is not None
+            and _exceeded(self._limits, self._committed + request.estimate) is None
+        ):
+            self._note("wait", request.path, str(request.estimate))
+            return Wait(self._settled)
+        limit = crowded
         step_limit = _step_exceeded(
             request.step_limits, self._by_path[request.path] + request.estimate, request.path
         )
@@ -177,9 +204,14 @@ class Governor(Actor[GovernorMessage]):
         self._note("grant", request.path, str(request.estimate))
         return grant
 
+    def _wake_waiters(self) -> None:
+        self._settled.set()
+        self._settled = trio.Event()
+
     def _commit(self, commit: Commit) -> str | None:
         if commit.grant is not None:
             self._reserved.pop(commit.grant.id, None)
+            self._wake_waiters()
         self._settle(commit.key, commit.path, commit.actual)
         self._note("commit", commit.path, str(commit.actual))
         limit = _exceeded(self._limits, self._committed) or _step_exceeded(

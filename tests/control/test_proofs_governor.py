@@ -214,6 +214,11 @@ def test_strict_budget_never_commits_above_the_limit(plan: Plan) -> None:
             commits.append(call.name)
             del reserved[call.path]
             committed += call.cost
+        elif decision.label == "wait":
+            # Told to wait for calls in flight: it would fit with nothing else reserved.
+            assert call.estimate is not None
+            assert committed + call.estimate <= limit
+            assert committed + sum(reserved.values(), Decimal(0)) + call.estimate > limit
         else:
             assert decision.label == "deny", decision
             denied.append((call.name, decision.detail))
