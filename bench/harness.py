@@ -28,11 +28,14 @@ import subprocess
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Generic, TypeVar
 
 import attrs
 import trio
+from trioflow.persistence import InMemoryStore
+from trioflow.runtime import Runtime, UsageLimits, open_runtime
 
 #: Per-unit overhead the runtime aims for, relative to the plain-trio floor.
 TARGET_RATIO = 2.0
@@ -133,6 +136,16 @@ def timed_run(body: Callable[[], Awaitable[object]]) -> float:
         return time.perf_counter() - started
 
     return trio.run(main)
+
+
+def in_memory_runtime(*, limits: UsageLimits | None = None) -> AbstractAsyncContextManager[Runtime]:
+    """``open_runtime`` over a fresh :class:`InMemoryStore`, as every workload here uses.
+
+    ``open_runtime()`` alone opens the SQLite journal in the working
+    directory; these workloads measure the runtime, not a disk (the
+    durable store's workloads, 5 and 8, are separate).
+    """
+    return open_runtime(store=InMemoryStore(), limits=limits)
 
 
 #: Scales for :func:`timed`: seconds to milliseconds, to microseconds.

@@ -84,7 +84,8 @@ class InMemoryStore:
         self._require(run_id)
         return list(self._traces[run_id])
 
-    def _require(self, run_id: str) -> str:
+    def _require(self, run_id: str) -> Any:
+        """The run's stored document; :class:`UnknownRun` if there is none."""
         try:
             return self._runs[run_id]
         except KeyError:

@@ -45,6 +45,7 @@ from ._errors import (
 from ._human import HumanInputInvalid, HumanInteraction, HumanStep
 from ._merge import Merge, MergeConflict, MergeError
 from ._openai import OpenAIChat, SchemaMode
+from ._perfetto import perfetto_json, perfetto_trace
 from ._pipeline import Pipeline, PipelineStep
 from ._prices import DEFAULT_PRICES, ModelPrice, PriceTable
 from ._results import PipelineResult, RunStatus, StepResult
@@ -52,12 +53,24 @@ from ._retry import FailureKind, RetryPolicy, append_feedback
 from ._runtime import Runtime, default_db_path, open_runtime, run_sync
 from ._spec import StepSpec
 from ._step import MAX_FALLBACK_DEPTH, Cache, Step, step
+from ._trace_tree import (
+    ActorSpan,
+    NodeKind,
+    NodeStatus,
+    NoTrace,
+    RunTrace,
+    SpanEnd,
+    TimedEvent,
+    TraceNode,
+    filter_nodes,
+)
 from ._usage import Completion, Usage, UsageLimits
 
 __all__ = [
     "DEFAULT_MAP_CONCURRENCY",
     "DEFAULT_PRICES",
     "MAX_FALLBACK_DEPTH",
+    "ActorSpan",
     "AddTo",
     "Agent",
     "AgentOutputInvalid",
@@ -88,6 +101,9 @@ __all__ = [
     "ModelPrice",
     "ModelRequestRejected",
     "ModelTimeout",
+    "NoTrace",
+    "NodeKind",
+    "NodeStatus",
     "OnBranchFailure",
     "OpenAIChat",
     "ParallelStep",
@@ -106,15 +122,19 @@ __all__ = [
     "RouterStep",
     "RunNotResumable",
     "RunStatus",
+    "RunTrace",
     "Runtime",
     "SchemaMode",
     "ScriptExhausted",
     "SetField",
     "SetKey",
+    "SpanEnd",
     "Step",
     "StepResult",
     "StepSpec",
     "StubAgent",
+    "TimedEvent",
+    "TraceNode",
     "TrioflowError",
     "Usage",
     "UsageLimitExceeded",
@@ -125,7 +145,10 @@ __all__ = [
     "apply_patch",
     "current_call",
     "default_db_path",
+    "filter_nodes",
     "open_runtime",
+    "perfetto_json",
+    "perfetto_trace",
     "run_sync",
     "step",
 ]

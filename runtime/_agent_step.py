@@ -320,6 +320,12 @@ async def _paid_call(
     token = enter_call(call)
     try:
         reply = await _call(agent, data, context, services.resources, spec.timeout_s)
+    except AgentOutputInvalid as rejected:
+        # The reply was paid for even though it is unusable: it counts.
+        breach = await _settle(spec, path, grant, rejected.usage or NO_USAGE, call, services, tally)
+        if breach is not None:
+            raise _LimitBreached(breach, paid=True) from rejected
+        raise
     except Exception:
         if grant is not None:
             await services.governor.ask(Release(grant), sender=path)
@@ -328,20 +334,35 @@ async def _paid_call(
         leave_call(token)
     usage = reply.usage if isinstance(reply, Completion) else NO_USAGE
     output: Any = reply.output if isinstance(reply, Completion) else reply
-    tally.usage += usage
     patch: Patch = ()
     if isinstance(output, WithPatch):
         output, patch = output.output, output.patch
-    if grant is not None or not usage.is_zero:
-        commit = Commit(path, grant, usage, spec.limits, call.ledger_key)
-        breach = await services.governor.ask(commit, sender=path)
-        if breach is not None:
-            # The call happened and was paid for: its output and context
-            # changes are part of the run's record, though the run stops here.
-            if spec.updates_context and _carries_fields(output):
-                patch = patch + patch_from_fields(output)
-            raise _LimitBreached(breach, paid=True, output=output, patch=patch)
+    breach = await _settle(spec, path, grant, usage, call, services, tally)
+    if breach is not None:
+        # The call happened and was paid for: its output and context
+        # changes are part of the run's record, though the run stops here.
+        if spec.updates_context and _carries_fields(output):
+            patch = patch + patch_from_fields(output)
+        raise _LimitBreached(breach, paid=True, output=output, patch=patch)
     return output, patch
+
+
+async def _settle(
+    spec: Step,
+    path: str,
+    grant: Grant | None,
+    usage: Usage,
+    call: CallInfo,
+    services: RunServices,
+    tally: _Tally,
+) -> str | None:
+    """Count what a call cost, and commit it to the governor; the breach, if any."""
+    tally.usage += usage
+    if grant is None and usage.is_zero:
+        return None  # nothing reserved, nothing spent: the governor need not hear of it
+    commit = Commit(path, grant, usage, spec.limits, call.ledger_key)
+    breach: str | None = await services.governor.ask(commit, sender=path)
+    return breach
 
 
 async def _call(

@@ -8,6 +8,11 @@
   interrupted run; an answer is read as JSON when it parses as JSON, as
   text otherwise, and validated against the pause's schema.
 * ``trioflow runs list`` and ``trioflow runs show RUN`` read the journal.
+* ``trioflow trace RUN`` shows a run's trace as a tree of its actors
+  (status, duration, attempts, cost, tokens, and why anything failed or was
+  cancelled); ``--json`` for machines, ``--failed`` and ``--path PREFIX`` to
+  narrow it; ``--perfetto FILE`` writes Chrome/Perfetto trace-event JSON
+  instead, for ui.perfetto.dev.
 
 Runs are journaled in ``--db PATH``, else ``$TRIOFLOW_DB``, else
 ``.trioflow/trioflow.db``; ``--recover`` replaces a corrupt journal with a
@@ -16,7 +21,8 @@ fresh one (the damaged file is moved aside, never deleted).
 Exit codes: 0 success; 1 the pipeline failed; 2 bad arguments or input;
 3 a usage limit stopped the run; 4 the pipeline file raised while being
 imported; 5 the run is paused, waiting for human input; 6 no such run;
-7 the journal cannot be used (corrupt, too new, unreadable); 130
+7 the journal cannot be used (corrupt, too new, unreadable); 8 the run
+has no trace (still running, or its process stopped first); 130
 interrupted.
 """
 
@@ -44,11 +50,14 @@ from ._errors import (
 )
 from ._human import HumanInputInvalid
 from ._loading import TargetError, UserImportError, load_target
+from ._perfetto import perfetto_json
 from ._pipeline import Pipeline
 from ._progress import RunProgress
 from ._report import print_result, print_run, result_json, runs_table
 from ._results import PipelineResult, RunStatus
 from ._runtime import Runtime, default_db_path, open_runtime
+from ._trace_tree import NoTrace, RunTrace
+from ._trace_view import print_trace, trace_json
 from ._types import type_name
 from ._usage import UsageLimits
 
@@ -64,6 +73,7 @@ class ExitCode(enum.IntEnum):
     PAUSED = 5
     UNKNOWN_RUN = 6
     STORE_ERROR = 7
+    NO_TRACE = 8
     INTERRUPTED = 130
 
 
@@ -107,6 +117,15 @@ def _parser() -> argparse.ArgumentParser:
     runs_commands.add_parser("list", parents=[journal], help="every run, oldest first")
     show = runs_commands.add_parser("show", parents=[journal], help="one run and its steps")
     show.add_argument("run_id", metavar="RUN")
+
+    trace = commands.add_parser("trace", parents=[journal], help="a run's trace, actor by actor")
+    trace.add_argument("run_id", metavar="RUN")
+    trace.add_argument("--json", action="store_true", help="print the tree as JSON")
+    trace.add_argument("--failed", action="store_true", help="only what failed or was cancelled")
+    trace.add_argument("--path", metavar="PREFIX", help="only actors whose path starts so")
+    trace.add_argument(
+        "--perfetto", metavar="FILE", help="write Chrome/Perfetto trace-event JSON to FILE"
+    )
     return parser
 
 
@@ -241,11 +260,48 @@ def _runs_show_command(arguments: argparse.Namespace, console: Console) -> ExitC
     return ExitCode.OK
 
 
+def _trace_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
+    narrowed = arguments.json or arguments.failed or arguments.path is not None
+    if arguments.perfetto is not None and narrowed:
+        raise _Fail(
+            ExitCode.BAD_ARGUMENTS,
+            "--perfetto writes the whole trace: give it without --json, --failed or --path",
+        )
+
+    async def load(runtime: Runtime) -> RunTrace:
+        return await runtime.trace(arguments.run_id)
+
+    try:
+        trace = _with_runtime(arguments, load)
+    except NoTrace as error:
+        raise _Fail(ExitCode.NO_TRACE, str(error)) from error
+    except OSError as error:  # the journal's path cannot be opened (a folder, no permission)
+        raise _Fail(ExitCode.STORE_ERROR, f"cannot open the journal: {error}") from error
+    if arguments.perfetto is not None:
+        try:
+            Path(arguments.perfetto).write_text(perfetto_json(trace), encoding="utf-8")
+        except OSError as error:
+            raise _Fail(
+                ExitCode.BAD_ARGUMENTS, f"cannot write {arguments.perfetto}: {error}"
+            ) from error
+        console.print(
+            f"wrote {arguments.perfetto}: open it in https://ui.perfetto.dev", markup=False
+        )
+        return ExitCode.OK
+    roots = trace.filtered(failed=arguments.failed, path=arguments.path)
+    if arguments.json:
+        console.print_json(trace_json(trace, roots))
+    else:
+        print_trace(console, trace, roots)
+    return ExitCode.OK
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitCode]] = {
     "run": _run_command,
     "resume": _resume_command,
     "runs list": _runs_list_command,
     "runs show": _runs_show_command,
+    "trace": _trace_command,
 }
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import trio
+from trioflow.actors import TraceEvent, TraceKind
+
 from ._context import AppendTo
 from ._human import HumanInteraction, HumanStep
 from ._messages import Execute, StepDone
@@ -27,6 +30,9 @@ class HumanActor(StepActor):
         journal = self._services.journal
         if self.path not in journal.answers:
             await journal.pause(self.path, spec.message, spec.json_schema())
+            now = trio.current_time()
+            pause = TraceEvent(TraceKind.NOTE, self.path, now, "pause", detail=spec.message)
+            self._services.trace.record(pause)
             waiting = StepResult(
                 spec.name, self.path, feedback=f"waiting for input: {spec.message}"
             )

@@ -42,7 +42,10 @@ backoff. The wait is part of the call, so it counts against the step's
 ``timeout_s``; on a step's last attempt it is waited out all the same.
 
 The API key comes from ``api_key=`` or the ``api_key_env`` environment
-variable (``OPENAI_API_KEY``), read when the agent is built. It is sent
+variable (``OPENAI_API_KEY``), read when the agent is built. With
+``requires_key=False`` (a local endpoint that needs none) the variable is
+not read: only a key given as ``api_key=`` is sent, so a key meant for one
+provider never travels to another host. It is sent
 only in the ``Authorization`` header: it is not in the agent's repr or
 fingerprint, and it is cut out of every error message (an endpoint may
 echo it), so it never reaches the journal or the trace.
@@ -167,12 +170,14 @@ class OpenAIChat:
             raise ConfigurationError(f"{where}: max_tokens must be an int, got {self.max_tokens!r}")
         if self.max_tokens < 1:
             raise ConfigurationError(f"{where}: max_tokens must be >= 1, got {self.max_tokens}")
-        if self.temperature is not None and not 0 <= self.temperature <= 2:
+        temperature = self.temperature
+        if temperature is not None and not (_is_number(temperature) and 0 <= temperature <= 2):
             raise ConfigurationError(
-                f"{where}: temperature must be between 0 and 2, got {self.temperature}"
+                f"{where}: temperature must be between 0 and 2, got {temperature!r}"
             )
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ConfigurationError(f"{where}: top_p must be in (0, 1], got {self.top_p}")
+        top_p = self.top_p
+        if top_p is not None and not (_is_number(top_p) and 0 < top_p <= 1):
+            raise ConfigurationError(f"{where}: top_p must be in (0, 1], got {top_p!r}")
         if not _is_number(self.timeout_s) or not self.timeout_s > 0:
             raise ConfigurationError(f"{where}: timeout_s must be > 0, got {self.timeout_s!r}")
         if not _is_number(self.max_retry_after_s) or not self.max_retry_after_s >= 0:
@@ -196,15 +201,15 @@ class OpenAIChat:
             if not isinstance(self.api_key, str) or not self.api_key.strip():
                 raise ConfigurationError(f"{where}: api_key must be a non-empty string")
             return self.api_key
+        if not self.requires_key:  # never send a key from the environment to such a host
+            return None
         key = os.environ.get(self.api_key_env, "").strip()
         if key:
             return key
-        if self.requires_key:
-            raise ConfigurationError(
-                f"{where}: no API key for {self.base_url}: pass api_key=... or set "
-                f"${self.api_key_env} (requires_key=False for an endpoint that needs none)"
-            )
-        return None
+        raise ConfigurationError(
+            f"{where}: no API key for {self.base_url}: pass api_key=... or set "
+            f"${self.api_key_env} (requires_key=False for an endpoint that needs none)"
+        )
 
     @property
     def endpoint(self) -> str:

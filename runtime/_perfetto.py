@@ -17,8 +17,8 @@ since the run started):
   and each actor's mailbox depth (messages sent to it and not yet received);
 * thread-scoped instants (``i``) for retries, fallbacks, redirects, cache
   hits, replays, pauses, resumes, dropped messages, restarts and
-  cancellations (with the reason); the governor's denials and breaches
-  are shown on the track of the step they concern.
+  cancellations (with the reason); the governor's denials, waits and
+  breaches are shown on the track of the step they concern.
 
 Perfetto reads the events in timestamp order and binds a flow to the slice
 on top of its track's stack at that moment, so events at one timestamp are
@@ -33,11 +33,20 @@ from __future__ import annotations
 import json
 from collections import defaultdict, deque
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 from trioflow.actors import TraceKind
 
-from ._trace_tree import RUN_PATH, STARTED, ActorSpan, NodeKind, RunTrace, TraceNode
+from ._trace_tree import (
+    RUN_PATH,
+    STARTED,
+    ActorSpan,
+    NodeKind,
+    RunTrace,
+    TimedEvent,
+    TraceNode,
+)
 from ._trace_tree import committed_usage as _committed_usage
 from ._trace_tree import is_anchor as _is_anchor
 
@@ -47,8 +56,9 @@ PID = 1
 #: Notes that are not instants: governor bookkeeping (commits become the usage
 #: counters) and the start of the first drive (the start of the timeline).
 _NOT_INSTANTS = frozenset({"grant", "commit", STARTED})
-#: Governor notes shown on the track of the step they concern (their ``peer``).
-_ABOUT_PEER = frozenset({"deny", "breach"})
+#: Governor notes shown on the track of the step they concern (their ``peer``): a
+#: reservation refused or waiting for room, a limit breached.
+_ABOUT_PEER = frozenset({"deny", "wait", "breach"})
 
 # Where an event goes among events at the same timestamp (see the module docstring).
 _METADATA, _COUNTER, _EARLY_INSTANT, _SLICE, _FLOW_START, _FLOW_END, _INSTANT = range(7)
@@ -120,7 +130,12 @@ class _Export:
         )
         for path, tid in self._tids.items():
             name = {"ph": "M", "name": "thread_name", "tid": tid, "args": {"name": path}}
-            order = {"ph": "M", "name": "thread_sort_index", "tid": tid, "args": {"sort_index": tid}}
+            order = {
+                "ph": "M",
+                "name": "thread_sort_index",
+                "tid": tid,
+                "args": {"sort_index": tid},
+            }
             self._emit(0, _METADATA, name)
             self._emit(0, _METADATA, order)
 
@@ -200,19 +215,16 @@ class _Export:
             if (found := _committed_usage(timed.event)) is not None
         ]
         tid = self._track(commits[0][0].event.path) if commits else None
-        tid = tid if tid is not None else 1
+        tid = tid if tid is not None else min(self._tids.values(), default=None)
+        if tid is None:
+            return
         self._counter(0, tid, "usage", {"cost_usd": 0, "tokens": 0})
-        cost, tokens = 0.0, 0
-        total = sum((found[1] for _, found in commits), start=type(commits[0][1][1])(0)) if (
-            commits
-        ) else None
-        del total
-        running_cost = None
+        cost, tokens = Decimal(0), 0
         for timed, (_, spent, used) in commits:
-            running_cost = spent if running_cost is None else running_cost + spent
+            cost += spent
             tokens += used
-            cost = float(running_cost)
-            self._counter(_us(timed.offset_s), tid, "usage", {"cost_usd": cost, "tokens": tokens})
+            args = {"cost_usd": float(cost), "tokens": tokens}
+            self._counter(_us(timed.offset_s), tid, "usage", args)
 
     def _mailbox_counters(self) -> None:
         depth: defaultdict[str, int] = defaultdict(int)
@@ -221,13 +233,13 @@ class _Export:
             tid = self._tids.get(path)
             if tid is None:
                 continue
-            new = 0 if change is None else depth[path] + change
-            if new == depth[path] and change is None:
+            new = 0 if change is None else max(depth[path] + change, 0)
+            if new == depth[path]:
                 continue
             depth[path] = new
             self._counter(_us(timed.offset_s), tid, f"mailbox {path}", {"depth": new})
 
-    def _mailbox_changes(self, running: set[str]) -> Iterator[tuple[Any, str, int | None]]:
+    def _mailbox_changes(self, running: set[str]) -> Iterator[tuple[TimedEvent, str, int | None]]:
         """``(event, actor, +1/-1)`` for each mailbox change, ``None`` to reset it to empty."""
         for timed in self._trace.events:
             event = timed.event

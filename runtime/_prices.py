@@ -79,7 +79,7 @@ def _prices(
     return types.MappingProxyType(checked)
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=True, repr=False)
 class PriceTable:
     """Prices per model name; see the module docstring.
 
@@ -106,6 +106,9 @@ class PriceTable:
 
     def __contains__(self, model: object) -> bool:
         return model in self.prices
+
+    def __repr__(self) -> str:
+        return f"PriceTable({len(self.prices)} models: {', '.join(self.prices)})"
 
 
 #: List prices of a few OpenAI models (US dollars per million tokens).

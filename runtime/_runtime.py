@@ -39,6 +39,7 @@ from ._pipeline import Pipeline, StepLike, as_pipeline
 from ._pipeline_actor import PipelineActor
 from ._results import PipelineResult, RunStatus
 from ._services import RunServices
+from ._trace_tree import RESUMED, STARTED, NoTrace, RunTrace, build_trace, clock_anchor
 from ._types import check_input
 from ._usage import Usage, UsageLimits
 
@@ -150,7 +151,22 @@ class Runtime:
         journal = Journal(self.store, run_id, records, answers)
         running = attrs.evolve(record, status=RunStatus.RUNNING.value, paused_at=())
         await self.store.update_run(running)
-        return await self._drive(found, running, resources, journal, ledger, watch)
+        return await self._drive(found, running, resources, journal, ledger, watch, resumed=True)
+
+    async def trace(self, run_id: str) -> RunTrace:
+        """The run's trace: its events on one timeline, its actors' spans and the actor tree.
+
+        Raises :class:`~trioflow.persistence.UnknownRun` for an unknown id and
+        :class:`NoTrace` for a run whose trace was never stored (it is still
+        running, or its process stopped before the end of the run).
+        """
+        record = await self.store.get_run(run_id)
+        events = await self.store.trace_of(run_id)
+        if not events:
+            raise NoTrace(run_id, record.status)
+        steps = await self.store.steps_of(run_id)
+        pauses = await self.store.pauses_of(run_id)
+        return build_trace(record, events, steps, pauses)
 
     def _pipeline_of(self, record: RunRecord, given: StepLike | None) -> Pipeline:
         if given is not None:
@@ -199,12 +215,16 @@ class Runtime:
         journal: Journal,
         ledger: Sequence[LedgerEntry],
         watch: TraceSink | None,
+        *,
+        resumed: bool = False,
     ) -> PipelineResult:
         """Run (or re-walk) the pipeline for ``record`` and store how it ended.
 
         ``watch`` sees every trace event as it happens (live progress).
         """
         trace = MemoryTraceSink()
+        # Ties this drive's monotonic clock to the wall clock (see ``_trace_tree``).
+        trace.record(clock_anchor(RESUMED if resumed else STARTED))
         sink: TraceSink = trace if watch is None else TeeTraceSink(trace, watch)
         try:
             done, usage = await self._execute(pipeline, record, resources, journal, ledger, sink)

@@ -25,7 +25,9 @@ A step's status, attempts, cost and tokens come from its completion record
 when it has one (a record is what the journal guarantees); a step without
 one (cancelled, paused, or stopped by a crash) is described by the trace:
 its exit or cancellation, and the usage the governor committed for it and
-the steps beneath it. Attempts and fallbacks are not actors: they come from
+the steps beneath it. A step whose record carries a usage-limit breach has
+failed, with the breach as its reason, even when its own call returned: the
+run stopped there. Attempts and fallbacks are not actors: they come from
 the step's ``retry`` and ``fallback`` notes, and their usage from the
 governor's commits in between.
 """
@@ -64,10 +66,13 @@ class NoTrace(TrioflowError):
     """The run exists but has no trace events stored."""
 
     def __init__(self, run_id: str, status: str) -> None:
-        super().__init__(
-            f"run {run_id!r} has no trace (status: {status}): its trace is stored when a run "
-            "ends, pauses or is resumed, so it is still running or its process stopped first"
+        why = (
+            "a trace is stored when a run ends, pauses or is interrupted, so it is still "
+            "running or its process was killed"
+            if status == "running"
+            else "no trace events were stored with it"
         )
+        super().__init__(f"run {run_id!r} has no trace (status: {status}): {why}")
         self.run_id = run_id
         self.status = status
 

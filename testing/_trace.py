@@ -60,7 +60,8 @@ class RunTrace:
     declaration order, loop iterations and map items in order). The
     pipelines that are a branch, an iteration or a map item are not steps
     (their paths are the prefixes of their steps' paths), nor is the top
-    pipeline ``main``.
+    pipeline ``main``. A step the governor refused to start (a usage limit)
+    is there too, failed, with no attempt.
     """
 
     run_id: str

@@ -6,9 +6,9 @@ What is measured, per repetition one run of a parallel step under
 * ``siblings`` branches each ``await trio.sleep(10)`` on the real clock;
   each counts itself asleep, and records ``trio.current_time()`` in its
   ``finally`` when it is cancelled;
-* one more branch, declared last, waits until every task of the run is
-  blocked (``trio.testing.wait_all_tasks_blocked``, so every sibling is
-  asleep), records ``trio.current_time()`` and raises.
+* one more branch, declared last, waits until every sibling is asleep and
+  every task of the run is blocked (``trio.testing.wait_all_tasks_blocked``),
+  records ``trio.current_time()`` and raises.
 
 The value is the milliseconds from that failure to the last sibling's
 exit. In trioflow the failure travels as the branch's result to the
@@ -32,7 +32,7 @@ import harness
 import trio
 import trio.testing
 from harness import Report, Workload
-from trioflow.runtime import Pipeline, Step, open_runtime
+from trioflow.runtime import Pipeline, Step
 
 #: The failure must reach every sibling within this many milliseconds.
 TARGET_MS = 20.0
@@ -56,11 +56,13 @@ class BranchFailed(Exception):
 class Probe:
     """When the failure happened and when each sibling exited (trio's clock)."""
 
+    siblings: int
     asleep: int = 0
     failed_at: float | None = None
     exits: list[float] = attrs.field(factory=list)
 
-    def latency_ms(self, siblings: int, who: str) -> float:
+    def latency_ms(self, who: str) -> float:
+        siblings = self.siblings
         if self.asleep != siblings or len(self.exits) != siblings or self.failed_at is None:
             raise RuntimeError(
                 f"{who}: {self.asleep} of {siblings} siblings asleep, "
@@ -80,8 +82,15 @@ async def sleep_long(x: int, *, resources: Probe) -> int:
 
 
 async def fail_when_all_asleep(x: int, *, resources: Probe) -> int:
-    """The failing branch: once every other task is blocked, record the time and raise."""
+    """The failing branch: once every sibling sleeps and every task is blocked, fail.
+
+    Counting as well as ``wait_all_tasks_blocked``: a task waiting for a
+    worker thread counts as blocked too, though it has more to do.
+    """
     await trio.testing.wait_all_tasks_blocked()
+    while resources.asleep < resources.siblings:
+        await trio.sleep(0.001)
+        await trio.testing.wait_all_tasks_blocked()
     resources.failed_at = trio.current_time()
     raise BranchFailed("failing on purpose")
 
@@ -95,17 +104,17 @@ def build_pipeline(siblings: int) -> Pipeline:
 
 async def trioflow_cancel(pipeline: Pipeline, siblings: int) -> float:
     """One run; milliseconds from the failure to the last sibling's exit."""
-    probe = Probe()
-    async with open_runtime() as runtime:
+    probe = Probe(siblings)
+    async with harness.in_memory_runtime() as runtime:
         result = await runtime.run(pipeline, 1, resources=probe)
     if result.success or FAILING not in (result.error or ""):
         raise RuntimeError(f"the run did not fail because of {FAILING!r}: {result.error}")
-    return probe.latency_ms(siblings, "trioflow")
+    return probe.latency_ms("trioflow")
 
 
 async def floor_cancel(siblings: int) -> float:
     """The same in one plain trio nursery; the same milliseconds."""
-    probe = Probe()
+    probe = Probe(siblings)
     try:
         async with trio.open_nursery() as nursery:
             for value in range(siblings):
@@ -113,7 +122,7 @@ async def floor_cancel(siblings: int) -> float:
             nursery.start_soon(functools.partial(fail_when_all_asleep, 0, resources=probe))
     except* BranchFailed:
         pass
-    return probe.latency_ms(siblings, "floor")
+    return probe.latency_ms("floor")
 
 
 def _latency(body: Callable[[], Awaitable[float]]) -> harness.Variant:

@@ -4,10 +4,10 @@ What is measured, in one process:
 
 * **trioflow**: a pipeline of ``steps`` no-op steps
   (``async def noop(x: int) -> int: return x``) run ``runs`` times, one
-  after the other, through ``open_runtime()`` / ``Runtime.run``. This is
-  everything a step pays for in the runtime: its actor and supervisor, the
-  Execute/StepDone asks, the always-on trace, the step result and the
-  in-memory journal record.
+  after the other, through ``Runtime.run`` on a runtime over an
+  in-memory store. This is everything a step pays for in the runtime: its
+  actor and supervisor, the Execute/StepDone asks, the always-on trace,
+  the step result and its journal record (kept in memory).
 * **floor**: the same chain written directly in trio in the shape the
   design asks for, an "actor" per step. For each step a task is started in
   the run's nursery; it receives its input over one memory channel and
@@ -35,7 +35,7 @@ import harness
 import trio
 from harness import Report, Samples, Workload
 from trioflow.actors import Actor, MemoryTraceSink, TraceEvent, TraceSink, open_supervisor
-from trioflow.runtime import Pipeline, open_runtime, step
+from trioflow.runtime import Pipeline, step
 
 
 @attrs.frozen
@@ -59,7 +59,7 @@ async def noop(x: int) -> int:
 async def trioflow_chain(steps: int, runs: int) -> None:
     """Run a ``steps``-long no-op pipeline ``runs`` times on one runtime."""
     pipeline = Pipeline.of(*[noop] * steps)
-    async with open_runtime() as runtime:
+    async with harness.in_memory_runtime() as runtime:
         for _ in range(runs):
             result = await runtime.run(pipeline, 1)
             if not result.success or result.output != 1:  # never time a failing path

@@ -38,7 +38,6 @@ from trioflow.runtime import (
     PipelineResult,
     Runtime,
     Usage,
-    open_runtime,
     step,
 )
 
@@ -86,7 +85,7 @@ async def _one_run(
 async def trioflow_runs(pipeline: Pipeline, size: Size, totals: list[Decimal]) -> None:
     """``runs`` runs of ``pipeline`` at once; their summed cost goes to ``totals``."""
     results: list[PipelineResult] = []
-    async with open_runtime() as runtime, trio.open_nursery() as nursery:
+    async with harness.in_memory_runtime() as runtime, trio.open_nursery() as nursery:
         for value in range(size.runs):
             nursery.start_soon(_one_run, runtime, pipeline, value, results)
     total = sum((result.total_cost_usd for result in results), Decimal(0))

@@ -29,7 +29,7 @@ import harness
 import pydantic
 import trio
 from harness import Report, Workload
-from trioflow.runtime import BaseContext, Pipeline, SetKey, Step, WithPatch, open_runtime
+from trioflow.runtime import BaseContext, Pipeline, SetKey, Step, WithPatch
 
 
 @attrs.frozen
@@ -74,7 +74,7 @@ def _check(merged: dict[str, int], branches: int, who: str) -> None:
 
 async def trioflow_fanout(pipeline: Pipeline, branches: int) -> None:
     """One run of the fan-out pipeline; its merged context is checked."""
-    async with open_runtime() as runtime:
+    async with harness.in_memory_runtime() as runtime:
         result = await runtime.run(pipeline, 1)
     if not result.success:
         raise RuntimeError(f"the trioflow fan-out failed: {result.error}")

@@ -42,7 +42,6 @@ from trioflow.runtime import (
     Usage,
     UsageLimitExceeded,
     UsageLimits,
-    open_runtime,
 )
 
 BRANCH_COST = Decimal("0.01")
@@ -72,7 +71,7 @@ def build_pipeline(branches: int, *, strict: bool) -> Pipeline:
 
 async def trioflow_race(pipeline: Pipeline, limit: Decimal, overshoots: list[Decimal]) -> None:
     """One run, which must breach the limit; its overshoot goes to ``overshoots``."""
-    async with open_runtime(limits=UsageLimits(total_cost_usd=limit)) as runtime:
+    async with harness.in_memory_runtime(limits=UsageLimits(total_cost_usd=limit)) as runtime:
         try:
             await runtime.run(pipeline, 1)
         except UsageLimitExceeded as breach:

@@ -4,7 +4,7 @@ What is measured, per repetition one run:
 
 * **trioflow**: ``Step.parallel`` of ``waiters`` branches, each a step that
   awaits one shared ``trio.Event`` (passed as the run's ``resources``).
-  Once every task of the run is blocked
+  Once every step waits and every task of the run is blocked
   (``trio.testing.wait_all_tasks_blocked``) the event is set and the run
   completes. Each waiting step is two kernel actors (the branch's pipeline
   actor and its step actor), each a task with a mailbox and a supervisor,
@@ -32,7 +32,7 @@ import harness
 import trio
 import trio.testing
 from harness import Report, Workload
-from trioflow.runtime import Pipeline, Step, open_runtime
+from trioflow.runtime import Pipeline, Step
 
 TARGET_KB = 2.0
 
@@ -45,7 +45,7 @@ class Size:
         return f"{self.waiters:,} steps waiting on one Event"
 
 
-async def wait_for_event(x: int, *, resources: trio.Event) -> int:
+async def wait_for_event(x: int, *, resources: Gate) -> int:
     """A waiting step: idle until the shared event is set."""
     await resources.wait()
     return x
@@ -82,37 +82,56 @@ def _traced_or(kept: float | None) -> float | None:
     return kept if now is None else now
 
 
-async def _release_when_blocked(event: trio.Event, held: Held) -> None:
-    await trio.testing.wait_all_tasks_blocked()
-    held.note_blocked()
-    event.set()
+@attrs.define
+class Gate:
+    """The event every waiter waits on, and how many are waiting."""
+
+    event: trio.Event = attrs.field(factory=trio.Event)
+    waiting: int = 0
+
+    async def wait(self) -> None:
+        self.waiting += 1
+        await self.event.wait()
+
+    async def release_when_all_wait(self, waiters: int, held: Held) -> None:
+        """Set the event once ``waiters`` wait and every task of the run is blocked.
+
+        Counting as well as ``wait_all_tasks_blocked``: a task waiting for a
+        worker thread counts as blocked too, though it has more to do.
+        """
+        await trio.testing.wait_all_tasks_blocked()
+        while self.waiting < waiters:
+            await trio.sleep(0.001)
+            await trio.testing.wait_all_tasks_blocked()
+        held.note_blocked()
+        self.event.set()
 
 
 async def trioflow_idle(pipeline: Pipeline, waiters: int, held: Held) -> None:
-    """One run of ``waiters`` waiting steps, released once all are blocked."""
+    """One run of ``waiters`` waiting steps, released once all wait."""
     held.note_start()
-    event = trio.Event()
-    async with open_runtime() as runtime, trio.open_nursery() as nursery:
-        nursery.start_soon(_release_when_blocked, event, held)
-        result = await runtime.run(pipeline, 1, resources=event)
+    gate = Gate()
+    async with harness.in_memory_runtime() as runtime, trio.open_nursery() as nursery:
+        nursery.start_soon(gate.release_when_all_wait, waiters, held)
+        result = await runtime.run(pipeline, 1, resources=gate)
     if not result.success or len(result.output) != waiters:
         raise RuntimeError(f"the trioflow run of waiting steps failed: {result.error}")
 
 
-async def _floor_waiter(event: trio.Event, done: list[int]) -> None:
-    await event.wait()
+async def _floor_waiter(gate: Gate, done: list[int]) -> None:
+    await gate.wait()
     done.append(1)
 
 
 async def floor_idle(waiters: int, held: Held) -> None:
     """``waiters`` plain trio tasks waiting on one Event, released the same way."""
     held.note_start()
-    event = trio.Event()
+    gate = Gate()
     done: list[int] = []
     async with trio.open_nursery() as nursery:
         for _ in range(waiters):
-            nursery.start_soon(_floor_waiter, event, done)
-        nursery.start_soon(_release_when_blocked, event, held)
+            nursery.start_soon(_floor_waiter, gate, done)
+        nursery.start_soon(gate.release_when_all_wait, waiters, held)
     if len(done) != waiters:
         raise RuntimeError(f"the floor released {len(done)} of {waiters} waiters")
 

@@ -25,7 +25,7 @@ import attrs
 import harness
 import trio
 from harness import Report, Workload
-from trioflow.runtime import Pipeline, Step, open_runtime, step
+from trioflow.runtime import Pipeline, Step, step
 
 
 @attrs.frozen
@@ -49,7 +49,7 @@ def build_pipeline(max_concurrency: int) -> Pipeline:
 
 async def trioflow_map(pipeline: Pipeline, items: list[int]) -> None:
     """One run of the map; its output is checked."""
-    async with open_runtime() as runtime:
+    async with harness.in_memory_runtime() as runtime:
         result = await runtime.run(pipeline, items)
     if not result.success or result.output != items:
         raise RuntimeError(f"the trioflow map did not return its items in order: {result.error}")

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 
@@ -35,6 +35,7 @@ class Reply:
     """
 
     content: str | None = "ok"
+    _: KW_ONLY
     status: int = 200
     prompt_tokens: int | None = 10
     completion_tokens: int | None = 5
@@ -76,7 +77,7 @@ class FakeOpenAI:
         self._stopping = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -94,6 +95,10 @@ class FakeOpenAI:
             if self._script:
                 return self._script.popleft()
         return Reply(content=f"echo: {request.user_message}")
+
+    def _serve(self) -> None:
+        # A short poll interval: stopping waits for the serving loop to notice.
+        self._server.serve_forever(poll_interval=0.02)
 
     def start(self) -> None:
         self._thread.start()
