@@ -3,7 +3,9 @@
 On a terminal a small panel refreshes a few times a second: the steps
 running now, how many are done, the cost so far and the elapsed time.
 Elsewhere (a pipe, a log file, or ``--quiet``) one plain line is printed
-per finished step instead. Both go to standard error, so standard output
+per finished step instead: ``done``, ``failed``, ``cancelled``, ``paused``
+or ``replayed`` (resumed from the journal), with what this process has
+spent so far. Both go to standard error, so standard output
 holds only the result.
 """
 
@@ -30,6 +32,10 @@ def _is_step(path: str) -> bool:
     return bool(colon) and index.isdigit()
 
 
+def _failure(event: TraceEvent) -> str:
+    return "cancelled" if event.kind is TraceKind.CANCEL else "failed"
+
+
 class RunProgress:
     """A trace sink that shows how a run is going; use it as a context manager."""
 
@@ -41,6 +47,8 @@ class RunProgress:
             else None
         )
         self._running: dict[str, float] = {}
+        # How a step that ended normally is shown when it did not just run.
+        self._marks: dict[str, str] = {}
         self._done = 0
         self._failed = 0
         self._cost = Decimal(0)
@@ -61,8 +69,8 @@ class RunProgress:
             self._live.stop()
 
     def record(self, event: TraceEvent) -> None:
-        if event.kind is TraceKind.NOTE and event.label == "commit" and event.detail:
-            self._cost += usage_from_note(event.detail).cost_usd
+        if event.kind is TraceKind.NOTE:
+            self._note(event)
             return
         if not _is_step(event.path):
             return
@@ -74,14 +82,18 @@ class RunProgress:
             self._done += 1
             self._failed += not ok
             if self._live is None:
-                status = (
-                    "done" if ok else ("cancelled" if event.kind is TraceKind.CANCEL else "failed")
-                )
+                status = self._marks.pop(event.path, "done") if ok else _failure(event)
                 self._console.print(
                     f"{status:9} {escape(event.path)}  {event.time - started:.3f}s  "
-                    f"total {format_usd(self._cost)}",
+                    f"spent {format_usd(self._cost)}",
                     highlight=False,
                 )
+
+    def _note(self, event: TraceEvent) -> None:
+        if event.label == "commit" and event.detail:
+            self._cost += usage_from_note(event.detail).cost_usd
+        elif event.label in ("pause", "replayed"):
+            self._marks[event.path] = "paused" if event.label == "pause" else "replayed"
 
     def _render(self) -> RenderableType:
         elapsed = time.monotonic() - self._started
