@@ -40,6 +40,8 @@ import attrs
 import cattrs
 import pydantic
 
+from ._store import StoreError
+
 T = TypeVar("T")
 
 _TAG = "$"
@@ -61,7 +63,7 @@ class UnstorableValue(TypeError):
         self.type_name = kind
 
 
-class CorruptJournal(ValueError):
+class CorruptJournal(StoreError, ValueError):
     """Stored JSON that the codec cannot read back (a damaged or foreign record)."""
 
 

@@ -150,9 +150,12 @@ class SQLiteStore:
             raise ValueError(f"busy_timeout_s must be >= 0, got {busy_timeout_s}")
         file = Path(path)
         busy_ms = round(busy_timeout_s * 1000)
-        connection, recovered_from = await trio.to_thread.run_sync(
-            _open_journal, file, recover, durability, busy_ms
-        )
+        try:
+            connection, recovered_from = await trio.to_thread.run_sync(
+                _open_journal, file, recover, durability, busy_ms
+            )
+        except OSError as error:  # a folder, a missing permission, a full disk
+            raise StoreError(f"cannot open the journal at {file}: {error}") from error
         reader: apsw.Connection | None = None
         try:
             reader = _connect(file, busy_ms)
@@ -254,7 +257,11 @@ def _decoded(payload: Any, kind: type[R]) -> R:
 
 def _trace_event(row: tuple[Any, ...]) -> TraceEvent:
     kind, path, time, label, peer, detail = row
-    return TraceEvent(TraceKind(kind), path, time, label, peer, detail)
+    try:
+        known = TraceKind(kind)
+    except ValueError:
+        raise CorruptJournal(f"the journal holds a trace event of unknown kind {kind!r}") from None
+    return TraceEvent(known, path, time, label, peer, detail)
 
 
 # -- opening: runs in a worker thread (it may wait for locks and reads the whole file) ----
