@@ -275,8 +275,6 @@ def _trace_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
         trace = _with_runtime(arguments, load)
     except NoTrace as error:
         raise _Fail(ExitCode.NO_TRACE, str(error)) from error
-    except OSError as error:  # the journal's path cannot be opened (a folder, no permission)
-        raise _Fail(ExitCode.STORE_ERROR, f"cannot open the journal: {error}") from error
     if arguments.perfetto is not None:
         try:
             Path(arguments.perfetto).write_text(perfetto_json(trace), encoding="utf-8")

@@ -250,7 +250,9 @@ def test_a_journal_path_that_is_a_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _main("trace", "any", "--db", str(tmp_path)) == ExitCode.STORE_ERROR
-    assert_error(capsys, f"cannot open the journal: [Errno 21] Is a directory: '{tmp_path}'")
+    assert_error(
+        capsys, f"cannot open the journal at {tmp_path}: [Errno 21] Is a directory: '{tmp_path}'"
+    )
 
 
 def test_perfetto_does_not_combine_with_the_tree_options(
