@@ -46,6 +46,9 @@ T = TypeVar("T")
 
 _TAG = "$"
 
+#: Types stored as they are (exactly these: subclasses such as enums go through dispatch).
+_PLAIN = frozenset({str, int, bool, type(None)})
+
 # One encoder, made once: json.dumps with options builds a new one per call.
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
@@ -278,8 +281,12 @@ class Codec:
         """Attribute ``names[i]`` of ``value`` encoded under ``keys[i]``."""
         encoded = {}
         for name, key in zip(names, keys, strict=True):
+            field = getattr(value, name)
+            if type(field) in _PLAIN:  # most fields of a record: no call, no dispatch
+                encoded[key] = field
+                continue
             try:
-                encoded[key] = self._to_json(getattr(value, name))
+                encoded[key] = self._to_json(field)
             except _Unplaced as error:
                 raise error.inside(f".{name}") from None
         return encoded

@@ -9,8 +9,11 @@ was written.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
+from math import isfinite
 from typing import Any, TypeVar
 
+import attrs
 from trioflow.actors import TraceEvent
 
 from ._codec import CODEC, CorruptJournal
@@ -45,7 +48,11 @@ class InMemoryStore:
 
     async def record_step(self, step: StepRecord) -> None:
         self._require(step.run_id)
-        self._steps[step.run_id][step.path] = CODEC.to_document(step, where=f"step {step.path!r}")
+        steps = self._steps[step.run_id]
+        if _immutable(step):  # nothing to copy, nothing that could fail to store
+            steps[step.path] = step
+        else:
+            steps[step.path] = CODEC.to_document(step, where=f"step {step.path!r}")
 
     async def record_usage(self, entry: LedgerEntry) -> None:
         self._require(entry.run_id)
@@ -70,7 +77,7 @@ class InMemoryStore:
 
     async def steps_of(self, run_id: str) -> list[StepRecord]:
         self._require(run_id)
-        return [_decoded(text, StepRecord) for text in self._steps[run_id].values()]
+        return [_step(stored) for stored in self._steps[run_id].values()]
 
     async def pauses_of(self, run_id: str) -> list[PauseRecord]:
         self._require(run_id)
@@ -90,6 +97,27 @@ class InMemoryStore:
             return self._runs[run_id]
         except KeyError:
             raise UnknownRun(run_id) from None
+
+
+_SCALARS = (str, int, float, bool, Decimal, type(None))
+
+
+def _immutable(step: StepRecord) -> bool:
+    """Whether ``step`` holds only immutable plain values, so it can be kept as it is.
+
+    The common case of a step that outputs a number or a string and changes
+    no context: keeping the frozen record itself costs nothing and is as
+    safe as a copy.
+    """
+    output = step.output
+    plain_output = type(output) in _SCALARS and (type(output) is not float or isfinite(output))
+    return plain_output and not step.patch and not step.metadata
+
+
+def _step(stored: Any) -> StepRecord:
+    if isinstance(stored, StepRecord):  # kept as it was written (see _immutable)
+        return attrs.evolve(stored, metadata={})  # its one mutable field, fresh
+    return _decoded(stored, StepRecord)
 
 
 def _decoded(document: Any, kind: type[R]) -> R:
