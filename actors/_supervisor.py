@@ -67,7 +67,8 @@ class _Child:
     factory: Callable[[], Actor[Any]]
     ref: ActorRef[Any]
     mailbox: trio.MemoryReceiveChannel[Envelope[Any]]
-    restart_times: collections.deque[float] = attrs.field(factory=collections.deque)
+    #: When it was restarted lately (made on its first restart: most actors never are).
+    restart_times: collections.deque[float] | None = None
 
 
 class Supervisor:
@@ -154,6 +155,8 @@ class Supervisor:
         if not isinstance(strategy, Restart):
             return False
         now = trio.current_time()
+        if child.restart_times is None:
+            child.restart_times = collections.deque()
         times = child.restart_times
         while times and now - times[0] > strategy.within_s:
             times.popleft()
@@ -164,7 +167,7 @@ class Supervisor:
 
     def _escalate(self, child: _Child, error: Exception) -> None:
         if self.failure is None:
-            restarts = len(child.restart_times)
+            restarts = len(child.restart_times or ())
             self.failure = ChildFailed(child.path, error, restarts=restarts)
             self.failure.__cause__ = error
             self.cancel(f"{child.path} failed: {type(error).__name__}: {error}")

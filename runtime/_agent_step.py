@@ -361,6 +361,11 @@ async def _settle(
     if grant is None and usage.is_zero:
         return None  # nothing reserved, nothing spent: the governor need not hear of it
     commit = Commit(path, grant, usage, spec.limits, call.ledger_key)
+    if grant is None and services.limits is None and spec.limits is None:
+        # No limit can be breached: tell, do not wait. The governor's mailbox
+        # still orders this commit before anything this run asks it later.
+        await services.governor.tell(commit, sender=path)
+        return None
     breach: str | None = await services.governor.ask(commit, sender=path)
     return breach
 
