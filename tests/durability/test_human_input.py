@@ -9,14 +9,12 @@ parallel branch or a map item.
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pydantic
 import pytest
 import trio
-from trioflow.persistence import InMemoryStore, RunStore, SQLiteStore
+from trioflow.persistence import RunStore
 from trioflow.runtime import (
     AddTo,
     AppendTo,
@@ -29,26 +27,13 @@ from trioflow.runtime import (
     Runtime,
     Step,
     WithPatch,
-    open_runtime,
     step,
 )
 
 # -- stores and runtime --------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
-    if request.param == "memory":
-        yield InMemoryStore()
-    else:
-        async with SQLiteStore.open(tmp_path / "j.db") as sqlite:
-            yield sqlite
-
-
-@pytest.fixture
-async def rt(store: RunStore) -> AsyncIterator[Runtime]:
-    async with open_runtime(store=store) as runtime:
-        yield runtime
+# The store (in memory and SQLite) and runtime fixtures are in conftest.py.
 
 
 # -- a sequence: draft, a person approves, publish -----------------------------------------

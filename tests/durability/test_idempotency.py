@@ -12,14 +12,12 @@ adding one. Every scenario runs against both stores.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from trioflow.persistence import InMemoryStore, LedgerEntry, RunStore, SQLiteStore
+from trioflow.persistence import LedgerEntry, RunStore
 from trioflow.runtime import (
     AddTo,
     BaseContext,
@@ -32,25 +30,12 @@ from trioflow.runtime import (
     ValidationResult,
     WithPatch,
     current_call,
-    open_runtime,
 )
 
 # -- stores and runtime --------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
-    if request.param == "memory":
-        yield InMemoryStore()
-    else:
-        async with SQLiteStore.open(tmp_path / "j.db") as sqlite:
-            yield sqlite
-
-
-@pytest.fixture
-async def rt(store: RunStore) -> AsyncIterator[Runtime]:
-    async with open_runtime(store=store) as runtime:
-        yield runtime
+# The store (in memory and SQLite) and runtime fixtures are in conftest.py.
 
 
 # -- helpers -------------------------------------------------------------------------------

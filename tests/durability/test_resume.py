@@ -9,13 +9,12 @@ nothing. Every scenario runs against both stores.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import trio
-from trioflow.persistence import InMemoryStore, LedgerEntry, RunStore, SQLiteStore, UnknownRun
+from trioflow.persistence import LedgerEntry, RunStore, SQLiteStore, UnknownRun
 from trioflow.runtime import (
     Completion,
     ConfigurationError,
@@ -31,19 +30,7 @@ from trioflow.runtime import (
 # -- stores and runtime --------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
-    if request.param == "memory":
-        yield InMemoryStore()
-    else:
-        async with SQLiteStore.open(tmp_path / "j.db") as sqlite:
-            yield sqlite
-
-
-@pytest.fixture
-async def rt(store: RunStore) -> AsyncIterator[Runtime]:
-    async with open_runtime(store=store) as runtime:
-        yield runtime
+# The store (in memory and SQLite) and runtime fixtures are in conftest.py.
 
 
 # -- pipelines -----------------------------------------------------------------------------

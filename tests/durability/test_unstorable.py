@@ -9,12 +9,10 @@ back as the same type, also when a resumed run replays it from the journal.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from trioflow.persistence import InMemoryStore, RunStore, SQLiteStore, register_type
+from trioflow.persistence import RunStore, SQLiteStore, register_type
 from trioflow.runtime import (
     BaseContext,
     Pipeline,
@@ -29,19 +27,7 @@ from trioflow.runtime import (
 # -- stores and runtime --------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
-    if request.param == "memory":
-        yield InMemoryStore()
-    else:
-        async with SQLiteStore.open(tmp_path / "j.db") as sqlite:
-            yield sqlite
-
-
-@pytest.fixture
-async def rt(store: RunStore) -> AsyncIterator[Runtime]:
-    async with open_runtime(store=store) as runtime:
-        yield runtime
+# The store (in memory and SQLite) and runtime fixtures are in conftest.py.
 
 
 # -- a pipeline whose middle step returns what it is given ---------------------------------
