@@ -247,11 +247,6 @@ def report_row(report: Report) -> tuple[str, ...]:
     )
 
 
-def pending_row(number: int, name: str, reason: str) -> tuple[str, ...]:
-    """A workload the suite cannot run yet."""
-    return (str(number), name, "", "", "", "", "", "", "", f"pending: {reason}")
-
-
 def render_text(rows: Sequence[tuple[str, ...]]) -> str:
     """An aligned plain-text table (names left, numbers right)."""
     widths = [max(len(row[i]) for row in [HEADERS, *rows]) for i in range(len(HEADERS))]

@@ -361,11 +361,9 @@ async def _settle(
     if grant is None and usage.is_zero:
         return None  # nothing reserved, nothing spent: the governor need not hear of it
     commit = Commit(path, grant, usage, spec.limits, call.ledger_key)
-    if grant is None and services.limits is None and spec.limits is None:
-        # No limit can be breached: tell, do not wait. The governor's mailbox
-        # still orders this commit before anything this run asks it later.
-        await services.governor.tell(commit, sender=path)
-        return None
+    # Always an ask, even when no limit applies: the reply comes after the
+    # ledger entry is journaled, so the step's completion record (written
+    # later) never exists without the usage it paid for.
     breach: str | None = await services.governor.ask(commit, sender=path)
     return breach
 

@@ -20,7 +20,17 @@ from typing import Any
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
-NAMES = ["chain", "fanout", "map", "concurrent_runs", "governor_race", "cancel", "idle_actors"]
+NAMES = [
+    "chain",
+    "fanout",
+    "map",
+    "concurrent_runs",
+    "durable_chain",
+    "governor_race",
+    "cancel",
+    "journal_growth",
+    "idle_actors",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +49,7 @@ def reports(run: ModuleType) -> dict[str, Any]:
 
 def test_the_suite_lists_the_plans_workloads_in_order(run: ModuleType) -> None:
     assert [workload.name for workload in run.WORKLOADS] == NAMES
-    assert [workload.number for workload in run.WORKLOADS] == [1, 2, 3, 4, 6, 7, 9]
-    assert [number for number, _ in run.PENDING] == [5, 8]
+    assert [workload.number for workload in run.WORKLOADS] == list(range(1, 10))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -59,7 +68,7 @@ def test_each_report_holds_both_variants_and_their_ratio(
     assert report.notes
 
 
-@pytest.mark.parametrize("name", ["chain", "fanout", "map", "concurrent_runs"])
+@pytest.mark.parametrize("name", ["chain", "fanout", "map", "concurrent_runs", "durable_chain"])
 def test_ratio_workloads_are_judged_on_the_ratio(
     run: ModuleType, reports: dict[str, Any], name: str
 ) -> None:
@@ -128,6 +137,65 @@ def test_cancel_is_judged_on_trioflows_latency(reports: dict[str, Any]) -> None:
     assert report.met == (latency < 20.0)
 
 
+def test_the_durable_chain_reports_per_step_against_the_floor(
+    run: ModuleType, reports: dict[str, Any]
+) -> None:
+    report = reports["durable_chain"]
+
+    assert report.comparison.unit == "µs/step"
+    assert report.comparison.trioflow.median > 0
+    assert report.comparison.floor.median > 0
+    for note in ("in-memory store", "worker thread", "opening and closing", "checked"):
+        assert any(note in text for text in report.notes)
+
+
+def test_the_durable_chains_row_check_fails_on_a_missing_row(
+    run: ModuleType, tmp_path: Path
+) -> None:
+    durable_chain = run.workloads.durable_chain
+    path = tmp_path / "floor.db"
+    connection = durable_chain.floor_connection(path)
+    try:
+        durable_chain.insert_step(connection, 0, 0, 1)
+        durable_chain.insert_step(connection, 0, 1, 1)
+    finally:
+        connection.close()
+
+    durable_chain.check_rows(path, "steps", 2, "floor")
+    with pytest.raises(RuntimeError, match="floor: 2 rows in steps, expected 3"):
+        durable_chain.check_rows(path, "steps", 3, "floor")
+
+
+def test_journal_growth_is_judged_on_the_long_chain_against_the_short(
+    run: ModuleType, reports: dict[str, Any]
+) -> None:
+    journal_growth = run.workloads.journal_growth
+    tiny = journal_growth.WORKLOAD.tiny
+    report = reports["journal_growth"]
+    comparison = report.comparison
+    growth = comparison.trioflow.median / comparison.floor.median
+
+    assert comparison.unit == f"bytes/step, {tiny.large:,} vs {tiny.small:,} steps"
+    assert report.value == f"{growth:.2f}x"
+    assert report.met == (growth <= journal_growth.TARGET_GROWTH)
+    # Sizes in bytes over steps: each column times its steps is a whole file size.
+    for per_step, steps in (
+        (comparison.trioflow.median, tiny.large),
+        (comparison.floor.median, tiny.small),
+    ):
+        assert per_step * steps == pytest.approx(round(per_step * steps))
+        assert per_step * steps > 0
+    assert any("empty journal" in note for note in report.notes)
+
+
+def test_a_longer_chain_makes_a_larger_journal(run: ModuleType) -> None:
+    journal_growth = run.workloads.journal_growth
+
+    empty = journal_growth.journal_size(0)
+
+    assert 0 < empty < journal_growth.journal_size(50)
+
+
 def test_main_prints_the_table_and_writes_markdown(
     run: ModuleType, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -140,7 +208,7 @@ def test_main_prints_the_table_and_writes_markdown(
     for text in (out, markdown):
         for name in NAMES:
             assert name in text
-        assert text.count("pending: durable store") == 2
+        assert "pending" not in text
     assert "|---:|" in markdown
     for machine in ("Machine:", "CPUs", "Python", "trio", "UTC", "Code:", "Load average"):
         assert machine in markdown
