@@ -111,7 +111,7 @@ def _immutable(step: StepRecord) -> bool:
     """
     output = step.output
     plain_output = type(output) in _SCALARS and (type(output) is not float or isfinite(output))
-    return plain_output and not step.patch and not step.metadata
+    return plain_output and not step.patch and not step.metadata and not step.replies
 
 
 def _step(stored: Any) -> StepRecord:

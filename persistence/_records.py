@@ -73,6 +73,8 @@ class StepRecord:
     metadata: dict[str, Any] = attrs.field(factory=dict)
     children: tuple[str, ...] = ()
     breach: str | None = None
+    #: What each model call of an agent step replied, by ledger key (for replay).
+    replies: tuple[tuple[str, Any], ...] = ()
 
 
 @attrs.frozen

@@ -37,6 +37,7 @@ from ._errors import (
     ModelTimeout,
     PipelineTypeError,
     RedirectLoopError,
+    ReplayMismatch,
     RunNotResumable,
     ScriptExhausted,
     TrioflowError,
@@ -48,6 +49,7 @@ from ._openai import OpenAIChat, SchemaMode
 from ._perfetto import perfetto_json, perfetto_trace
 from ._pipeline import Pipeline, PipelineStep
 from ._prices import DEFAULT_PRICES, ModelPrice, PriceTable
+from ._replay import Difference, Replay
 from ._results import PipelineResult, RunStatus, StepResult
 from ._retry import FailureKind, RetryPolicy, append_feedback
 from ._runtime import Runtime, default_db_path, open_runtime, run_sync
@@ -84,6 +86,7 @@ __all__ = [
     "ConfigurationError",
     "ContextValidationError",
     "ControlSignal",
+    "Difference",
     "FailureKind",
     "FakeModel",
     "FallbackLoopError",
@@ -118,6 +121,8 @@ __all__ = [
     "PriceTable",
     "RedirectLoopError",
     "Remove",
+    "Replay",
+    "ReplayMismatch",
     "RetryPolicy",
     "RouterStep",
     "RunNotResumable",

@@ -26,7 +26,7 @@ import pydantic
 import trio
 from trioflow.actors import TraceEvent, TraceKind
 
-from ._agents import Agent, EstimatingAgent
+from ._agents import Agent, CallableAgent, EstimatingAgent
 from ._cache import cache_key
 from ._calls import CallInfo, enter_call, leave_call
 from ._checks import UNSET, ValidationResult, call_maybe_async, callable_name
@@ -36,10 +36,12 @@ from ._errors import (
     ConfigurationError,
     ControlSignal,
     RedirectLoopError,
+    ReplayMismatch,
     UsageLimitExceeded,
 )
 from ._governor import Commit, Denial, Grant, Release, Reserve, Wait
 from ._messages import Execute, StepDone
+from ._replies import RecordedError
 from ._results import StepResult
 from ._retry import FEEDBACK_KINDS, RETRYABLE, FailureKind
 from ._services import RunServices
@@ -80,6 +82,8 @@ class _Tally:
     usage: Usage = NO_USAGE
     #: Agent calls made in the current attempt (redirects make more than one).
     calls: int = 0
+    #: What each model call replied, by ledger key (function agents are code: not kept).
+    replies: list[tuple[str, Any]] = attrs.field(factory=list)
 
 
 @attrs.frozen(slots=True)
@@ -146,7 +150,7 @@ async def _execute(
             feedback=breach.message,
             patch=breach.patch,
         )
-        return StepDone(result, breach=breach.message)
+        return StepDone(result, breach=breach.message, replies=tuple(tally.replies))
     latency = trio.current_time() - started
     if isinstance(outcome, _Success):
         return StepDone(
@@ -160,7 +164,8 @@ async def _execute(
                 usage=tally.usage,
                 metadata=outcome.metadata,
                 patch=outcome.patch,
-            )
+            ),
+            replies=tuple(tally.replies),
         )
     failed = StepResult(
         spec.name,
@@ -172,8 +177,9 @@ async def _execute(
         metadata={"failure": outcome.kind.value},
     )
     if spec.fallback is None or outcome.kind not in RETRYABLE:
-        return StepDone(failed)
-    return await _fall_back(spec, spec.fallback, failed, data, context, services)
+        return StepDone(failed, replies=tuple(tally.replies))
+    done = await _fall_back(spec, spec.fallback, failed, data, context, services)
+    return attrs.evolve(done, replies=(*tally.replies, *done.replies))
 
 
 async def _fall_back(
@@ -205,7 +211,7 @@ async def _fall_back(
         },
         step_history=(failed, ran),
     )
-    return StepDone(result, breach=done.breach)
+    return StepDone(result, breach=done.breach, replies=done.replies)
 
 
 async def _attempts(
@@ -319,7 +325,7 @@ async def _paid_call(
     call = CallInfo(services.run_id, path, tally.attempts, tally.calls)
     token = enter_call(call)
     try:
-        reply = await _call(agent, data, context, services.resources, spec.timeout_s)
+        reply = await _reply(agent, data, context, spec.timeout_s, call, services, tally)
     except AgentOutputInvalid as rejected:
         # The reply was paid for even though it is unusable: it counts.
         breach = await _settle(spec, path, grant, rejected.usage or NO_USAGE, call, services, tally)
@@ -366,6 +372,39 @@ async def _settle(
     # later) never exists without the usage it paid for.
     breach: str | None = await services.governor.ask(commit, sender=path)
     return breach
+
+
+async def _reply(
+    agent: Agent,
+    data: Any,
+    context: BaseContext,
+    timeout_s: float | None,
+    call: CallInfo,
+    services: RunServices,
+    tally: _Tally,
+) -> Any:
+    """The agent's reply: from the agent, or, when replaying, from the journal.
+
+    Function agents are the user's code: they always run. Any other agent is
+    a model; its reply is kept for replay, and a replay answers it from the
+    original run's journal without calling it.
+    """
+    if isinstance(agent, CallableAgent):
+        return await _call(agent, data, context, services.resources, timeout_s)
+    if services.replies is not None:
+        if call.ledger_key not in services.replies:
+            raise ReplayMismatch(f"the original run made no call {call.ledger_key!r}")
+        recorded = services.replies[call.ledger_key]
+        if isinstance(recorded, RecordedError):
+            raise recorded.rebuilt()
+        return recorded
+    try:
+        reply = await _call(agent, data, context, services.resources, timeout_s)
+    except Exception as error:  # kept for replay, then handled as it would be anyway
+        tally.replies.append((call.ledger_key, RecordedError.of(error)))
+        raise
+    tally.replies.append((call.ledger_key, reply))
+    return reply
 
 
 async def _call(

@@ -8,6 +8,10 @@
   interrupted run; an answer is read as JSON when it parses as JSON, as
   text otherwise, and validated against the pause's schema.
 * ``trioflow runs list`` and ``trioflow runs show RUN`` read the journal.
+* ``trioflow replay RUN`` runs a stored run again with every model call
+  answered from its journal (no model called, nothing paid) and reports the
+  first step whose code now gives a different result (exit code 1) or that
+  everything is the same (0).
 * ``trioflow trace RUN`` shows a run's trace as a tree of its actors
   (status, duration, attempts, cost, tokens, and why anything failed or was
   cancelled); ``--json`` for machines, ``--failed`` and ``--path PREFIX`` to
@@ -53,6 +57,7 @@ from ._loading import TargetError, UserImportError, load_target
 from ._perfetto import perfetto_json
 from ._pipeline import Pipeline
 from ._progress import RunProgress
+from ._replay import Replay
 from ._report import print_result, print_run, result_json, runs_table
 from ._results import PipelineResult, RunStatus
 from ._runtime import Runtime, default_db_path, open_runtime
@@ -111,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("--path", help="which pause to answer, when several wait")
     resume.add_argument("--json", action="store_true", help="print the result as JSON")
     resume.add_argument("--quiet", action="store_true", help="plain progress lines, no live panel")
+
+    replay = commands.add_parser(
+        "replay", parents=[journal], help="run a stored run again, models answered from it"
+    )
+    replay.add_argument("run_id", metavar="RUN")
 
     runs = commands.add_parser("runs", help="list or show journaled runs")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True)
@@ -194,6 +204,23 @@ def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
             lambda runtime: runtime.run(pipeline, data, target=stored_target, watch=progress),
             limits,
         )
+
+
+def _replay_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
+    async def replay(runtime: Runtime) -> Replay:
+        record = await runtime.store.get_run(arguments.run_id)
+        pipeline = _load(record.target) if record.target else None
+        return await runtime.replay(arguments.run_id, pipeline=pipeline)
+
+    outcome = _with_runtime(arguments, replay)
+    console.print(
+        f"replayed run {outcome.run_id}: {outcome.steps} step(s), no model called", markup=False
+    )
+    if outcome.difference is None:
+        console.print("same outputs and context as the original", markup=False)
+        return ExitCode.OK
+    console.print(f"first difference: {outcome.difference}", markup=False)
+    return ExitCode.PIPELINE_FAILED
 
 
 def _resume_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
@@ -300,6 +327,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitCode]] = {
     "runs list": _runs_list_command,
     "runs show": _runs_show_command,
     "trace": _trace_command,
+    "replay": _replay_command,
 }
 
 

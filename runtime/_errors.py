@@ -98,6 +98,10 @@ class AgentOutputInvalid(TrioflowError):
         self.usage = usage
 
 
+class ReplayMismatch(ConfigurationError):
+    """A replayed step asked for a model call the original run did not make."""
+
+
 class RunNotResumable(TrioflowError):
     """The run has ended (completed, failed or stopped by a limit): it cannot be resumed."""
 

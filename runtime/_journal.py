@@ -136,6 +136,7 @@ class Journal:
             metadata=metadata,
             children=tuple(child.path for child in result.step_history) if composite else (),
             breach=done.breach,
+            replies=done.replies,
         )
         await self.store.record_step(record)
         self.records[result.path] = record

@@ -37,3 +37,5 @@ class StepDone:
     breach: str | None = None
     #: The paths of the human-input steps waiting beneath this step, if any.
     paused: tuple[str, ...] = ()
+    #: What each model call of an agent step replied, by ledger key, for replay.
+    replies: tuple[tuple[str, Any], ...] = ()

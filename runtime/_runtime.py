@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import os
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,14 @@ import attrs
 import pydantic
 import trio
 from trioflow.actors import MemoryTraceSink, TeeTraceSink, TraceEvent, TraceSink, open_supervisor
-from trioflow.persistence import LedgerEntry, PauseRecord, RunRecord, RunStore, SQLiteStore
+from trioflow.persistence import (
+    InMemoryStore,
+    LedgerEntry,
+    PauseRecord,
+    RunRecord,
+    RunStore,
+    SQLiteStore,
+)
 
 from ._cache import StepCache
 from ._context import BaseContext, apply_patch
@@ -37,6 +44,7 @@ from ._messages import Execute, StepDone
 from ._paths import locate
 from ._pipeline import Pipeline, StepLike, as_pipeline
 from ._pipeline_actor import PipelineActor
+from ._replay import Replay, first_difference
 from ._results import PipelineResult, RunStatus
 from ._services import RunServices
 from ._trace_tree import RESUMED, STARTED, NoTrace, RunTrace, build_trace, clock_anchor
@@ -138,13 +146,7 @@ class Runtime:
                 "(interrupted) or cancelled runs can be resumed"
             )
         found = self._pipeline_of(record, pipeline)
-        if not isinstance(record.context, BaseContext):
-            raise ConfigurationError(
-                f"run {run_id!r} started from a context the journal stores as "
-                f"{getattr(record.context, 'class_name', type(record.context).__name__)}, "
-                "which cannot be imported here: resume from code that defines it "
-                "(from the command line: the same pipeline file)"
-            )
+        _require_context(record)
         answers = await self._answer(found, record, human_input, path)
         records = {step.path: step for step in await self.store.steps_of(run_id)}
         ledger = await self.store.ledger_of(run_id)
@@ -167,6 +169,41 @@ class Runtime:
         steps = await self.store.steps_of(run_id)
         pauses = await self.store.pauses_of(run_id)
         return build_trace(record, events, steps, pauses)
+
+    async def replay(
+        self, run_id: str, *, pipeline: StepLike | None = None, resources: Any = None
+    ) -> Replay:
+        """Run a stored run again with every model call answered from its journal.
+
+        No model is called and nothing is paid: each model call's recorded
+        reply (or error) comes back instead, while the pipeline's own code
+        (function steps, processors, plugins, validators, conditions) runs
+        again. Human answers are reused. The replay runs in a throwaway
+        in-memory store and is compared with the original step by step, in
+        the order the replay completed them; the first difference is
+        reported.
+        """
+        record = await self.store.get_run(run_id)
+        found = self._pipeline_of(record, pipeline)
+        _require_context(record)
+        original = await self.store.steps_of(run_id)
+        replies = {key: reply for step in original for key, reply in step.replies}
+        pauses = await self.store.pauses_of(run_id)
+        answers = {pause.path: pause.answer for pause in pauses if pause.answered_at is not None}
+        sandbox = Runtime(InMemoryStore(), None, StepCache())
+        copy = RunRecord(
+            uuid.uuid4().hex,
+            record.pipeline_name,
+            RunStatus.RUNNING.value,
+            _now(),
+            record.input,
+            context=record.context,
+        )
+        await sandbox.store.create_run(copy)
+        journal = Journal(sandbox.store, copy.run_id, answers=answers)
+        result = await sandbox._drive(found, copy, resources, journal, (), None, replies=replies)
+        again = await sandbox.store.steps_of(copy.run_id)
+        return Replay(run_id, result, len(again), first_difference(original, again))
 
     def _pipeline_of(self, record: RunRecord, given: StepLike | None) -> Pipeline:
         if given is not None:
@@ -217,6 +254,7 @@ class Runtime:
         watch: TraceSink | None,
         *,
         resumed: bool = False,
+        replies: Mapping[str, Any] | None = None,
     ) -> PipelineResult:
         """Run (or re-walk) the pipeline for ``record`` and store how it ended.
 
@@ -227,7 +265,9 @@ class Runtime:
         trace.record(clock_anchor(RESUMED if resumed else STARTED))
         sink: TraceSink = trace if watch is None else TeeTraceSink(trace, watch)
         try:
-            done, usage = await self._execute(pipeline, record, resources, journal, ledger, sink)
+            done, usage = await self._execute(
+                pipeline, record, resources, journal, ledger, sink, replies
+            )
         except BaseException as error:
             with trio.CancelScope(shield=True):
                 await self._end_abruptly(record, error, trace.events)
@@ -260,12 +300,13 @@ class Runtime:
         journal: Journal,
         ledger: Sequence[LedgerEntry],
         trace: TraceSink,
+        replies: Mapping[str, Any] | None,
     ) -> tuple[StepDone, Usage]:
         limits = record.limits
         async with open_supervisor("", trace) as root:
             governor = root.spawn(GOVERNOR_PATH, lambda: Governor(limits, trace, journal, ledger))
             services = RunServices(
-                record.run_id, governor, limits, resources, self.cache, trace, journal
+                record.run_id, governor, limits, resources, self.cache, trace, journal, replies
             )
             main = root.spawn(ROOT_PATH, lambda: PipelineActor(pipeline, pipeline.name, services))
             done: StepDone = await main.ask(Execute(record.input, record.context))
@@ -288,6 +329,16 @@ class Runtime:
 
 
 _RESUMABLE = frozenset({RunStatus.PAUSED.value, RunStatus.RUNNING.value, RunStatus.CANCELLED.value})
+
+
+def _require_context(record: RunRecord) -> None:
+    if not isinstance(record.context, BaseContext):
+        raise ConfigurationError(
+            f"run {record.run_id!r} started from a context the journal stores as "
+            f"{getattr(record.context, 'class_name', type(record.context).__name__)}, "
+            "which cannot be imported here: use code that defines it "
+            "(from the command line: the same pipeline file)"
+        )
 
 
 def _chosen_pause(run_id: str, pending: list[PauseRecord], path: str | None) -> PauseRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -24,3 +25,5 @@ class RunServices:
     cache: StepCache
     trace: TraceSink
     journal: Journal
+    #: When replaying: every model call's original reply, by ledger key.
+    replies: Mapping[str, Any] | None = None
