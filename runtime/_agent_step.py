@@ -24,7 +24,8 @@ from typing import Any
 import attrs
 import pydantic
 import trio
-from trioflow.actors import TraceEvent, TraceKind
+from trioflow.actors import ActorError, ActorStopped, AskTimeout, TraceEvent, TraceKind
+from trioflow.persistence import StoreError
 
 from ._agents import Agent, CallableAgent, EstimatingAgent
 from ._cache import cache_key
@@ -41,13 +42,16 @@ from ._errors import (
 )
 from ._governor import Commit, Denial, Grant, Release, Reserve, Wait
 from ._messages import Execute, StepDone
-from ._replies import RecordedError
+from ._replies import RecordedError, ReplayedFailure
 from ._results import StepResult
 from ._retry import FEEDBACK_KINDS, RETRYABLE, FailureKind
 from ._services import RunServices
 from ._step import Step
 from ._step_actor import StepActor
 from ._usage import NO_USAGE, Completion, Usage
+
+#: How long a cancelled step waits to give its reservation back to the governor.
+RELEASE_TIMEOUT_S = 5.0
 
 
 class AttemptFailed(Exception):
@@ -66,10 +70,21 @@ class StepTimeout(Exception):
 class _LimitBreached(Exception):
     """The governor reported (or would cause) a usage limit breach."""
 
-    def __init__(self, message: str, *, paid: bool, output: Any = None, patch: Patch = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        paid: bool,
+        delivered: bool | None = None,
+        output: Any = None,
+        patch: Patch = (),
+    ) -> None:
         super().__init__(message)
         self.message = message
+        #: Whether the breaching call happened (and counts as an attempt).
         self.paid = paid
+        #: Whether it gave a usable output (a rejected reply was paid, not delivered).
+        self.delivered = paid if delivered is None else delivered
         self.output = output
         self.patch = patch
 
@@ -142,7 +157,7 @@ async def _execute(
             spec.name,
             path,
             output=breach.output,
-            success=breach.paid,
+            success=breach.delivered,
             # A refused reservation means that attempt never called its agent.
             attempts=tally.attempts if breach.paid else tally.attempts - 1,
             latency_s=trio.current_time() - started,
@@ -260,20 +275,30 @@ async def _attempt(
         return await _checked_call(spec, path, data, context, services, tally)
     except (AttemptFailed, _LimitBreached):
         raise
-    except RedirectLoopError as error:
-        raise AttemptFailed(FailureKind.REDIRECT_LOOP, str(error)) from error
-    except UsageLimitExceeded as error:
-        raise AttemptFailed(FailureKind.USAGE_LIMIT, str(error)) from error
-    except ControlSignal as error:
-        raise AttemptFailed(FailureKind.CONTROL, f"{type(error).__name__}: {error}") from error
-    except ConfigurationError as error:
-        raise AttemptFailed(FailureKind.CONFIGURATION, str(error)) from error
-    except StepTimeout as error:
-        raise AttemptFailed(FailureKind.TIMEOUT, str(error)) from error
-    except AgentOutputInvalid as error:
-        raise AttemptFailed(FailureKind.VALIDATION, str(error)) from error
-    except Exception as error:  # whatever else the step's own code raised is an agent error
-        raise AttemptFailed(FailureKind.AGENT_ERROR, f"{type(error).__name__}: {error}") from error
+    except (StoreError, ActorError):
+        raise  # the journal or the kernel failed, not the step: the run ends, nothing retried
+    except Exception as error:  # the step's own code: classified by type, see classify()
+        raise AttemptFailed(*classify(error)) from error
+
+
+def classify(error: Exception) -> tuple[FailureKind, str]:
+    """The failure class of an exception raised by a step's code, and its feedback."""
+    match error:
+        case ReplayedFailure():
+            return error.kind, error.feedback
+        case RedirectLoopError():
+            return FailureKind.REDIRECT_LOOP, str(error)
+        case UsageLimitExceeded():
+            return FailureKind.USAGE_LIMIT, str(error)
+        case ControlSignal():
+            return FailureKind.CONTROL, f"{type(error).__name__}: {error}"
+        case ConfigurationError():
+            return FailureKind.CONFIGURATION, str(error)
+        case StepTimeout():
+            return FailureKind.TIMEOUT, str(error)
+        case AgentOutputInvalid():
+            return FailureKind.VALIDATION, str(error)
+    return FailureKind.AGENT_ERROR, f"{type(error).__name__}: {error}"
 
 
 async def _checked_call(
@@ -330,11 +355,13 @@ async def _paid_call(
         # The reply was paid for even though it is unusable: it counts.
         breach = await _settle(spec, path, grant, rejected.usage or NO_USAGE, call, services, tally)
         if breach is not None:
-            raise _LimitBreached(breach, paid=True) from rejected
+            raise _LimitBreached(breach, paid=True, delivered=False) from rejected
         raise
-    except Exception:
+    except BaseException:
+        # Nothing was committed for this call (a failure, or a cancellation by a
+        # sibling's failure): give the reservation back, or later calls wait on it.
         if grant is not None:
-            await services.governor.ask(Release(grant), sender=path)
+            await _release(grant, path, services)
         raise
     finally:
         leave_call(token)
@@ -351,6 +378,15 @@ async def _paid_call(
             patch = patch + patch_from_fields(output)
         raise _LimitBreached(breach, paid=True, output=output, patch=patch)
     return output, patch
+
+
+async def _release(grant: Grant, path: str, services: RunServices) -> None:
+    """Give a reservation back, even while this step is being cancelled."""
+    with trio.CancelScope(shield=True):
+        try:
+            await services.governor.ask(Release(grant), sender=path, timeout=RELEASE_TIMEOUT_S)
+        except (ActorStopped, AskTimeout):
+            return  # the whole run is ending: there is no budget left to return it to
 
 
 async def _settle(
@@ -401,7 +437,7 @@ async def _reply(
     try:
         reply = await _call(agent, data, context, services.resources, timeout_s)
     except Exception as error:  # kept for replay, then handled as it would be anyway
-        tally.replies.append((call.ledger_key, RecordedError.of(error)))
+        tally.replies.append((call.ledger_key, RecordedError.of(error, *classify(error))))
         raise
     tally.replies.append((call.ledger_key, reply))
     return reply

@@ -200,8 +200,14 @@ def branch_on(
 ) -> ConditionalStep:
     if not isinstance(branches, Mapping):
         raise ConfigurationError(f"step {name!r}: branches must be a mapping of key to step")
-    for key in branches:
-        _branch_name(str(key), owner=name)
+    segments = [_branch_name(str(key), owner=name) for key in branches]
+    # Each branch runs at <path>/<str(key)>: two keys must not share a path.
+    if len(set(segments)) != len(segments):
+        raise ConfigurationError(f"step {name!r}: branch keys {list(branches)!r} share a path")
+    if default is not None and "default" in segments:
+        raise ConfigurationError(
+            f"step {name!r}: a key named 'default' would share its path with the default branch"
+        )
     return ConditionalStep(
         name,
         condition,

@@ -121,7 +121,11 @@ async def fan_out(
                 await _start(supervisor, branches, started, inbox, services, path)
                 started += 1
     for late in inbox.arrived():  # finished while the siblings were being cancelled
-        if late.error is None and not late.value.paused:
+        if late.error is not None:
+            continue  # a cancelled branch's ActorStopped: it is listed as cancelled
+        if late.value.paused:
+            paused[late.tag] = late.value.paused
+        else:
             done[late.tag] = late.value
             breach = breach or late.value.breach
     ended = done.keys() | paused.keys()

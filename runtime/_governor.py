@@ -151,10 +151,9 @@ class Governor(Actor[GovernorMessage]):
             case Reserve():
                 return self._reserve(message)
             case Commit():
-                breach = self._commit(message)
-                actual = message.actual
-                await self._journal.record_usage(message.key, message.path, actual)
-                return breach
+                # Journal first: if the write fails, the totals were not changed either.
+                await self._journal.record_usage(message.key, message.path, message.actual)
+                return self._commit(message)
             case Release(grant=grant):
                 self._reserved.pop(grant.id, None)
                 self._wake_waiters()

@@ -22,6 +22,9 @@ class RunStatus(enum.StrEnum):
     PAUSED = "paused"
     USAGE_LIMIT = "usage_limit"
     CANCELLED = "cancelled"
+    #: Stopped by something other than its steps (Ctrl-C, the journal failing):
+    #: resumable, like a crash.
+    INTERRUPTED = "interrupted"
 
 
 @attrs.frozen

@@ -11,8 +11,11 @@ from __future__ import annotations
 import datetime
 import os
 import uuid
+import warnings
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from trioflow.persistence import (
     RunRecord,
     RunStore,
     SQLiteStore,
+    StoreError,
 )
 
 from ._cache import StepCache
@@ -49,7 +53,10 @@ from ._results import PipelineResult, RunStatus
 from ._services import RunServices
 from ._trace_tree import RESUMED, STARTED, NoTrace, RunTrace, build_trace, clock_anchor
 from ._types import check_input
-from ._usage import Usage, UsageLimits
+from ._usage import NO_USAGE, Usage, UsageLimits
+
+#: How many runs' pipelines a runtime keeps for resume() and replay().
+REMEMBERED_PIPELINES = 1024
 
 #: The path of a run's top pipeline actor; every step path starts with it.
 ROOT_PATH = "main"
@@ -74,8 +81,9 @@ class Runtime:
         self.store = store
         self.limits = limits
         self.cache = cache
-        # The pipelines this runtime started, so resume() can find them again.
-        self._pipelines: dict[str, Pipeline] = {}
+        # The pipelines of the latest runs, so resume() and replay() can find them
+        # again; bounded, so a long-lived runtime does not keep every pipeline.
+        self._pipelines: OrderedDict[str, Pipeline] = OrderedDict()
 
     async def run(
         self,
@@ -116,7 +124,7 @@ class Runtime:
             target=target,
         )
         await self.store.create_run(record)
-        self._pipelines[run_id] = pipeline
+        self._remember(run_id, pipeline)
         journal = Journal(self.store, run_id)
         return await self._drive(pipeline, record, resources, journal, (), watch)
 
@@ -212,16 +220,23 @@ class Runtime:
             pipeline = self._pipelines[record.run_id]
         else:
             raise ConfigurationError(
-                f"run {record.run_id!r} was started elsewhere: pass the pipeline "
-                f"{record.pipeline_name!r} to resume(..., pipeline=...)"
+                f"this runtime does not know the pipeline of run {record.run_id!r} (it was "
+                f"started elsewhere, or long ago): pass the pipeline {record.pipeline_name!r} "
+                "as pipeline=..."
             )
         if pipeline.name != record.pipeline_name:
             raise ConfigurationError(
                 f"run {record.run_id!r} ran pipeline {record.pipeline_name!r}, "
                 f"not {pipeline.name!r}"
             )
-        self._pipelines[record.run_id] = pipeline
+        self._remember(record.run_id, pipeline)
         return pipeline
+
+    def _remember(self, run_id: str, pipeline: Pipeline) -> None:
+        self._pipelines[run_id] = pipeline
+        self._pipelines.move_to_end(run_id)
+        while len(self._pipelines) > REMEMBERED_PIPELINES:
+            self._pipelines.popitem(last=False)
 
     async def _answer(
         self, pipeline: Pipeline, record: RunRecord, human_input: Any, path: str | None
@@ -263,7 +278,7 @@ class Runtime:
         trace = MemoryTraceSink()
         # Ties this drive's monotonic clock to the wall clock (see ``_trace_tree``).
         trace.record(clock_anchor(RESUMED if resumed else STARTED))
-        sink: TraceSink = trace if watch is None else TeeTraceSink(trace, watch)
+        sink: TraceSink = trace if watch is None else TeeTraceSink(trace, GuardedWatch(watch))
         try:
             done, usage = await self._execute(
                 pipeline, record, resources, journal, ledger, sink, replies
@@ -316,19 +331,76 @@ class Runtime:
     async def _end_abruptly(
         self, record: RunRecord, error: BaseException, events: list[TraceEvent]
     ) -> None:
-        status = RunStatus.CANCELLED if isinstance(error, trio.Cancelled) else RunStatus.FAILED
-        await self.store.save_trace(record.run_id, events)
-        await self.store.update_run(
-            attrs.evolve(
-                record,
-                status=status.value,
-                finished_at=_now(),
-                error=f"{type(error).__name__}: {error}",
+        """Record a run stopped from outside its steps: resumable, with what it spent.
+
+        If the store itself is what failed, this may fail too: the caller's
+        error is the one that matters, so a store error here is reported in
+        the trace of the next attempt, not raised over it.
+        """
+        cancelled = _only(error, trio.Cancelled)
+        status = RunStatus.CANCELLED if cancelled else RunStatus.INTERRUPTED
+        try:
+            spent = sum(
+                (
+                    Usage(Decimal(entry.cost_usd), entry.input_tokens, entry.output_tokens)
+                    for entry in await self.store.ledger_of(record.run_id)
+                ),
+                NO_USAGE,
             )
-        )
+            await self.store.save_trace(record.run_id, events)
+            await self.store.update_run(
+                attrs.evolve(
+                    record,
+                    status=status.value,
+                    finished_at=_now(),
+                    total_cost_usd=str(spent.cost_usd),
+                    input_tokens=spent.input_tokens,
+                    output_tokens=spent.output_tokens,
+                    error=f"{type(error).__name__}: {error}",
+                )
+            )
+        except StoreError:
+            if isinstance(error, StoreError):
+                return  # the journal is failing: the original error says so
+            raise
 
 
-_RESUMABLE = frozenset({RunStatus.PAUSED.value, RunStatus.RUNNING.value, RunStatus.CANCELLED.value})
+_RESUMABLE = frozenset(
+    {
+        RunStatus.PAUSED.value,
+        RunStatus.RUNNING.value,
+        RunStatus.CANCELLED.value,
+        RunStatus.INTERRUPTED.value,
+    }
+)
+
+
+class GuardedWatch:
+    """Passes events to a watcher; a watcher that raises is dropped, never the run.
+
+    A watcher (a progress display) is the caller's code running inside the
+    run's actors: its bug must not fail the step that happened to report an
+    event. The first failure is reported as a warning and the watcher is off.
+    """
+
+    def __init__(self, watch: TraceSink) -> None:
+        self._watch: TraceSink | None = watch
+
+    def record(self, event: TraceEvent) -> None:
+        if self._watch is None:
+            return
+        try:
+            self._watch.record(event)
+        except Exception as error:  # the watcher's bug: it stops watching, the run goes on
+            self._watch = None
+            warnings.warn(f"trace watcher dropped after it raised {error!r}", stacklevel=2)
+
+
+def _only(error: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``error`` is ``kind``, or a group made only of ``kind``."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.split(kind)[1] is None
+    return isinstance(error, kind)
 
 
 def _require_context(record: RunRecord) -> None:

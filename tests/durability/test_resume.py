@@ -179,7 +179,7 @@ async def test_a_runtime_that_did_not_start_the_run_needs_the_pipeline(
     paused = await rt.run(pipeline, "in")
 
     async with open_runtime(store=store) as other:
-        with pytest.raises(ConfigurationError, match=r"pass the pipeline 'review' to resume"):
+        with pytest.raises(ConfigurationError, match=r"pass the pipeline 'review' as pipeline="):
             await other.resume(paused.run_id, True)
         assert (await store.get_run(paused.run_id)).status == "paused"
 
