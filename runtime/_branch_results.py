@@ -15,8 +15,9 @@ from typing import Any
 import attrs
 
 from ._context import BaseContext
+from ._control import OnBranchFailure
 from ._errors import ContextValidationError
-from ._fanout import FanOutResult
+from ._fanout import Branch, FanOutResult, fan_out
 from ._governor import UsageUnder
 from ._merge import MergeStrategy, merge_patches
 from ._messages import StepDone
@@ -27,7 +28,40 @@ from ._usage import Usage
 Shape = Callable[[FanOutResult], Any]
 
 
-async def fan_out_result(
+async def run_branches(
+    name: str,
+    path: str,
+    branches: Sequence[Branch],
+    *,
+    on_failure: OnBranchFailure,
+    base: BaseContext,
+    merge: MergeStrategy,
+    shape: Shape,
+    services: RunServices,
+    max_concurrency: int | None = None,
+    history_before: Sequence[StepResult] = (),
+    metadata: dict[str, Any] | None = None,
+) -> StepDone:
+    """Fan ``branches`` out under ``path`` and turn how they went into the step's result."""
+    propagate = on_failure is OnBranchFailure.PROPAGATE
+    fanned = await fan_out(
+        path, branches, services, propagate=propagate, max_concurrency=max_concurrency
+    )
+    return await _fan_out_result(
+        name,
+        path,
+        fanned,
+        base=base,
+        merge=merge,
+        propagate=propagate,
+        shape=shape,
+        services=services,
+        history_before=history_before,
+        metadata=metadata,
+    )
+
+
+async def _fan_out_result(
     name: str,
     path: str,
     fanned: FanOutResult,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ._branch_results import fan_out_result
-from ._control import MapStep, OnBranchFailure
-from ._fanout import Branch, FanOutResult, fan_out
+from ._branch_results import run_branches
+from ._control import MapStep
+from ._fanout import Branch, FanOutResult
 from ._messages import Execute, StepDone
 from ._results import StepResult
 from ._services import RunServices
@@ -30,28 +30,21 @@ class MapActor(StepActor):
             Branch(f"item[{index}]", spec.body, item, message.context)
             for index, item in enumerate(items)
         ]
-        propagate = spec.on_item_failure is OnBranchFailure.PROPAGATE
-        fanned = await fan_out(
-            self.path,
-            branches,
-            self._services,
-            propagate=propagate,
-            max_concurrency=spec.max_concurrency,
-        )
 
         def outputs_in_item_order(fanned: FanOutResult) -> list[Any]:
             outputs = {name: result.output for name, result in fanned.succeeded}
             return [outputs.get(branch.name) for branch in branches]
 
-        return await fan_out_result(
+        return await run_branches(
             spec.name,
             self.path,
-            fanned,
+            branches,
+            on_failure=spec.on_item_failure,
             base=message.context,
             merge=spec.merge,
-            propagate=propagate,
             shape=outputs_in_item_order,
             services=self._services,
+            max_concurrency=spec.max_concurrency,
             metadata={"items": len(branches)},
         )
 

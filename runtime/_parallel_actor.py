@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._branch_results import fan_out_result
-from ._control import OnBranchFailure, ParallelStep, restrict_context
+from ._branch_results import run_branches
+from ._control import ParallelStep, restrict_context
 from ._errors import ConfigurationError
-from ._fanout import Branch, FanOutResult, fan_out
+from ._fanout import Branch, FanOutResult
 from ._messages import Execute, StepDone
 from ._results import StepResult
 from ._services import RunServices
@@ -33,15 +33,13 @@ class ParallelActor(StepActor):
         except ConfigurationError as error:
             return StepDone(StepResult(spec.name, self.path, feedback=str(error)))
         branches = [Branch(name, body, message.data, snapshot) for name, body in spec.branches]
-        propagate = spec.on_branch_failure is OnBranchFailure.PROPAGATE
-        fanned = await fan_out(self.path, branches, self._services, propagate=propagate)
-        return await fan_out_result(
+        return await run_branches(
             spec.name,
             self.path,
-            fanned,
+            branches,
+            on_failure=spec.on_branch_failure,
             base=message.context,
             merge=spec.merge,
-            propagate=propagate,
             shape=outputs_by_branch,
             services=self._services,
         )

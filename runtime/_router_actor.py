@@ -5,9 +5,9 @@ from __future__ import annotations
 from trioflow.actors import ActorRef, open_supervisor
 
 from ._agent_step import AgentStepActor
-from ._branch_results import fan_out_result
-from ._control import OnBranchFailure, RouterStep
-from ._fanout import Branch, fan_out
+from ._branch_results import run_branches
+from ._control import RouterStep
+from ._fanout import Branch
 from ._messages import Execute, StepDone
 from ._parallel_actor import outputs_by_branch
 from ._results import StepResult
@@ -62,15 +62,13 @@ class RouterActor(StepActor):
             for name, body in spec.branches
             if name in chosen
         ]
-        propagate = spec.on_branch_failure is OnBranchFailure.PROPAGATE
-        fanned = await fan_out(self.path, branches, self._services, propagate=propagate)
-        return await fan_out_result(
+        return await run_branches(
             spec.name,
             self.path,
-            fanned,
+            branches,
+            on_failure=spec.on_branch_failure,
             base=message.context,
             merge=spec.merge,
-            propagate=propagate,
             shape=outputs_by_branch,
             services=self._services,
             history_before=(choice,),
