@@ -3,7 +3,9 @@
 It keeps each record as the codec's document (the JSON-ready structure
 the SQLite store prints as text), so a value that cannot be stored fails
 here too, and what comes back is a decoded copy, never the object that
-was written.
+was written. The exception is a step record or ledger entry made only of
+immutable values (see :func:`_frozen_record`): it is kept as it is, which
+is as safe as a copy and spares an encoding per step.
 """
 
 from __future__ import annotations
@@ -49,14 +51,20 @@ class InMemoryStore:
     async def record_step(self, step: StepRecord) -> None:
         self._require(step.run_id)
         steps = self._steps[step.run_id]
-        if _immutable(step):  # nothing to copy, nothing that could fail to store
-            steps[step.path] = step
+        if _frozen_record(step):  # nothing to copy, nothing that could fail to store
+            steps[step.path] = (
+                attrs.evolve(step, metadata=dict(step.metadata)) if step.metadata else step
+            )
         else:
             steps[step.path] = CODEC.to_document(step, where=f"step {step.path!r}")
 
     async def record_usage(self, entry: LedgerEntry) -> None:
         self._require(entry.run_id)
-        self._ledger[entry.run_id][entry.key] = CODEC.to_document(entry, where="ledger")
+        ledger = self._ledger[entry.run_id]
+        if _frozen_record(entry):
+            ledger[entry.key] = entry
+        else:
+            ledger[entry.key] = CODEC.to_document(entry, where="ledger")
 
     async def record_pause(self, pause: PauseRecord) -> None:
         self._require(pause.run_id)
@@ -85,7 +93,7 @@ class InMemoryStore:
 
     async def ledger_of(self, run_id: str) -> list[LedgerEntry]:
         self._require(run_id)
-        return [_decoded(text, LedgerEntry) for text in self._ledger[run_id].values()]
+        return [_kept(stored, LedgerEntry) for stored in self._ledger[run_id].values()]
 
     async def trace_of(self, run_id: str) -> list[TraceEvent]:
         self._require(run_id)
@@ -99,25 +107,75 @@ class InMemoryStore:
             raise UnknownRun(run_id) from None
 
 
-_SCALARS = (str, int, float, bool, Decimal, type(None))
+_SCALARS = frozenset({str, int, float, bool, Decimal, type(None)})
 
 
-def _immutable(step: StepRecord) -> bool:
-    """Whether ``step`` holds only immutable plain values, so it can be kept as it is.
+@attrs.frozen
+class _Probe:
+    """A frozen attrs class: its ``__setattr__`` is the one every frozen attrs class shares."""
 
-    The common case of a step that outputs a number or a string and changes
-    no context: keeping the frozen record itself costs nothing and is as
-    safe as a copy.
+
+_FROZEN_SETATTR = _Probe.__setattr__
+
+
+def _frozen_record(record: StepRecord | LedgerEntry) -> bool:
+    """Whether ``record`` holds only immutable plain values, so it can be kept as it is.
+
+    Why: encoding a record only to decode it again on read is most of what an
+    in-memory journal costs per step. A record made of scalars, tuples and
+    frozen attrs values (a context patch) cannot change after it is written
+    and is storable by construction, so keeping it is as safe as a copy. Its
+    one mutable field, ``metadata``, is copied on write and on read.
     """
-    output = step.output
-    plain_output = type(output) in _SCALARS and (type(output) is not float or isfinite(output))
-    return plain_output and not step.patch and not step.metadata and not step.replies
+    for name in _frozen_fields(type(record)) or ():
+        value = getattr(record, name)
+        if name == "metadata":
+            if not all(type(key) is str and _frozen(item) for key, item in value.items()):
+                return False
+        elif not _frozen(value):
+            return False
+    return True
+
+
+def _frozen(value: Any) -> bool:
+    cls = type(value)
+    if cls in _SCALARS:
+        return cls is not float or isfinite(value)
+    if cls is tuple:
+        return all(map(_frozen, value))
+    names = _frozen_fields(cls)
+    return names is not None and all(_frozen(getattr(value, name)) for name in names)
+
+
+#: Per class: its field names if it is a frozen attrs class, else ``None``.
+_FROZEN_FIELDS: dict[type[Any], tuple[str, ...] | None] = {}
+
+
+def _frozen_fields(cls: type[Any]) -> tuple[str, ...] | None:
+    """The fields of a frozen attrs class the codec would find again by its name, else ``None``."""
+    try:
+        return _FROZEN_FIELDS[cls]
+    except KeyError:
+        pass
+    frozen = (
+        attrs.has(cls) and cls.__setattr__ is _FROZEN_SETATTR and "<locals>" not in cls.__qualname__
+    )
+    names = tuple(field.name for field in attrs.fields(cls)) if frozen else None
+    _FROZEN_FIELDS[cls] = names
+    return names
 
 
 def _step(stored: Any) -> StepRecord:
-    if isinstance(stored, StepRecord):  # kept as it was written (see _immutable)
-        return attrs.evolve(stored, metadata={})  # its one mutable field, fresh
+    if isinstance(stored, StepRecord):  # kept as it was written (see _frozen_record)
+        return attrs.evolve(stored, metadata=dict(stored.metadata))
     return _decoded(stored, StepRecord)
+
+
+def _kept(stored: Any, kind: type[R]) -> R:
+    """A record kept as it was written (see :func:`_frozen_record`), or decoded."""
+    if isinstance(stored, kind):
+        return stored
+    return _decoded(stored, kind)
 
 
 def _decoded(document: Any, kind: type[R]) -> R:

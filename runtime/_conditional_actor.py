@@ -7,7 +7,7 @@ import functools
 import attrs
 from trioflow.actors import ActorRef, open_supervisor
 
-from . import _pipeline_actor
+from . import _dispatch
 from ._callbacks import CallbackError, call_user
 from ._control import ConditionalStep
 from ._messages import Execute, StepDone
@@ -54,7 +54,7 @@ class ConditionalActor(StepActor):
         async with open_supervisor(self.path, self._services.trace) as supervisor:
             branch: ActorRef[Execute] = supervisor.spawn(
                 name,
-                functools.partial(_pipeline_actor.PipelineActor, chosen, name, self._services),
+                functools.partial(_dispatch.body_actor, chosen, name, self._services),
             )
             done: StepDone = await branch.ask(message, sender=self.path)
         result = attrs.evolve(

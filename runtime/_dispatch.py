@@ -1,4 +1,14 @@
-"""Which actor runs which kind of step."""
+"""Which actor runs which kind of step, and which runs a body.
+
+A *body* is what a composite step runs beneath itself at a path of its
+own: a parallel branch (``<step>/<branch>``), a map item (``item[i]``), a
+router's choice, a loop iteration (``loop[i]``) or a conditional branch.
+A body of one step runs as that step's actor at the body's path; a body
+of several steps runs as a pipeline actor with its steps beneath it. Why:
+a pipeline around a single step adds an actor, a supervisor, a journal
+record and a path level that say nothing the step's own do not, and a
+wide fan-out pays them once per branch.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +25,7 @@ from ._human_actor import HumanActor
 from ._loop_actor import LoopActor
 from ._map_actor import MapActor
 from ._parallel_actor import ParallelActor
-from ._pipeline import PipelineStep
+from ._pipeline import Pipeline, PipelineStep
 from ._router_actor import RouterActor
 from ._services import RunServices
 from ._spec import StepSpec
@@ -42,3 +52,11 @@ def actor_for(spec: StepSpec, services: RunServices) -> Actor[Any]:
         case HumanStep():
             return HumanActor(spec, services)
     raise TypeError(f"no actor runs {spec!r}")
+
+
+def body_actor(body: Pipeline, name: str, services: RunServices) -> Actor[Any]:
+    """A fresh actor for ``body`` at the path segment ``name``; see the module docstring."""
+    step = body.sole_step
+    if step is not None:
+        return actor_for(step, services)
+    return _pipeline_actor.PipelineActor(body, name, services)

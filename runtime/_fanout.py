@@ -1,7 +1,7 @@
 """Running branches at once under one supervisor: the engine of parallel, map and router.
 
-Each branch is a pipeline run by its own actor, a child of the calling
-step's supervisor. Replies arrive in a :class:`ReplyInbox` in completion
+Each branch is a body run by its own actor (see :func:`_dispatch.body_actor`),
+a child of the calling step's supervisor. Replies arrive in a :class:`ReplyInbox` in completion
 order; the results are handed back in declaration order. At most
 ``max_concurrency`` branches run at a time (the next starts when one
 ends). A usage-limit breach, or a branch failure under ``propagate``,
@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 from trioflow.actors import ActorRef, ReplyInbox, Supervisor, open_supervisor
 
-from . import _pipeline_actor
+from . import _dispatch
 from ._context import BaseContext
 from ._messages import Execute, StepDone
 from ._pipeline import Pipeline
@@ -77,7 +77,17 @@ class FanOutResult:
 
     @property
     def succeeded(self) -> tuple[tuple[str, StepResult], ...]:
-        return tuple((name, result) for name, result in self.finished if result.success)
+        """The branches that completed; a branch a usage limit stopped did not.
+
+        (A one-step branch stopped by a limit reports its step's own result,
+        which is a success when the call delivered before the limit was
+        found: the branch still did not complete.)
+        """
+        return tuple(
+            (name, result)
+            for name, result in self.finished
+            if result.success and name not in self.breached
+        )
 
 
 async def fan_out(
@@ -152,6 +162,6 @@ async def _start(
     branch = branches[index]
     child: ActorRef[Execute] = supervisor.spawn(
         branch.name,
-        functools.partial(_pipeline_actor.PipelineActor, branch.pipeline, branch.name, services),
+        functools.partial(_dispatch.body_actor, branch.pipeline, branch.name, services),
     )
     await child.ask_into(Execute(branch.data, branch.context), inbox, index, sender=path)

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 from trioflow.actors import ActorRef, open_supervisor
 
-from . import _pipeline_actor
+from . import _dispatch
 from ._callbacks import CallbackError, call_user
 from ._context import BaseContext, Patch, apply_patch
 from ._control import LoopStep
@@ -64,9 +64,7 @@ class LoopActor(StepActor):
                 name = f"loop[{iteration}]"
                 body: ActorRef[Execute] = supervisor.spawn(
                     name,
-                    functools.partial(
-                        _pipeline_actor.PipelineActor, spec.body, name, self._services
-                    ),
+                    functools.partial(_dispatch.body_actor, spec.body, name, self._services),
                 )
                 done: StepDone = await body.ask(Execute(data, progress.context), sender=self.path)
                 stop = await self._absorb(done, progress)

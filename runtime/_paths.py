@@ -38,16 +38,17 @@ def _child(node: Node, segment: str, path: str) -> Node:
         case PipelineStep():
             found = _numbered_step(node.pipeline, segment)
         case LoopStep():
-            found = node.body if segment.startswith("loop[") else None
+            found = _body(node.body) if segment.startswith("loop[") else None
         case MapStep():
-            found = node.body if segment.startswith("item[") else None
+            found = _body(node.body) if segment.startswith("item[") else None
         case ParallelStep():
-            found = dict(node.branches).get(segment)
+            found = _body(dict(node.branches).get(segment))
         case RouterStep():
-            found = node.router if segment == node.router.name else dict(node.branches).get(segment)
+            chosen = dict(node.branches).get(segment)
+            found = node.router if segment == node.router.name else _body(chosen)
         case ConditionalStep():
             branches = {str(key): body for key, body in node.branches}
-            found = node.default if segment == "default" else branches.get(segment)
+            found = _body(node.default if segment == "default" else branches.get(segment))
         case Step():
             fallback = node.fallback
             if fallback is not None and segment == f"fallback:{fallback.name}":
@@ -55,6 +56,13 @@ def _child(node: Node, segment: str, path: str) -> Node:
     if found is None:
         raise ConfigurationError(f"path {path!r}: no step {segment!r} here")
     return found
+
+
+def _body(body: Pipeline | None) -> Node | None:
+    """What runs at a body's path: its step if it has one (see ``Pipeline.sole_step``)."""
+    if body is None:
+        return None
+    return body.sole_step or body
 
 
 def _numbered_step(pipeline: Pipeline, segment: str) -> StepSpec | None:

@@ -66,6 +66,16 @@ class Pipeline:
         return cls(tuple(steps), name, context_type)
 
     @property
+    def sole_step(self) -> StepSpec | None:
+        """The one step of a one-step pipeline, else ``None``.
+
+        A composite step's body of one step runs as that step, at the body's
+        own path (``<parallel>/<branch>``, ``<loop>/loop[i]``), with no
+        pipeline level in between: see ``_dispatch.body_actor``.
+        """
+        return self.steps[0] if len(self.steps) == 1 else None
+
+    @property
     def input_type(self) -> Any:
         return self.steps[0].input_type
 

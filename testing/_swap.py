@@ -32,7 +32,8 @@ def swap_agent(pipeline: Pipeline, step: str, agent: Agent) -> Pipeline:
     """A copy of ``pipeline`` whose agent step ``step`` calls ``agent`` instead.
 
     ``step`` is a path as results and traces show it (``main/2:review``,
-    ``main/1:checks/fast/0:lint``; ``main/`` may be left out; any
+    ``main/1:checks/fast`` for a branch of one step, ``main/1:checks/slow/0:lint``
+    for a step of a longer branch; ``main/`` may be left out; any
     ``loop[N]`` or ``item[N]`` names the loop's or map's body, which every
     iteration shares) or the name of an agent step that occurs once in the
     pipeline (fallbacks and routers' choosers included). A name that occurs
@@ -77,19 +78,21 @@ def _children(node: Node) -> Iterator[tuple[str, Node]]:
         case PipelineStep():
             yield from _children(node.pipeline)
         case LoopStep():
-            yield "loop[*]", node.body
+            yield "loop[*]", _body(node.body)
         case MapStep():
-            yield "item[*]", node.body
+            yield "item[*]", _body(node.body)
         case ParallelStep():
-            yield from node.branches
+            for name, branch in node.branches:
+                yield name, _body(branch)
         case RouterStep():
             yield node.router.name, node.router
-            yield from node.branches
+            for name, branch in node.branches:
+                yield name, _body(branch)
         case ConditionalStep():
             for key, branch in node.branches:
-                yield str(key), branch
+                yield str(key), _body(branch)
             if node.default is not None:
-                yield "default", node.default
+                yield "default", _body(node.default)
         case Step():
             if node.fallback is not None:
                 yield f"fallback:{node.fallback.name}", node.fallback
@@ -129,9 +132,9 @@ def _replace(node: Node, segments: list[str], agent: Agent, path: str) -> Node:
                 node, pipeline=_pipeline(_replace(node.pipeline, segments, agent, path))
             )
         case LoopStep() if head.startswith("loop["):
-            return attrs.evolve(node, body=_pipeline(_replace(node.body, rest, agent, path)))
+            return attrs.evolve(node, body=_replace_body(node.body, rest, agent, path))
         case MapStep() if head.startswith("item["):
-            return attrs.evolve(node, body=_pipeline(_replace(node.body, rest, agent, path)))
+            return attrs.evolve(node, body=_replace_body(node.body, rest, agent, path))
         case ParallelStep():
             branches = _replace_branch(node.branches, head, rest, agent, path)
             if branches is not None:
@@ -144,7 +147,7 @@ def _replace(node: Node, segments: list[str], agent: Agent, path: str) -> Node:
                 return attrs.evolve(node, branches=branches)
         case ConditionalStep():
             if head == "default" and node.default is not None:
-                default = _pipeline(_replace(node.default, rest, agent, path))
+                default = _replace_body(node.default, rest, agent, path)
                 return attrs.evolve(node, default=default)
             keys = [key for key, _ in node.branches]
             keyed = tuple((str(key), branch) for key, branch in node.branches)
@@ -157,6 +160,19 @@ def _replace(node: Node, segments: list[str], agent: Agent, path: str) -> Node:
             if fallback is not None and head == f"fallback:{fallback.name}":
                 return attrs.evolve(node, fallback=_step(_replace(fallback, rest, agent, path)))
     raise ConfigurationError(f"path {path!r}: no step {head!r} here")
+
+
+def _body(body: Pipeline) -> Node:
+    """What runs at a body's path: its step if it has one (see ``Pipeline.sole_step``)."""
+    return body.sole_step or body
+
+
+def _replace_body(body: Pipeline, rest: list[str], agent: Agent, path: str) -> Pipeline:
+    """``body`` with the swap beneath it done; a one-step body's path is its step's."""
+    step = body.sole_step
+    if step is None:
+        return _pipeline(_replace(body, rest, agent, path))
+    return attrs.evolve(body, steps=(_spec(_replace(step, rest, agent, path)),))
 
 
 def _spec(node: Node) -> StepSpec:
@@ -184,6 +200,6 @@ def _replace_branch(
     for index, (name, branch) in enumerate(branches):
         if name == head:
             updated = list(branches)
-            updated[index] = (name, _pipeline(_replace(branch, rest, agent, path)))
+            updated[index] = (name, _replace_body(branch, rest, agent, path))
             return tuple(updated)
     return None

@@ -69,7 +69,7 @@ async def test_the_condition_picks_a_branch_and_its_key_is_recorded(
     assert result.context == Ctx(run_id=result.run_id, mode="b", notes=["b"])
     inner = StepResult(
         "in_b",
-        "main/0:cond/b/0:in_b",
+        "main/0:cond/b",
         output="in_b(x)",
         success=True,
         attempts=1,
@@ -84,17 +84,7 @@ async def test_the_condition_picks_a_branch_and_its_key_is_recorded(
             attempts=1,
             metadata={"branch_key": "b"},
             patch=(AppendTo("notes", "b"),),
-            step_history=(
-                StepResult(
-                    "b",
-                    "main/0:cond/b",
-                    output="in_b(x)",
-                    success=True,
-                    attempts=1,
-                    patch=(AppendTo("notes", "b"),),
-                    step_history=(inner,),
-                ),
-            ),
+            step_history=(inner,),
         ),
     )
 
@@ -165,8 +155,9 @@ async def test_the_default_branch_runs_when_no_key_matches(
     [cond] = result.step_history
     assert cond.metadata == {"branch_key": "z"}  # the key the condition gave, not "default"
     [branch] = cond.step_history
+    assert branch.name == "fallback"
     assert branch.path == "main/0:cond/default"
-    assert [entry.path for entry in branch.step_history] == ["main/0:cond/default/0:fallback"]
+    assert branch.step_history == ()
 
 
 async def test_a_matching_key_wins_over_the_default(rt: Runtime, autojump_clock: Any) -> None:
@@ -204,8 +195,8 @@ async def test_keys_may_be_enums_or_numbers(rt: Runtime, autojump_clock: Any) ->
     assert rejected.step_history[0].metadata == {"branch_key": Verdict.REJECT}
     assert rejected.step_history[0].step_history[0].path == "main/0:cond/reject"
     assert two.output == "two(ab)"
-    assert [entry.path for entry in two.step_history[0].step_history[0].step_history] == [
-        "main/0:cond/2/0:two"
+    assert [(entry.name, entry.path) for entry in two.step_history[0].step_history] == [
+        ("two", "main/0:cond/2")
     ]
     assert none.error == (
         "No branch found for key 3 and no default branch (step 'main/0:cond'; the choices are 1, 2)"
@@ -267,7 +258,8 @@ async def test_a_breach_in_the_chosen_branch_stops_the_run(
     [cond] = result.step_history
     assert cond.usage == Usage(Decimal("0.75"))
     assert cond.metadata == {"branch_key": "b"}
-    assert cond.step_history[0].step_history[0].path == "main/0:cond/b/0:spend"
+    [spend] = cond.step_history
+    assert (spend.name, spend.path, spend.step_history) == ("spend", "main/0:cond/b", ())
 
 
 def test_a_conditional_step_keeps_its_branches_and_default() -> None:

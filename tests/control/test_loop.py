@@ -54,30 +54,19 @@ def reached(count: int) -> Any:
 def iteration(n: int, cost: str = "0", breach: str | None = None) -> StepResult:
     """The result of iteration ``n`` of ``counting()`` in a loop at ``main/0:loop``.
 
-    A breaching call is recorded as a success (it ran and was paid for) with
-    the breach as its feedback; the iteration it ends did not complete.
+    The body is one step, so the iteration's result is that step's own, at
+    the iteration's path. A breaching call is recorded as a success (it ran
+    and was paid for) with the breach as its feedback.
     """
-    patch = (AddTo("count", 1), AppendTo("notes", f"iter{n}"))
-    inner = StepResult(
+    return StepResult(
         "body",
-        f"main/0:loop/loop[{n}]/0:body",
+        f"main/0:loop/loop[{n}]",
         output=f"v{n}",
         success=True,
         attempts=1,
         usage=Usage(cost),
         feedback=breach,
-        patch=patch,
-    )
-    return StepResult(
-        f"loop[{n}]",
-        f"main/0:loop/loop[{n}]",
-        output=f"v{n}" if breach is None else None,
-        success=breach is None,
-        attempts=1,
-        usage=Usage(cost),
-        feedback=breach,
-        patch=patch,
-        step_history=(inner,),
+        patch=(AddTo("count", 1), AppendTo("notes", f"iter{n}")),
     )
 
 
@@ -252,9 +241,7 @@ async def test_a_failing_body_stops_the_loop_with_the_body_error(
 
     result = await rt.run(loop, "x", context=Ctx())
 
-    message = (
-        "step 'main/0:loop/loop[2]/0:body' failed (agent_error): RuntimeError: bad iteration 2"
-    )
+    message = "step 'main/0:loop/loop[2]' failed (agent_error): RuntimeError: bad iteration 2"
     assert calls == [0, 1]
     assert result.status is RunStatus.FAILED
     assert result.error == message

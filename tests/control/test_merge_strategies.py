@@ -131,10 +131,10 @@ async def test_error_on_conflict_names_both_branches_the_field_and_both_values(
     assert par.success is False
     assert par.feedback == message
     assert par.patch == ()
-    assert [(entry.name, entry.success) for entry in par.step_history] == [
-        ("a", True),
-        ("b", True),
-        ("c", True),
+    assert [(entry.name, entry.path, entry.success) for entry in par.step_history] == [
+        ("s0", "main/0:par/a", True),
+        ("s1", "main/0:par/b", True),
+        ("s2", "main/0:par/c", True),
     ]
 
 

@@ -203,7 +203,7 @@ async def test_nested_pipelines_as_parallel_branches_and_map_bodies(
     assert result.status is RunStatus.FAILED  # "1" + 1 is not an int: see the next assertion
     assert result.error == (
         "branch 'items' failed: branch 'item[0]' failed: step "
-        "'main/0:par/items/0:map/item[0]/0:body/0:each' failed (agent_error): "
+        "'main/0:par/items/item[0]/0:each' failed (agent_error): "
         'TypeError: can only concatenate str (not "int") to str'
     )
 
@@ -227,23 +227,27 @@ async def test_nested_pipelines_as_parallel_branches_and_map_bodies(
     assert result.context == Numbers(
         run_id=result.run_id, numbers=[3, 4], log=["b0", "b1"], total=7
     )
+    # A branch (or item body) of one step runs at the branch's (item's) own path; when that
+    # step is a nested pipeline, its steps are beneath it.
     assert paths(result.step_history) == [
         "main/0:par",
         "main/0:par/seq",
-        "main/0:par/seq/0:seq",
-        "main/0:par/seq/0:seq/0:b0",
-        "main/0:par/seq/0:seq/1:b1",
+        "main/0:par/seq/0:b0",
+        "main/0:par/seq/1:b1",
         "main/0:par/items",
-        "main/0:par/items/0:map",
-        "main/0:par/items/0:map/item[0]",
-        "main/0:par/items/0:map/item[0]/0:body",
-        "main/0:par/items/0:map/item[0]/0:body/0:each",
-        "main/0:par/items/0:map/item[0]/0:body/1:tag",
-        "main/0:par/items/0:map/item[1]",
-        "main/0:par/items/0:map/item[1]/0:body",
-        "main/0:par/items/0:map/item[1]/0:body/0:each",
-        "main/0:par/items/0:map/item[1]/0:body/1:tag",
+        "main/0:par/items/item[0]",
+        "main/0:par/items/item[0]/0:each",
+        "main/0:par/items/item[0]/1:tag",
+        "main/0:par/items/item[1]",
+        "main/0:par/items/item[1]/0:each",
+        "main/0:par/items/item[1]/1:tag",
     ]
+    [par] = result.step_history
+    assert [(entry.name, entry.path) for entry in par.step_history] == [
+        ("seq", "main/0:par/seq"),
+        ("map", "main/0:par/items"),
+    ]
+    assert [entry.name for entry in par.step_history[1].step_history] == ["body", "body"]
 
 
 # --- parallel inside loop inside parallel --------------------------------------------------------
@@ -304,35 +308,31 @@ async def test_parallel_inside_loop_inside_parallel(
         ("p", after_round_one),
     ]
     assert trio.current_time() == 4.0
-    loop = "main/0:outer/left/0:rounds"
+    # The "left" branch is the loop itself; each round (fan, then bump) is a pipeline.
+    loop = "main/0:outer/left"
     assert paths(result.step_history) == [
         "main/0:outer",
-        "main/0:outer/left",
         loop,
         f"{loop}/loop[1]",
         f"{loop}/loop[1]/0:fan",
         f"{loop}/loop[1]/0:fan/p",
-        f"{loop}/loop[1]/0:fan/p/0:p",
         f"{loop}/loop[1]/0:fan/q",
-        f"{loop}/loop[1]/0:fan/q/0:q",
         f"{loop}/loop[1]/1:bump",
         f"{loop}/loop[2]",
         f"{loop}/loop[2]/0:fan",
         f"{loop}/loop[2]/0:fan/p",
-        f"{loop}/loop[2]/0:fan/p/0:p",
         f"{loop}/loop[2]/0:fan/q",
-        f"{loop}/loop[2]/0:fan/q/0:q",
         f"{loop}/loop[2]/1:bump",
         "main/0:outer/right",
-        "main/0:outer/right/0:right",
     ]
     [outer_result] = result.step_history
-    [left, right] = outer_result.step_history
-    assert (right.output, right.patch) == (
+    [loop_result, right] = outer_result.step_history
+    assert (right.name, right.output, right.patch) == (
+        "right",
         "r",
         (SetField("side", "right"), AppendTo("log", "right")),
     )
-    [loop_result] = left.step_history
+    assert loop_result.name == "rounds"
     assert loop_result.metadata == {"exit_reason": "condition", "iterations": 2}
     assert [entry.output for entry in loop_result.step_history] == ["p0+q0", "p1+q1"]
     assert loop_result.step_history[1].step_history[0].output == {"p": "p1", "q": "q1"}
@@ -374,15 +374,19 @@ async def test_a_conditional_inside_a_loop_picks_per_iteration(
     assert paths(result.step_history) == [
         "main/0:loop",
         "main/0:loop/loop[1]",
-        "main/0:loop/loop[1]/0:cond",
-        "main/0:loop/loop[1]/0:cond/even",
-        "main/0:loop/loop[1]/0:cond/even/0:e",
+        "main/0:loop/loop[1]/even",
         "main/0:loop/loop[2]",
-        "main/0:loop/loop[2]/0:cond",
-        "main/0:loop/loop[2]/0:cond/odd",
-        "main/0:loop/loop[2]/0:cond/odd/0:o",
+        "main/0:loop/loop[2]/odd",
         "main/0:loop/loop[3]",
-        "main/0:loop/loop[3]/0:cond",
-        "main/0:loop/loop[3]/0:cond/even",
-        "main/0:loop/loop[3]/0:cond/even/0:e",
+        "main/0:loop/loop[3]/even",
+    ]
+    # Each iteration is the conditional itself; each chosen branch is its one step.
+    [loop_result] = result.step_history
+    assert [
+        (iteration.name, iteration.metadata, [branch.name for branch in iteration.step_history])
+        for iteration in loop_result.step_history
+    ] == [
+        ("cond", {"branch_key": "even"}, ["e"]),
+        ("cond", {"branch_key": "odd"}, ["o"]),
+        ("cond", {"branch_key": "even"}, ["e"]),
     ]

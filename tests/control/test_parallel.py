@@ -158,61 +158,11 @@ async def test_output_is_in_declaration_order_not_completion_order(
             AppendTo("notes", "second"),
             AppendTo("notes", "third"),
         ),
+        # Each branch is one step: its entry is that step's own result, at the branch path.
         step_history=(
-            StepResult(
-                "first",
-                "main/0:par/first",
-                output="out-one",
-                success=True,
-                attempts=1,
-                latency_s=3.0,
-                patch=(AppendTo("notes", "first"),),
-                step_history=(
-                    leaf(
-                        "one",
-                        "main/0:par/first/0:one",
-                        "out-one",
-                        (AppendTo("notes", "first"),),
-                        3.0,
-                    ),
-                ),
-            ),
-            StepResult(
-                "second",
-                "main/0:par/second",
-                output="out-two",
-                success=True,
-                attempts=1,
-                latency_s=2.0,
-                patch=(AppendTo("notes", "second"),),
-                step_history=(
-                    leaf(
-                        "two",
-                        "main/0:par/second/0:two",
-                        "out-two",
-                        (AppendTo("notes", "second"),),
-                        2.0,
-                    ),
-                ),
-            ),
-            StepResult(
-                "third",
-                "main/0:par/third",
-                output="out-three",
-                success=True,
-                attempts=1,
-                latency_s=1.0,
-                patch=(AppendTo("notes", "third"),),
-                step_history=(
-                    leaf(
-                        "three",
-                        "main/0:par/third/0:three",
-                        "out-three",
-                        (AppendTo("notes", "third"),),
-                        1.0,
-                    ),
-                ),
-            ),
+            leaf("one", "main/0:par/first", "out-one", (AppendTo("notes", "first"),), 3.0),
+            leaf("two", "main/0:par/second", "out-two", (AppendTo("notes", "second"),), 2.0),
+            leaf("three", "main/0:par/third", "out-three", (AppendTo("notes", "third"),), 1.0),
         ),
     )
 
@@ -288,7 +238,7 @@ async def test_propagate_cancels_the_siblings_and_names_the_failed_branch(
 
     result = await rt.run(parallel, "x", context=Ctx())
 
-    branch_error = "step 'main/0:par/b/0:boom' failed (agent_error): RuntimeError: kaput"
+    branch_error = "step 'main/0:par/b' failed (agent_error): RuntimeError: kaput"
     assert result.status is RunStatus.FAILED
     assert result.error == f"branch 'b' failed: {branch_error}"
     assert result.context == Ctx(run_id=result.run_id)  # a failed parallel changes nothing
@@ -313,7 +263,6 @@ async def test_propagate_cancels_the_siblings_and_names_the_failed_branch(
     }
     assert cancels == {
         ("main/0:par/a", "branch 'b' failed"),
-        ("main/0:par/a/0:slow_a", "branch 'b' failed"),
         ("main/0:par/c", "branch 'b' failed"),
         ("main/0:par/c/1:slow_c", "branch 'b' failed"),
     }
@@ -334,7 +283,7 @@ async def test_propagate_names_the_first_branch_to_fail_in_time(
 
     assert result.error == (
         "branch 'late_declared' failed: "
-        "step 'main/0:par/late_declared/0:early' failed (agent_error): RuntimeError: first to fail"
+        "step 'main/0:par/late_declared' failed (agent_error): RuntimeError: first to fail"
     )
     assert result.step_history[0].metadata["cancelled_branches"] == ["early_declared"]
 
@@ -366,7 +315,7 @@ async def test_ignore_succeeds_when_any_branch_did_and_reports_the_failed_ones(
     assert par.metadata == {
         "failed_branches": {
             "b": "step 'main/0:par/b/1:b1' failed (agent_error): RuntimeError: bad b",
-            "d": "step 'main/0:par/d/0:d' failed (agent_error): RuntimeError: bad d",
+            "d": "step 'main/0:par/d' failed (agent_error): RuntimeError: bad d",
         }
     }
     assert [(entry.name, entry.success) for entry in par.step_history] == [
@@ -390,12 +339,12 @@ async def test_ignore_fails_when_every_branch_failed(rt: Runtime, autojump_clock
     assert result.status is RunStatus.FAILED
     assert result.error == (
         "every branch failed; first: 'a': "
-        "step 'main/0:par/a/0:a' failed (agent_error): RuntimeError: bad a"
+        "step 'main/0:par/a' failed (agent_error): RuntimeError: bad a"
     )
     assert result.step_history[0].metadata == {
         "failed_branches": {
-            "a": "step 'main/0:par/a/0:a' failed (agent_error): RuntimeError: bad a",
-            "b": "step 'main/0:par/b/0:b' failed (agent_error): RuntimeError: bad b",
+            "a": "step 'main/0:par/a' failed (agent_error): RuntimeError: bad a",
+            "b": "step 'main/0:par/b' failed (agent_error): RuntimeError: bad b",
         }
     }
 
@@ -467,11 +416,14 @@ async def test_failed_branches_are_paid_for_under_ignore(rt: Runtime, autojump_c
     [par] = result.step_history
     assert par.usage == Usage(Decimal("1.10"), 30, 15)
     assert result.usage == Usage(Decimal("1.10"), 30, 15)
-    assert [(entry.name, entry.attempts, entry.usage) for entry in par.step_history] == [
-        ("a", 1, Usage(Decimal("0.90"), 30, 15)),
-        ("b", 1, Usage(Decimal("0.2"))),
+    # Each branch is one step: its entry is the step's own result, with all its attempts.
+    assert [
+        (entry.name, entry.path, entry.attempts, entry.usage, entry.step_history)
+        for entry in par.step_history
+    ] == [
+        ("a", "main/0:par/a", 3, Usage(Decimal("0.90"), 30, 15), ()),
+        ("b", "main/0:par/b", 1, Usage(Decimal("0.2")), ()),
     ]
-    assert par.step_history[0].step_history[0].attempts == 3
 
 
 # --- context_include_keys ------------------------------------------------------------------------

@@ -128,6 +128,10 @@ class Shape:
             name for name, end in zip(self.functions(index), self.ends(), strict=True) if end < stop
         ]
 
+    def result_name(self, index: int) -> str:
+        """The name of the branch's result: a one-step body is its step, at the branch's path."""
+        return {"single": f"w{index}a", "pair": f"b{index}", "nested": "inner"}[self.kind]
+
     def build(self, index: int, tracker: Tracker, **options: str) -> Branch:
         first, second = self.functions(index)[0], f"w{index}b"
         if self.kind == "single":
@@ -159,6 +163,18 @@ class FanPlan:
     def finished(self) -> list[str]:
         cancelled = self.cancelled()
         return [name for name in self.names if name not in cancelled]
+
+    def finished_results(self) -> list[tuple[str, str]]:
+        """Name and path of each finished branch's result; the trigger is a single step."""
+        finished = self.finished()
+        return [
+            (
+                f"w{index}a" if index == self.trigger else shape.result_name(index),
+                f"{PARALLEL_PATH}/b{index}",
+            )
+            for index, shape in enumerate(self.shapes)
+            if f"b{index}" in finished
+        ]
 
     def others(self) -> list[tuple[int, Shape]]:
         return [(index, shape) for index, shape in enumerate(self.shapes) if index != self.trigger]
@@ -231,7 +247,7 @@ def assert_fan_out_stopped(
     assert parallel.metadata.get("cancelled_branches", []) == cancelled
     assert "not_started" not in parallel.metadata
     assert parallel.metadata["stop_reason"] == reason
-    assert [entry.name for entry in parallel.step_history] == plan.finished()
+    assert [(entry.name, entry.path) for entry in parallel.step_history] == plan.finished_results()
     for index, shape in plan.others():
         entered = shape.entered_before(index, plan.stop_at)
         returned = shape.returned_before(index, plan.stop_at)
@@ -259,7 +275,7 @@ def test_a_failed_branch_cancels_every_running_sibling(plan: FanPlan) -> None:
 
     trigger = f"b{plan.trigger}"
     reason = f"branch {trigger!r} failed"
-    failure = f"step '{PARALLEL_PATH}/{trigger}/0:w{plan.trigger}a' failed (agent_error): "
+    failure = f"step '{PARALLEL_PATH}/{trigger}' failed (agent_error): "
     failure += f"RuntimeError: boom w{plan.trigger}a"
     assert breach is None
     assert result.status is RunStatus.FAILED
@@ -326,7 +342,7 @@ def test_a_refused_reservation_cancels_every_running_sibling(plan: FanPlan) -> N
     )
 
     assert breach is not None
-    trigger_path = f"{PARALLEL_PATH}/b{plan.trigger}/0:w{plan.trigger}a"
+    trigger_path = f"{PARALLEL_PATH}/b{plan.trigger}"
     assert breach.startswith(
         f"Cost limit of $1.00 would be exceeded: step '{trigger_path}' needs up to $5.00, 0 tokens"
     )
@@ -338,7 +354,9 @@ def test_a_refused_reservation_cancels_every_running_sibling(plan: FanPlan) -> N
     cancelled = [name for name in plan.names if name != f"b{plan.trigger}"]
     expected_metadata = {"cancelled_branches": cancelled, "stop_reason": reason}
     assert_metadata_apart_from_the_trigger(parallel, expected_metadata, f"b{plan.trigger}")
-    assert [entry.name for entry in parallel.step_history] == [f"b{plan.trigger}"]
+    assert [(entry.name, entry.path) for entry in parallel.step_history] == [
+        (f"w{plan.trigger}a", trigger_path)
+    ]
     assert f"w{plan.trigger}a" not in tracker.entered
     assert_nothing_left_running(tracker)
     assert set(tracker.left.values()) <= {"cancelled"}
@@ -420,7 +438,7 @@ def test_a_failed_item_stops_the_map_exactly_where_the_schedule_says(plan: MapPl
     not_started = [item for item in items if item not in starts]
     trigger = f"item[{plan.failing}]"
     reason = f"branch {trigger!r} failed"
-    failure = f"step '{MAP_PATH}/{trigger}/0:item_work' failed (agent_error): "
+    failure = f"step '{MAP_PATH}/{trigger}' failed (agent_error): "
     failure += f"RuntimeError: boom {plan.failing}"
     assert breach is None
     assert result.status is RunStatus.FAILED
@@ -434,7 +452,9 @@ def test_a_failed_item_stops_the_map_exactly_where_the_schedule_says(plan: MapPl
         expected_metadata["not_started"] = [f"item[{item}]" for item in not_started]
     expected_metadata["stop_reason"] = reason
     assert mapping.metadata == expected_metadata
-    assert [entry.name for entry in mapping.step_history] == [f"item[{i}]" for i in finished]
+    assert [(entry.name, entry.path) for entry in mapping.step_history] == [
+        ("item_work", f"{MAP_PATH}/item[{i}]") for i in finished
+    ]
     assert entered_at == starts
     assert_nothing_left_running(tracker)
     for item in starts:

@@ -63,10 +63,6 @@ class Call:
     def name(self) -> str:
         return f"c{self.branch}_{self.position}"
 
-    @property
-    def path(self) -> str:
-        return f"{PARALLEL_PATH}/b{self.branch}/{self.position}:{self.name}"
-
 
 @attrs.frozen
 class Plan:
@@ -76,6 +72,24 @@ class Plan:
 
     def of_branch(self, branch: int) -> list[Call]:
         return [call for call in self.calls if call.branch == branch]
+
+    def path(self, call: Call) -> str:
+        """Where ``call`` runs: a branch of one call is that call, at the branch's own path."""
+        if len(self.of_branch(call.branch)) == 1:
+            return f"{PARALLEL_PATH}/b{call.branch}"
+        return f"{PARALLEL_PATH}/b{call.branch}/{call.position}:{call.name}"
+
+    def calls_in(self, branch: int, entry: StepResult) -> tuple[StepResult, ...]:
+        """The results of the calls of ``branch``, whose result is ``entry``."""
+        if len(self.of_branch(branch)) == 1:
+            assert entry.step_history == ()
+            return (entry,)
+        return entry.step_history
+
+    def result_name(self, branch: int) -> str:
+        """The name of a branch's result: its call's, if it has only one."""
+        calls = self.of_branch(branch)
+        return calls[0].name if len(calls) == 1 else f"b{branch}"
 
 
 @attrs.define
@@ -193,7 +207,7 @@ def test_strict_budget_never_commits_above_the_limit(plan: Plan) -> None:
 
     note(f"log: {log.events}")
     result, limit = outcome.result, plan.limit
-    by_path = {call.path: call for call in plan.calls}
+    by_path = {plan.path(call): call for call in plan.calls}
     by_name = {call.name: call for call in plan.calls}
     assert_total_is_exact_sum_of_returned_calls(plan, log, outcome)
     assert result.usage.cost_usd <= limit
@@ -209,10 +223,10 @@ def test_strict_budget_never_commits_above_the_limit(plan: Plan) -> None:
         if decision.label == "grant":
             granted.append(call.name)
             assert call.estimate is not None
-            reserved[call.path] = call.estimate
+            reserved[plan.path(call)] = call.estimate
         elif decision.label == "commit":
             commits.append(call.name)
-            del reserved[call.path]
+            del reserved[plan.path(call)]
             committed += call.cost
         elif decision.label == "wait":
             # Told to wait for calls in flight: it would fit with nothing else reserved.
@@ -267,7 +281,7 @@ class Breach:
     message: str
 
     def committed_before(self, index: int) -> Decimal:
-        by_path = {call.path: call for call in self.plan.calls}
+        by_path = {self.plan.path(call): call for call in self.plan.calls}
         return sum(
             (by_path[path].cost for path, at in self.committed_at.items() if at < index),
             Decimal(0),
@@ -280,7 +294,7 @@ def run_optimistic(plan: Plan) -> Breach | None:
     outcome = run_with_limit(plan, log)
     note(f"log: {log.events}")
     result, limit, trace = outcome.result, plan.limit, outcome.trace
-    by_path = {call.path: call for call in plan.calls}
+    by_path = {plan.path(call): call for call in plan.calls}
     by_name = {call.name: call for call in plan.calls}
     assert_total_is_exact_sum_of_returned_calls(plan, log, outcome)
     notes = governor_notes(trace)
@@ -290,13 +304,13 @@ def run_optimistic(plan: Plan) -> Breach | None:
     committed_at = {event.peer: index for index, event in notes if event.label == "commit"}
     assert all(isinstance(path, str) for path in [*granted_at, *denied, *committed_at])
     returned = log.names("return")
-    entered = {by_name[name].path for name in log.names("start")}
+    entered = {plan.path(by_name[name]) for name in log.names("start")}
     # A call commits what it spent; one that reserved nothing and spent nothing has
     # nothing to commit. A refused call never starts.
     assert sorted(committed_at) == sorted(
-        by_name[name].path
+        plan.path(by_name[name])
         for name in returned
-        if by_name[name].cost or by_name[name].path in granted_at
+        if by_name[name].cost or plan.path(by_name[name]) in granted_at
     )
     assert not entered & set(denied)
 
@@ -356,10 +370,12 @@ def test_optimistic_totals_are_exact_and_the_breach_is_found_at_its_commit(plan:
     # The run's result holds the breaching step, paid for and recorded as such.
     parallel: StepResult = breach.outcome.result.step_history[-1]
     breaching = breach.breaching
-    holder = [entry for entry in parallel.step_history if entry.name == f"b{breaching.branch}"]
+    at = f"{PARALLEL_PATH}/b{breaching.branch}"
+    holder = [entry for entry in parallel.step_history if entry.path == at]
     assert len(holder) == 1
-    last = holder[0].step_history[-1]
-    assert last.path == breaching.path
+    assert holder[0].name == plan.result_name(breaching.branch)
+    last = plan.calls_in(breaching.branch, holder[0])[-1]
+    assert last.path == plan.path(breaching)
     assert (last.success, last.feedback) == (True, breach.message)
     assert (last.output, last.usage) == (breaching.name, Usage(breaching.cost))
     assert parallel.metadata["stop_reason"] == f"usage limit: {breach.outcome.breach}"
@@ -386,7 +402,7 @@ def test_optimistic_overshoot_is_at_most_the_calls_in_flight_at_the_breach(plan:
     breach = run_optimistic(plan)
     if breach is None:
         return
-    by_path = {call.path: call for call in plan.calls}
+    by_path = {plan.path(call): call for call in plan.calls}
     breaching_commit_at = breach.breach_at - 1
     # No new call starts after the breach...
     late = [path for path, at in breach.started_at.items() if at > breach.breach_at]
@@ -424,7 +440,9 @@ def test_optimistic_breach_history_holds_exactly_the_completed_branches(plan: Pl
     finished = [name for name in names if f"{PARALLEL_PATH}/{name}" in ended]
     stopped = [name for name in names if f"{PARALLEL_PATH}/{name}" in cancelled]
     assert sorted(finished + stopped) == names
-    assert [entry.name for entry in parallel.step_history] == finished
+    assert [(entry.name, entry.path) for entry in parallel.step_history] == [
+        (plan.result_name(int(name[1:])), f"{PARALLEL_PATH}/{name}") for name in finished
+    ]
     assert parallel.metadata.get("cancelled_branches", []) == stopped
     completed: list[str] = []
     for branch in range(plan.branches):
@@ -433,25 +451,26 @@ def test_optimistic_breach_history_holds_exactly_the_completed_branches(plan: Pl
         ran: list[Call] = []
         for call in plan.of_branch(branch):
             ran.append(call)
-            if call.path in breach.denied or breach.committed_at.get(call.path, -1) >= (
-                breach.breach_at - 1
-            ):
+            path = plan.path(call)
+            if path in breach.denied or breach.committed_at.get(path, -1) >= breach.breach_at - 1:
                 break
-        paid = [call for call in ran if call.path not in breach.denied]
+        paid = [call for call in ran if plan.path(call) not in breach.denied]
         if all(call.name in returned for call in paid):
             completed.append(f"b{branch}")
         if f"b{branch}" not in finished:
             continue
-        history = next(entry for entry in parallel.step_history if entry.name == f"b{branch}")
-        assert [entry.path for entry in history.step_history] == [call.path for call in ran]
+        at = f"{PARALLEL_PATH}/b{branch}"
+        history = next(entry for entry in parallel.step_history if entry.path == at)
+        calls = plan.calls_in(branch, history)
+        assert [entry.path for entry in calls] == [plan.path(call) for call in ran]
         assert history.usage == Usage(sum((call.cost for call in paid), Decimal(0)))
-        last, stopped_at = history.step_history[-1], ran[-1]
-        if stopped_at.path in breach.denied:
+        last, stopped_at = calls[-1], ran[-1]
+        if plan.path(stopped_at) in breach.denied:
             assert (last.success, last.attempts, last.usage) == (False, 0, Usage(0))
-            assert last.feedback == breach.denied[stopped_at.path]
+            assert last.feedback == breach.denied[plan.path(stopped_at)]
         else:
             assert (last.output, last.usage) == (stopped_at.name, Usage(stopped_at.cost))
-            if breach.committed_at.get(stopped_at.path, -1) >= breach.breach_at - 1:
+            if breach.committed_at.get(plan.path(stopped_at), -1) >= breach.breach_at - 1:
                 assert (last.success, last.feedback) == (True, breach.message)
     # Every branch that finished had all its paid calls return. The converse does
     # not hold: a branch whose last call returned but whose reply was still on
@@ -465,7 +484,7 @@ def test_optimistic_breach_history_holds_exactly_the_completed_branches(plan: Pl
         (
             call.cost
             for call in plan.calls
-            if call.path not in breach.denied and call.name in returned
+            if plan.path(call) not in breach.denied and call.name in returned
         ),
         Decimal(0),
     )

@@ -195,7 +195,10 @@ def test_parallel_merge_equals_declaration_order_fold_under_any_schedule(
     assert result.context.run_id == result.run_id
     assert result.output == {name: f"out{index}" for index, name in enumerate(names)}
     assert list(result.output) == names
-    assert [branch.name for branch in result.step_history[0].step_history] == names
+    # Each branch is one step: its result is that step's, at the branch's path.
+    assert [(branch.name, branch.path) for branch in result.step_history[0].step_history] == [
+        (f"w{index}", f"main/0:par/{name}") for index, name in enumerate(names)
+    ]
 
 
 # --- 1b. conflicting writes: overwrite, keep_first, error_on_conflict -----------------------------
@@ -351,4 +354,6 @@ def test_one_thousand_map_items_lose_no_update(max_concurrency: int, delays: lis
     assert result.output == [item * 2 for item in range(1000)]
     mapped: StepResult = result.step_history[0]
     assert mapped.metadata == {"items": 1000}
-    assert [item.name for item in mapped.step_history] == [f"item[{i}]" for i in range(1000)]
+    assert [(item.name, item.path) for item in mapped.step_history] == [
+        ("contribute", f"main/0:map/item[{i}]") for i in range(1000)
+    ]

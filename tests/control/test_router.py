@@ -86,25 +86,15 @@ async def test_one_chosen_name_runs_that_branch(rt: Runtime, autojump_clock: Any
             patch=(AppendTo("notes", "b"),),
             step_history=(
                 StepResult("router", "main/0:route/router", output="b", success=True, attempts=1),
+                # The chosen branch is one step: its own result, at the branch path.
                 StepResult(
-                    "b",
+                    "in_b",
                     "main/0:route/b",
                     output="in_b(q)",
                     success=True,
                     attempts=1,
                     latency_s=2.0,
                     patch=(AppendTo("notes", "b"),),
-                    step_history=(
-                        StepResult(
-                            "in_b",
-                            "main/0:route/b/0:in_b",
-                            output="in_b(q)",
-                            success=True,
-                            attempts=1,
-                            latency_s=2.0,
-                            patch=(AppendTo("notes", "b"),),
-                        ),
-                    ),
                 ),
             ),
         ),
@@ -236,10 +226,10 @@ async def test_the_router_usage_is_counted_with_the_branches(
     [route] = result.step_history
     assert route.usage == Usage(Decimal("0.32"))
     assert result.usage == Usage(Decimal("0.32"))
-    assert [(entry.name, entry.usage) for entry in route.step_history] == [
-        ("router", Usage(Decimal("0.02"))),
-        ("a", Usage(Decimal("0.10"))),
-        ("b", Usage(Decimal("0.2"))),
+    assert [(entry.name, entry.path, entry.usage) for entry in route.step_history] == [
+        ("router", "main/0:route/router", Usage(Decimal("0.02"))),
+        ("in_a", "main/0:route/a", Usage(Decimal("0.10"))),
+        ("in_b", "main/0:route/b", Usage(Decimal("0.2"))),
     ]
 
 
@@ -274,7 +264,7 @@ async def test_a_failing_chosen_branch_follows_the_failure_policy(
         "good": act("fine", AppendTo("notes", "good")),
         "bad": Step.from_callable(broken, name="broken", retry=RetryPolicy(max_attempts=1)),
     }
-    error = "step 'main/0:route/bad/0:broken' failed (agent_error): ValueError: broken branch"
+    error = "step 'main/0:route/bad' failed (agent_error): ValueError: broken branch"
 
     propagating = await rt.run(
         Step.router("route", choosing(["good", "bad"]), branches), "q", context=Ctx()

@@ -291,5 +291,5 @@ async def test_a_loop_interrupted_mid_iteration_resumes_at_that_iteration(
     assert result.step("loop").metadata == {"exit_reason": "condition", "iterations": 3}
     assert result.usage == Usage(Decimal("0.75"), 30, 15)
     assert [e.key for e in await store.ledger_of(run_id)] == [
-        f"main/0:loop/loop[{i}]/0:bump#1#1" for i in (1, 2, 3)
+        f"main/0:loop/loop[{i}]#1#1" for i in (1, 2, 3)
     ]

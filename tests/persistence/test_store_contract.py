@@ -446,6 +446,30 @@ async def test_a_read_returns_a_copy_not_the_written_object(store: RunStore) -> 
     assert (await store.get_run("r1")).output is not (await store.get_run("r1")).output
 
 
+async def test_a_step_read_back_is_unaffected_by_changes_to_what_was_written_or_read(
+    store: RunStore,
+) -> None:
+    await store.create_run(a_run())
+    items = [1, 2]
+    frozen = a_step("main/0:a", output="done", patch=(Receipt(1, ("x",)),), metadata={"k": 1})
+    mutable = a_step("main/1:b", output=items, metadata={"k": (1, 2)})
+    await store.record_step(frozen)
+    await store.record_step(mutable)
+    items.append(3)
+    frozen.metadata["k"] = 2
+    (read_frozen, read_mutable) = await store.steps_of("r1")
+    read_frozen.metadata["k"] = 3
+    read_mutable.output.append(4)
+
+    assert_identical(
+        await store.steps_of("r1"),
+        [
+            a_step("main/0:a", output="done", patch=(Receipt(1, ("x",)),), metadata={"k": 1}),
+            a_step("main/1:b", output=[1, 2], metadata={"k": (1, 2)}),
+        ],
+    )
+
+
 UNSTORABLE_MESSAGE = (
     ": cannot store a value of type builtins:object; register it with "
     "trioflow.persistence.register_type(cls, unstructure, structure)"

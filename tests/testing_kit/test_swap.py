@@ -71,18 +71,18 @@ def test_agent_steps_lists_every_agent_step_with_its_path() -> None:
     assert [(path, spec.name) for path, spec in agent_steps(build())] == [
         ("main/0:draft", "draft"),
         ("main/0:draft/fallback:backup", "backup"),
-        ("main/1:checks/fast/0:lint", "lint"),
+        ("main/1:checks/fast", "lint"),
         ("main/1:checks/slow/0:audit", "audit"),
         ("main/1:checks/slow/1:sign", "sign"),
-        ("main/2:refine/loop[*]/0:polish", "polish"),
+        ("main/2:refine/loop[*]", "polish"),
         ("main/3:nest/0:inner", "inner"),
         ("main/3:nest/1:shout", "shout"),
-        ("main/4:pick/short/0:brief", "brief"),
-        ("main/4:pick/default/0:long", "long"),
+        ("main/4:pick/short", "brief"),
+        ("main/4:pick/default", "long"),
         ("main/5:route/router", "router"),
-        ("main/5:route/a/0:ra", "ra"),
+        ("main/5:route/a", "ra"),
         ("main/6:split", "split"),
-        ("main/7:each/item[*]/0:item", "item"),
+        ("main/7:each/item[*]", "item"),
     ]
 
 
@@ -92,16 +92,16 @@ def test_agent_steps_lists_every_agent_step_with_its_path() -> None:
         ("draft", "main/0:draft"),
         ("backup", "main/0:draft/fallback:backup"),
         ("sign", "main/1:checks/slow/1:sign"),
-        ("main/1:checks/fast/0:lint", "main/1:checks/fast/0:lint"),
-        ("1:checks/fast/0:lint", "main/1:checks/fast/0:lint"),
-        ("main/2:refine/loop[2]/0:polish", "main/2:refine/loop[*]/0:polish"),
-        ("polish", "main/2:refine/loop[*]/0:polish"),
+        ("main/1:checks/fast", "main/1:checks/fast"),
+        ("1:checks/fast", "main/1:checks/fast"),
+        ("main/2:refine/loop[2]", "main/2:refine/loop[*]"),
+        ("polish", "main/2:refine/loop[*]"),
         ("shout", "main/3:nest/1:shout"),
-        ("brief", "main/4:pick/short/0:brief"),
-        ("main/4:pick/default/0:long", "main/4:pick/default/0:long"),
+        ("brief", "main/4:pick/short"),
+        ("main/4:pick/default", "main/4:pick/default"),
         ("router", "main/5:route/router"),
-        ("ra", "main/5:route/a/0:ra"),
-        ("main/7:each/item[0]/0:item", "main/7:each/item[*]/0:item"),
+        ("ra", "main/5:route/a"),
+        ("main/7:each/item[0]", "main/7:each/item[*]"),
     ],
 )
 def test_swap_replaces_exactly_one_agent(which: str, path: str) -> None:
@@ -170,7 +170,7 @@ def test_a_name_used_twice_asks_for_the_path() -> None:
         swap_agent(pipeline, "draft", StubAgent([]))
     assert str(caught.value) == (
         "2 agent steps of pipeline 'pipeline' are named 'draft' "
-        "(main/0:draft, main/1:twice/x/0:draft): give the path of the one to swap"
+        "(main/0:draft, main/1:twice/x): give the path of the one to swap"
     )
 
 
@@ -180,8 +180,12 @@ def test_a_name_used_twice_asks_for_the_path() -> None:
         ("main/1:checks", "'main/1:checks' is a ParallelStep, not an agent step: it has no agent"),
         ("main/3:nest", "'main/3:nest' is a PipelineStep, not an agent step: it has no agent"),
         (
-            "main/1:checks/fast",
-            "'main/1:checks/fast' is a Pipeline, not an agent step: it has no agent",
+            "main/1:checks/slow",
+            "'main/1:checks/slow' is a Pipeline, not an agent step: it has no agent",
+        ),
+        (
+            "main/1:checks/fast/0:lint",
+            "path 'main/1:checks/fast/0:lint': no step '0:lint' here",
         ),
         ("main/1:review", "path 'main/1:review': no step '1:review' here"),
         (
