@@ -5,7 +5,8 @@ What is measured, per repetition one run:
 * **trioflow**: ``Step.parallel`` of ``branches`` branches, each a step
   returning ``WithPatch(x, [SetKey("results", key, index)])``, so every
   branch writes one key of a dict field of the context. The parallel
-  supervisor spawns a pipeline actor and a step actor per branch, collects
+  supervisor spawns one step actor per branch (a one-step body runs as
+  its step), each with its mailbox and journal record, collects
   the replies, merges the patches in declaration order (checking for
   conflicts) and the run validates the merged context. The run must end
   with every key present, in declaration order.

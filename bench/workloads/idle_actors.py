@@ -6,9 +6,10 @@ What is measured, per repetition one run:
   awaits one shared ``trio.Event`` (passed as the run's ``resources``).
   Once every step waits and every task of the run is blocked
   (``trio.testing.wait_all_tasks_blocked``) the event is set and the run
-  completes. Each waiting step is two kernel actors (the branch's pipeline
-  actor and its step actor), each a task with a mailbox and a supervisor,
-  plus the trace events the run keeps.
+  completes. Each waiting step is one kernel actor (a one-step branch
+  runs as its step): a task with a mailbox (a trio memory channel), the
+  coroutine frames of the step's attempt, its call context, and the
+  trace events the run keeps.
 * **floor**: ``waiters`` plain trio tasks in one nursery waiting on an
   Event, set the same way.
 

@@ -3,9 +3,9 @@
 What is measured, per repetition one run:
 
 * **trioflow**: ``Step.map_over`` of a no-op step over ``items`` integers
-  with ``max_concurrency``; each item is a branch (a pipeline actor and a
-  step actor) started when a running one finishes; the output must be the
-  input list, in input order.
+  with ``max_concurrency``; each item is a branch (the step's actor: a
+  one-step body runs as its step) started when a running one finishes;
+  the output must be the input list, in input order.
 * **floor**: plain trio: a ``CapacityLimiter(max_concurrency)`` the parent
   acquires for each item before starting its task; the task receives the
   item over a memory channel, sends ``(index, item)`` back over a shared
