@@ -28,15 +28,15 @@ timeout is restored, and the transaction runs again in a worker thread
 does not block the event loop. In durability ``"full"`` every commit
 fsyncs, so every transaction runs in the worker thread. Either way the
 actor handles one message at a time, so the connection is used by one
-thread at a time. An inline transaction has no checkpoint in it, so
+thread at a time. An inline transaction never yields to trio, so
 cancellation cannot interrupt it; cancelling an ask whose transaction is
 in the thread waits for it to finish (commit or rollback): a write is
 never left half-done.
 
 Checkpoints: SQLite's automatic WAL checkpoint (every 1000 pages) runs
-inside the ``COMMIT`` that crosses the threshold and fsyncs the database,
-even with ``synchronous = NORMAL``; inline, that would stall the event
-loop. The writer replaces it with its own: a WAL hook notes the WAL's
+inside the ``COMMIT`` that crosses the threshold and fsyncs the WAL and
+the database, even with ``synchronous = NORMAL`` (milliseconds); inline,
+that would stall the event loop. The writer replaces it with its own: a WAL hook notes the WAL's
 size after every commit, and once it reaches :data:`CHECKPOINT_PAGES` the
 writer runs ``PRAGMA wal_checkpoint(PASSIVE)`` in a worker thread before
 its next transaction (so the commit that crossed the threshold is answered
@@ -269,8 +269,9 @@ class JournalWriter(Actor[WriteRequest]):
 
         The run is checked by the schema's foreign key (enforced on this
         connection: ``PRAGMA foreign_keys = ON``), in the same statement, rather
-        than by a query of our own before it: the only constraint these
-        upserts can break is that one.
+        than by a query of our own before it. It is the only constraint these
+        upserts can break: a key already stored becomes an update, and the
+        ``seq`` taken is one past the run's largest.
         """
         try:
             self._connection.execute(statement, (run_id, key, payload))
