@@ -117,10 +117,12 @@ HOW_TO_READ = """\
   timed repetitions alternate (trioflow, floor, trioflow, ...) and the medians
   are shown. The floor is the least the same work costs on trio, in the shape
   the design asks for where it applies (a task per step, messages over memory
-  channels), so the ratio is trioflow's own overhead. For 5 the floor is one
-  apsw INSERT per step, each in its own transaction, in the trio task. For 8
-  both columns are trioflow: the long chain's journal bytes per step against
-  the short chain's (sizes, not times: each runs once).
+  channels), so the ratio is trioflow's own overhead. For 5 the floor is 1's,
+  each step's task also committing one apsw INSERT in its own transaction
+  (WAL, synchronous=NORMAL) before it sends its result on; the INSERTs alone,
+  without the chain, are in its notes. For 8 both columns are trioflow: the
+  long chain's journal bytes per step against the short chain's (sizes, not
+  times: each runs once).
 - Peak MB is tracemalloc's peak over one extra, untimed repetition of each
   variant, run first (tracemalloc slows allocation, so it never runs while time
   is measured; that repetition is also the warm-up).

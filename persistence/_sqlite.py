@@ -18,12 +18,16 @@ awaited call returns:
 
 There is no weaker mode: no write is ever acknowledged before its commit.
 
-Threads: the writer runs each transaction in a worker thread, so a wait
-for a lock held by another process (``database is locked`` is retried for
-``busy_timeout_s``, never taken for corruption) or an fsync never blocks
-the event loop. Reads run in the caller's task on a second, read-only
-connection: in WAL mode readers never wait for writers and read the last
-commit, and the queries are short index lookups.
+Threads: a wait for a lock held by another process (``database is
+locked`` is retried for ``busy_timeout_s``, never taken for corruption),
+an fsync or a WAL checkpoint never blocks the event loop. The writer
+commits in a worker thread whenever one of them may happen: always with
+``"full"``, and with ``"normal"`` when the write lock is taken; an
+uncontended ``"normal"`` commit needs none of them and runs in the
+writer's task, saving the thread hand-off (see :mod:`._writer`). Reads
+run in the caller's task on a second, read-only connection: in WAL mode
+readers never wait for writers and read the last commit, and the queries
+are short index lookups.
 
 Files: the parent folder is created if needed. A file that is not a
 database, or is damaged (caught by ``PRAGMA quick_check`` on open, which
@@ -58,6 +62,7 @@ from ._store import StoreError, UnknownRun
 from ._writer import (
     AppendTrace,
     CreateRun,
+    ImmediateTransaction,
     JournalWriter,
     PutPause,
     PutStep,
@@ -65,7 +70,6 @@ from ._writer import (
     RunRow,
     UpdateRun,
     WriteRequest,
-    immediate_transaction,
 )
 
 R = TypeVar("R")
@@ -161,7 +165,14 @@ class SQLiteStore:
             reader = _connect(file, busy_ms)
             reader.execute("PRAGMA query_only = ON")
             async with open_supervisor("journal", trace or _DiscardTrace()) as supervisor:
-                writer = supervisor.spawn("writer", lambda: JournalWriter(connection))
+                writer = supervisor.spawn(
+                    "writer",
+                    lambda: JournalWriter(
+                        connection,
+                        busy_timeout_ms=busy_ms,
+                        commit_inline=durability == "normal",
+                    ),
+                )
                 yield cls(file, durability, reader, writer, recovered_from)
         finally:
             if reader is not None:
@@ -361,7 +372,7 @@ def _prepare(connection: apsw.Connection, path: Path, durability: Durability, bu
     connection.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
     connection.execute("PRAGMA foreign_keys = ON")
     if schema_version(connection) != CURRENT_VERSION:
-        with immediate_transaction(connection):  # one process migrates; the others wait
+        with ImmediateTransaction(connection):  # one process migrates; the others wait
             migrate(connection, str(path))
 
 

@@ -145,7 +145,14 @@ def test_the_durable_chain_reports_per_step_against_the_floor(
     assert report.comparison.unit == "µs/step"
     assert report.comparison.trioflow.median > 0
     assert report.comparison.floor.median > 0
-    for note in ("in-memory store", "worker thread", "opening and closing", "checked"):
+    for note in (
+        "in-memory store",
+        "workload 1's floor",
+        "no chain",
+        "worker thread",
+        "opening and closing",
+        "checked",
+    ):
         assert any(note in text for text in report.notes)
 
 

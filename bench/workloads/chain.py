@@ -69,21 +69,36 @@ async def trioflow_chain(steps: int, runs: int) -> None:
 # --- the floor ----------------------------------------------------------------
 
 
+#: What a floor step may do besides passing its value on: called with the step's
+#: index in the run and its value, in the step's task, before the value is sent.
+StepWork = Callable[[int, int], None]
+
+
 async def _floor_step(
-    inbox: trio.MemoryReceiveChannel[int], outbox: trio.MemorySendChannel[int]
+    index: int,
+    inbox: trio.MemoryReceiveChannel[int],
+    outbox: trio.MemorySendChannel[int],
+    work: StepWork | None,
 ) -> None:
-    """One floor "actor": receive the input, send it back, exit."""
+    """One floor "actor": receive the input, do ``work`` if any, send it back, exit."""
     async with inbox, outbox:
-        await outbox.send(await inbox.receive())
+        value = await inbox.receive()
+        if work is not None:
+            work(index, value)
+        await outbox.send(value)
 
 
-async def _floor_run(steps: int, value: int) -> int:
-    """One run of the floor chain: a task and two channels per step."""
+async def floor_run(steps: int, value: int, work: StepWork | None = None) -> int:
+    """One run of the floor chain: a task and two channels per step.
+
+    ``work`` is for other workloads' floors (workload 5 commits a row per
+    step); this workload's steps do nothing else.
+    """
     async with trio.open_nursery() as nursery:
-        for _ in range(steps):
+        for index in range(steps):
             send_input, receive_input = trio.open_memory_channel[int](1)
             send_output, receive_output = trio.open_memory_channel[int](1)
-            nursery.start_soon(_floor_step, receive_input, send_output)
+            nursery.start_soon(_floor_step, index, receive_input, send_output, work)
             async with send_input, receive_output:
                 await send_input.send(value)
                 value = await receive_output.receive()
@@ -93,7 +108,7 @@ async def _floor_run(steps: int, value: int) -> int:
 async def floor_chain(steps: int, runs: int) -> None:
     """The same chain in plain trio, actor-shaped."""
     for _ in range(runs):
-        value = await _floor_run(steps, 1)
+        value = await floor_run(steps, 1)
         if value != 1:
             raise RuntimeError(f"the floor chain returned {value!r}, not 1")
 

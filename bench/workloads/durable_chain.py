@@ -6,25 +6,38 @@ What is measured, in one process, each repetition in a fresh temporary folder:
   times one after the other through ``Runtime.run``) on a runtime over a
   fresh :class:`SQLiteStore` (WAL, ``durability="normal"``, i.e.
   ``synchronous = NORMAL``). Every journal write is its own committed
-  transaction, run in a worker thread by the store's writer actor: one per
-  step record, plus a few per run (the run's creation, its updates, its
-  trace), all counted in the per-step figure.
-* **floor**: plain trio and apsw, no trioflow code: one connection in WAL
-  mode with ``synchronous = NORMAL``, one table, and for each step one
-  ``INSERT`` in its own transaction (``with connection:``), executed inline
-  in the trio task. This is the least committing every step to SQLite costs,
-  so the ratio trioflow/floor (target <= 2.0) is what trioflow adds to a
-  durable step.
+  transaction, made by the store's writer actor (inline in its task while
+  the write lock is free, as it is here; WAL checkpoints in a worker
+  thread): one per step record, plus a few per run (the run's creation,
+  its updates, its trace), all counted in the per-step figure.
+* **floor**: workload 1's floor (a task per step, its input and output
+  over memory channels; plain trio, no trioflow code) in which each step's
+  task also commits one row before it sends its result on: one apsw
+  ``INSERT`` in its own transaction (``with connection:``), inline in the
+  task, on one connection in WAL mode with ``synchronous = NORMAL`` (SQLite's
+  defaults otherwise, so its own auto-checkpoint runs inline too). This is
+  the same durable work done in plain trio: running the chain, and
+  committing every step before the next one starts. The ratio
+  trioflow/floor (target <= 2.0) is trioflow's overhead on a durable step.
 
 Opening and closing the journal (or the floor's connection) is not timed:
-the clock runs around the chains only. Two more variants are timed
-alternately as notes, to show where the time goes: the same chain over an
-in-memory store (workload 1, so the difference is the journal's cost per
-step), and the floor with each transaction in a worker thread
-(``trio.to_thread.run_sync``), as trioflow's writer runs them.
+the clock runs around the chains only. Four more variants are timed
+alternately as notes, so that nothing hides in the floor:
+
+* the same trioflow chain over an in-memory store (workload 1's trioflow):
+  the difference is what the journal costs trioflow per step;
+* workload 1's floor alone (no ``INSERT``): the difference from the floor
+  is what committing a row costs a plain-trio step;
+* the previous floor, no chain at all: for each step one ``INSERT`` in its
+  own transaction, inline in one trio task (the least committing every
+  step to SQLite costs);
+* the same with each transaction in a worker thread
+  (``trio.to_thread.run_sync``), as trioflow's writer runs it when it must
+  wait for a lock or fsync (durability ``"full"``).
 
 Every repetition checks that the journal (or the floor's table) holds one
-row per step. Reported as microseconds per step.
+row per step, and that every chain returned its input. Reported as
+microseconds per step.
 """
 
 from __future__ import annotations
@@ -43,7 +56,7 @@ from harness import Report, Workload
 from trioflow.persistence import SQLiteStore
 from trioflow.runtime import Pipeline, open_runtime
 
-from workloads.chain import noop, trioflow_chain
+from workloads.chain import floor_chain, floor_run, noop, trioflow_chain
 
 JOURNAL = "journal.db"
 
@@ -135,7 +148,23 @@ def insert_step(connection: apsw.Connection, run: int, index: int, value: int) -
 
 
 async def floor_durable(size: Size, path: Path) -> float:
-    """Each step one committed INSERT, inline in the trio task; µs per step."""
+    """Workload 1's floor, each step committing one INSERT inline; µs per step."""
+    connection = floor_connection(path)
+    try:
+        started = time.perf_counter()
+        for run in range(size.runs):
+            value = await floor_run(size.steps, 1, functools.partial(insert_step, connection, run))
+            if value != 1:
+                raise RuntimeError(f"the durable floor chain returned {value!r}, not 1")
+        elapsed = time.perf_counter() - started
+    finally:
+        connection.close()
+    check_rows(path, "steps", size.total, "floor")
+    return elapsed * harness.US / size.total
+
+
+async def inserts_only(size: Size, path: Path) -> float:
+    """No chain: one committed INSERT per step, inline in the trio task; µs per step."""
     connection = floor_connection(path)
     try:
         started = time.perf_counter()
@@ -145,12 +174,12 @@ async def floor_durable(size: Size, path: Path) -> float:
         elapsed = time.perf_counter() - started
     finally:
         connection.close()
-    check_rows(path, "steps", size.total, "floor")
+    check_rows(path, "steps", size.total, "inserts only")
     return elapsed * harness.US / size.total
 
 
-async def floor_in_thread(size: Size, path: Path) -> float:
-    """The floor with each transaction in a worker thread, as trioflow's writer runs it."""
+async def inserts_in_thread(size: Size, path: Path) -> float:
+    """No chain: each committed INSERT in a worker thread; µs per step."""
     connection = floor_connection(path)
     try:
         started = time.perf_counter()
@@ -160,7 +189,7 @@ async def floor_in_thread(size: Size, path: Path) -> float:
         elapsed = time.perf_counter() - started
     finally:
         connection.close()
-    check_rows(path, "steps", size.total, "floor in a thread")
+    check_rows(path, "steps", size.total, "inserts in a thread")
     return elapsed * harness.US / size.total
 
 
@@ -175,15 +204,23 @@ def measure(size: Size, repeats: int) -> Report:
         functools.partial(in_fresh_folder, functools.partial(floor_durable, size)),
         repeats,
     )
-    in_memory = harness.timed(
-        functools.partial(trioflow_chain, size.steps, size.runs), scale=harness.US, per=size.total
+    in_memory, chain_floor = (
+        harness.timed(
+            functools.partial(chain, size.steps, size.runs), scale=harness.US, per=size.total
+        )
+        for chain in (trioflow_chain, floor_chain)
     )
-    threaded = functools.partial(in_fresh_folder, functools.partial(floor_in_thread, size))
-    for variant in (in_memory, threaded):  # warm-up
+    alone, threaded = (
+        functools.partial(in_fresh_folder, functools.partial(inserts, size))
+        for inserts in (inserts_only, inserts_in_thread)
+    )
+    variants = [in_memory, chain_floor, alone, threaded]
+    for variant in variants:  # warm-up
         variant()
-    memory_us, threaded_us = harness.alternate([in_memory, threaded], repeats)
+    memory_us, chain_floor_us, alone_us, threaded_us = harness.alternate(variants, repeats)
     value, target, met = harness.ratio_target(comparison)
     journal_us = comparison.trioflow.median - memory_us.median
+    commit_us = comparison.floor.median - chain_floor_us.median
     return Report(
         5,
         "durable_chain",
@@ -196,10 +233,12 @@ def measure(size: Size, repeats: int) -> Report:
             f"µs/step trioflow {harness.spread(comparison.trioflow)}, "
             f"floor {harness.spread(comparison.floor)}.",
             f"the same chain over an in-memory store: {memory_us.median:.1f} µs/step, so the "
-            f"journal adds {journal_us:.1f} µs/step ({journal_us / comparison.floor.median:.1f}x "
-            "the floor's whole commit).",
-            f"floor with each transaction in a worker thread (trio.to_thread.run_sync): "
-            f"{threaded_us.median:.1f} µs/step.",
+            f"journal adds {journal_us:.1f} µs/step to a trioflow step; workload 1's floor "
+            f"(no INSERT): {chain_floor_us.median:.1f} µs/step, so committing a row adds "
+            f"{commit_us:.1f} µs/step to a plain-trio step.",
+            f"no chain, one INSERT per step in its own transaction in the trio task: "
+            f"{alone_us.median:.1f} µs/step; the same with each transaction in a worker thread "
+            f"(trio.to_thread.run_sync): {threaded_us.median:.1f} µs/step.",
             f"opening and closing a fresh journal (not timed above): "
             f"{min(opening.ms):.1f}..{max(opening.ms):.1f} ms.",
             "every repetition checked: the journal holds one step record per step (and one "
