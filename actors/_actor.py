@@ -75,10 +75,10 @@ class ActorRef(Generic[M]):
         """
         slot: ReplySlot[Any] = ReplySlot()
         if timeout == math.inf:  # no cancel scope on the hot path when none is needed
-            await self._post(Envelope(message, sender, slot))
+            await self._post_for_reply(Envelope(message, sender, slot))
             return await slot.wait()
         with trio.move_on_after(timeout):
-            await self._post(Envelope(message, sender, slot))
+            await self._post_for_reply(Envelope(message, sender, slot))
             return await slot.wait()
         raise AskTimeout(self.path, message, timeout)
 
@@ -94,6 +94,31 @@ class ActorRef(Generic[M]):
         await self._post(Envelope(message, sender, inbox.slot(tag)))
 
     async def _post(self, envelope: Envelope[M]) -> None:
+        self._trace_send(envelope)
+        try:
+            await self._send.send(envelope)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ActorStopped(self.path) from None
+
+    async def _post_for_reply(self, envelope: Envelope[M]) -> None:
+        """Post an ask's message; waiting for its reply is the caller's checkpoint.
+
+        Why not :meth:`_post`: a memory channel's ``send`` yields to the
+        scheduler even when the mailbox has room, and the ask yields again
+        to wait for the reply; one pass per ask is enough. A cancelled
+        caller still posts nothing, and a full mailbox still waits.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._trace_send(envelope)
+        try:
+            try:
+                self._send.send_nowait(envelope)
+            except trio.WouldBlock:
+                await self._send.send(envelope)  # the mailbox is full: wait (backpressure)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ActorStopped(self.path) from None
+
+    def _trace_send(self, envelope: Envelope[M]) -> None:
         self._trace.record(
             TraceEvent(
                 TraceKind.SEND,
@@ -103,10 +128,6 @@ class ActorRef(Generic[M]):
                 self.path,
             )
         )
-        try:
-            await self._send.send(envelope)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise ActorStopped(self.path) from None
 
     def close(self) -> None:
         """Close the mailbox: the actor handles what is queued, then exits."""
