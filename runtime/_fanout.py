@@ -1,8 +1,9 @@
 """Running branches at once under one supervisor: the engine of parallel, map and router.
 
-Each branch is a body run by its own actor (see :func:`_dispatch.body_actor`),
-a child of the calling step's supervisor. Replies arrive in a :class:`ReplyInbox` in completion
-order; the results are handed back in declaration order. At most
+Each branch is a body run by its own actor (see
+:func:`_dispatch.body_actor`), a child of the calling step's supervisor.
+Replies arrive in a :class:`ReplyInbox` in completion order; the results
+are handed back in declaration order. At most
 ``max_concurrency`` branches run at a time (the next starts when one
 ends). A usage-limit breach, or a branch failure under ``propagate``,
 cancels the running siblings at once, with a reason that every cancelled
