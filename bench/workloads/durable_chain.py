@@ -147,50 +147,53 @@ def insert_step(connection: apsw.Connection, run: int, index: int, value: int) -
         connection.execute("INSERT INTO steps VALUES (?, ?, ?)", (run, index, value))
 
 
-async def floor_durable(size: Size, path: Path) -> float:
-    """Workload 1's floor, each step committing one INSERT inline; µs per step."""
+async def _per_step_on_table(
+    size: Size, path: Path, who: str, body: Callable[[apsw.Connection], Awaitable[None]]
+) -> float:
+    """Time ``body`` on a fresh floor connection, check its rows; µs per step."""
     connection = floor_connection(path)
     try:
         started = time.perf_counter()
+        await body(connection)
+        elapsed = time.perf_counter() - started
+    finally:
+        connection.close()
+    check_rows(path, "steps", size.total, who)
+    return elapsed * harness.US / size.total
+
+
+async def floor_durable(size: Size, path: Path) -> float:
+    """Workload 1's floor, each step committing one INSERT inline; µs per step."""
+
+    async def chains(connection: apsw.Connection) -> None:
         for run in range(size.runs):
             value = await floor_run(size.steps, 1, functools.partial(insert_step, connection, run))
             if value != 1:
                 raise RuntimeError(f"the durable floor chain returned {value!r}, not 1")
-        elapsed = time.perf_counter() - started
-    finally:
-        connection.close()
-    check_rows(path, "steps", size.total, "floor")
-    return elapsed * harness.US / size.total
+
+    return await _per_step_on_table(size, path, "floor", chains)
 
 
 async def inserts_only(size: Size, path: Path) -> float:
     """No chain: one committed INSERT per step, inline in the trio task; µs per step."""
-    connection = floor_connection(path)
-    try:
-        started = time.perf_counter()
+
+    async def inserts(connection: apsw.Connection) -> None:
         for run in range(size.runs):
             for index in range(size.steps):
                 insert_step(connection, run, index, 1)
-        elapsed = time.perf_counter() - started
-    finally:
-        connection.close()
-    check_rows(path, "steps", size.total, "inserts only")
-    return elapsed * harness.US / size.total
+
+    return await _per_step_on_table(size, path, "inserts only", inserts)
 
 
 async def inserts_in_thread(size: Size, path: Path) -> float:
     """No chain: each committed INSERT in a worker thread; µs per step."""
-    connection = floor_connection(path)
-    try:
-        started = time.perf_counter()
+
+    async def inserts(connection: apsw.Connection) -> None:
         for run in range(size.runs):
             for index in range(size.steps):
                 await trio.to_thread.run_sync(insert_step, connection, run, index, 1)
-        elapsed = time.perf_counter() - started
-    finally:
-        connection.close()
-    check_rows(path, "steps", size.total, "inserts in a thread")
-    return elapsed * harness.US / size.total
+
+    return await _per_step_on_table(size, path, "inserts in a thread", inserts)
 
 
 # --- the workload -------------------------------------------------------------
