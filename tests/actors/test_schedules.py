@@ -44,7 +44,7 @@ def run_mocked(main: Any) -> Any:
 def task_names() -> list[str]:
     names: list[str] = []
     root = trio.lowlevel.current_root_task()
-    assert root is not None
+    assert root is not None  # narrows Optional; exact checks follow
     stack = [root]
     while stack:
         task = stack.pop()
@@ -460,7 +460,7 @@ def test_restart_counts_are_exact(plan: RestartPlan) -> None:
         assert exits == [(t, "failed") for t in expect.failure_times] + [(expect.end_time, "ok")]
     else:
         time, seq, restarts = expect.escalation
-        assert error is not None
+        assert error is not None  # narrows Optional; exact checks follow
         assert error.path == "sup/flaky"
         assert error.restarts == restarts
         assert restarts == plan.max_restarts

@@ -29,7 +29,7 @@ def task_names() -> list[str]:
     """The names of every task in this run, found by walking the task tree."""
     names: list[str] = []
     root = trio.lowlevel.current_root_task()
-    assert root is not None
+    assert root is not None  # narrows Optional; exact checks follow
     stack = [root]
     while stack:
         task = stack.pop()

@@ -341,7 +341,7 @@ def test_a_refused_reservation_cancels_every_running_sibling(plan: FanPlan) -> N
         Step.parallel("par", branches), "go", tracker, UsageLimits(total_cost_usd="1.00")
     )
 
-    assert breach is not None
+    assert breach is not None  # narrows Optional; exact checks follow
     trigger_path = f"{PARALLEL_PATH}/b{plan.trigger}"
     assert breach.startswith(
         f"Cost limit of $1.00 would be exceeded: step '{trigger_path}' needs up to $5.00, 0 tokens"

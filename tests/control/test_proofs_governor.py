@@ -218,11 +218,11 @@ def test_strict_budget_never_commits_above_the_limit(plan: Plan) -> None:
     commits: list[str] = []
     denied: list[tuple[str, str | None]] = []
     for _, decision in governor_notes(outcome.trace):
-        assert decision.peer is not None
+        assert decision.peer is not None  # narrows Optional; exact checks follow
         call = by_path[decision.peer]
         if decision.label == "grant":
             granted.append(call.name)
-            assert call.estimate is not None
+            assert call.estimate is not None  # narrows Optional; exact checks follow
             reserved[plan.path(call)] = call.estimate
         elif decision.label == "commit":
             commits.append(call.name)
@@ -230,7 +230,7 @@ def test_strict_budget_never_commits_above_the_limit(plan: Plan) -> None:
             committed += call.cost
         elif decision.label == "wait":
             # Told to wait for calls in flight: it would fit with nothing else reserved.
-            assert call.estimate is not None
+            assert call.estimate is not None  # narrows Optional; exact checks follow
             assert committed + call.estimate <= limit
             assert committed + sum(reserved.values(), Decimal(0)) + call.estimate > limit
         else:
@@ -346,7 +346,7 @@ def run_optimistic(plan: Plan) -> Breach | None:
     breach_at = next(index for index, event in notes if event.label == "breach")
     breaching_commit = trace[breach_at - 1]
     assert (breaching_commit.kind, breaching_commit.label) == (TraceKind.NOTE, "commit")
-    assert breaching_commit.peer is not None
+    assert breaching_commit.peer is not None  # narrows Optional; exact checks follow
     breaching = by_path[breaching_commit.peer]
     breach = Breach(
         plan, log, outcome, started_at, committed_at, denied, breach_at, breaching, message

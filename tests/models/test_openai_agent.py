@@ -412,7 +412,7 @@ async def test_a_connection_failure_is_retried(rt: Runtime) -> None:
 
     assert result.status is RunStatus.FAILED
     assert result.step("say").attempts == 3
-    assert result.error is not None
+    assert result.error is not None  # narrows Optional; exact checks follow
     assert result.error.startswith(
         f"step 'main/0:say' failed (agent_error): ModelCallFailed: model 'gpt-4o-mini': "
         f"cannot reach http://127.0.0.1:{port}/v1/chat/completions (ConnectError: "

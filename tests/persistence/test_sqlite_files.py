@@ -433,10 +433,10 @@ async def run_together(script: str, workers: list[str], *args: str) -> None:
                 )
                 processes.append(await nursery.start(start_process))
             for process in processes:
-                assert process.stdout is not None
+                assert process.stdout is not None  # narrows the type (piped)
                 assert await read_line(process.stdout) == b"ready\n"
             for process in processes:  # all start at once
-                assert process.stdin is not None
+                assert process.stdin is not None  # narrows the type (piped)
                 await process.stdin.send_all(b"go\n")
     assert [process.returncode for process in processes] == [0] * len(workers)
 

@@ -130,7 +130,7 @@ async def test_a_rejected_reply_that_breaches_is_not_a_success(rt: Runtime) -> N
     with pytest.raises(UsageLimitExceeded) as caught:
         await rt.run(Step("ask", rejected), "q", limits=UsageLimits(total_cost_usd=1))
 
-    assert caught.value.result is not None
+    assert caught.value.result is not None  # narrows Optional; exact checks follow
     asked = caught.value.result.step("ask")
     assert (asked.success, asked.output, asked.attempts) == (False, None, 1)
     assert asked.usage == Usage(Decimal("2.00"))

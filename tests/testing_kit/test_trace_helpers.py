@@ -149,7 +149,7 @@ async def test_a_run_stopped_by_a_limit(
     with pytest.raises(UsageLimitExceeded) as caught:
         await trioflow_runtime.run(pipeline, "go", limits=UsageLimits(total_cost_usd="0.004"))
 
-    assert caught.value.result is not None
+    assert caught.value.result is not None  # narrows Optional; exact checks follow
     trace = await assert_ran(caught.value.result, trioflow_store, ["one", "two", "three"])
     assert trace.status == "usage_limit"
     # one: 1 token in, 100 out; two: 100 in, 100 out ($3 and $15 per million).
