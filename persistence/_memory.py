@@ -4,13 +4,14 @@ It keeps each record as the codec's document (the JSON-ready structure
 the SQLite store prints as text), so a value that cannot be stored fails
 here too, and what comes back is a decoded copy, never the object that
 was written. The exception is a step record or ledger entry made only of
-immutable values (see :func:`_frozen_record`): it is kept as it is, which
-is as safe as a copy and spares an encoding per step.
+immutable values and plain dicts and lists (see :class:`_KeptRecord`): it
+is kept with copies of its containers, which is as safe and spares an
+encoding per step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from math import isfinite
 from typing import Any, TypeVar
@@ -50,21 +51,17 @@ class InMemoryStore:
 
     async def record_step(self, step: StepRecord) -> None:
         self._require(step.run_id)
-        steps = self._steps[step.run_id]
-        if _frozen_record(step):  # nothing to copy, nothing that could fail to store
-            steps[step.path] = (
-                attrs.evolve(step, metadata=dict(step.metadata)) if step.metadata else step
-            )
-        else:
-            steps[step.path] = CODEC.to_document(step, where=f"step {step.path!r}")
+        kept = _KeptRecord.of(step)
+        self._steps[step.run_id][step.path] = (
+            kept if kept is not None else CODEC.to_document(step, where=f"step {step.path!r}")
+        )
 
     async def record_usage(self, entry: LedgerEntry) -> None:
         self._require(entry.run_id)
-        ledger = self._ledger[entry.run_id]
-        if _frozen_record(entry):
-            ledger[entry.key] = entry
-        else:
-            ledger[entry.key] = CODEC.to_document(entry, where="ledger")
+        kept = _KeptRecord.of(entry)
+        self._ledger[entry.run_id][entry.key] = (
+            kept if kept is not None else CODEC.to_document(entry, where="ledger")
+        )
 
     async def record_pause(self, pause: PauseRecord) -> None:
         self._require(pause.run_id)
@@ -85,7 +82,7 @@ class InMemoryStore:
 
     async def steps_of(self, run_id: str) -> list[StepRecord]:
         self._require(run_id)
-        return [_step(stored) for stored in self._steps[run_id].values()]
+        return [_read(stored, StepRecord) for stored in self._steps[run_id].values()]
 
     async def pauses_of(self, run_id: str) -> list[PauseRecord]:
         self._require(run_id)
@@ -93,7 +90,7 @@ class InMemoryStore:
 
     async def ledger_of(self, run_id: str) -> list[LedgerEntry]:
         self._require(run_id)
-        return [_kept(stored, LedgerEntry) for stored in self._ledger[run_id].values()]
+        return [_read(stored, LedgerEntry) for stored in self._ledger[run_id].values()]
 
     async def trace_of(self, run_id: str) -> list[TraceEvent]:
         self._require(run_id)
@@ -107,7 +104,8 @@ class InMemoryStore:
             raise UnknownRun(run_id) from None
 
 
-_SCALARS = frozenset({str, int, float, bool, Decimal, type(None)})
+#: The scalars the codec stores as they are (floats are checked: NaN and infinities are not).
+_PLAIN_SCALARS = frozenset({str, int, bool, Decimal, type(None)})
 
 
 @attrs.frozen
@@ -117,34 +115,95 @@ class _Probe:
 
 _FROZEN_SETATTR = _Probe.__setattr__
 
+Kept = TypeVar("Kept", StepRecord, LedgerEntry)
 
-def _frozen_record(record: StepRecord | LedgerEntry) -> bool:
-    """Whether ``record`` holds only immutable plain values, so it can be kept as it is.
+
+@attrs.frozen(slots=True)
+class _KeptRecord:
+    """A record kept as it was written, with private copies of its mutable fields.
 
     Why: encoding a record only to decode it again on read is most of what an
-    in-memory journal costs per step. A record made of scalars, tuples and
-    frozen attrs values (a context patch) cannot change after it is written
-    and is storable by construction, so keeping it is as safe as a copy. Its
-    one mutable field, ``metadata``, is copied on write and on read.
+    in-memory journal costs per step. A record whose fields are scalars,
+    tuples and frozen attrs values (a context patch), or plain dicts and
+    lists of those, can be kept: the immutable parts as they are, the
+    containers as copies taken on write (the writer may change its own
+    afterwards) and copied again on read (so may the reader). That is as
+    safe as the codec's round trip and returns equal values of the same
+    types. Anything else (a pydantic model, a set, a datetime...) is
+    encoded as before.
     """
-    for name in _frozen_fields(type(record)) or ():
-        value = getattr(record, name)
-        if name == "metadata":
-            if not all(type(key) is str and _frozen(item) for key, item in value.items()):
-                return False
-        elif not _frozen(value):
-            return False
-    return True
+
+    record: StepRecord | LedgerEntry
+    #: Copies of the fields holding dicts or lists, by field name.
+    copies: dict[str, Any]
+
+    @classmethod
+    def of(cls, record: Kept) -> _KeptRecord | None:
+        """``record`` in its kept form, or ``None`` if only the codec can store it."""
+        copies: dict[str, Any] = {}
+        for name in _frozen_fields(type(record)) or ():
+            value = getattr(record, name)
+            if type(value) in _PLAIN_SCALARS:  # most fields: nothing to look into
+                continue
+            try:
+                copied = _plain_copy(value)
+            except _NotPlain:
+                return None
+            if copied is not value:
+                copies[name] = copied
+        return cls(record, copies)
+
+    def read(self, kind: type[Kept]) -> Kept:
+        """A copy of the record, as a read from the codec would give."""
+        record = self.record
+        if not isinstance(record, kind):
+            raise CorruptJournal(f"expected a {kind.__name__}, read {type(record).__name__}")
+        if not self.copies:
+            return record
+        return attrs.evolve(
+            record, **{name: _plain_copy(value) for name, value in self.copies.items()}
+        )
+
+
+class _NotPlain(Exception):
+    """The value holds something only the codec can store (or refuse)."""
+
+
+def _plain_copy(value: Any) -> Any:
+    """``value`` itself if it is immutable, a copy of its dicts and lists otherwise.
+
+    Raises :class:`_NotPlain` for anything else. Dict keys must be strings.
+    """
+    cls = type(value)
+    if cls in _PLAIN_SCALARS:
+        return value
+    if cls is dict:
+        if not all(type(key) is str for key in value):
+            raise _NotPlain
+        return {key: _plain_copy(item) for key, item in value.items()}
+    if cls is list:
+        return [_plain_copy(item) for item in value]
+    if _frozen(value):
+        return value
+    raise _NotPlain
 
 
 def _frozen(value: Any) -> bool:
+    """Whether ``value`` is made only of finite scalars, tuples and frozen attrs values."""
     cls = type(value)
-    if cls in _SCALARS:
-        return cls is not float or isfinite(value)
+    if cls in _PLAIN_SCALARS:
+        return True
+    if cls is float:
+        return isfinite(value)
     if cls is tuple:
-        return all(map(_frozen, value))
-    names = _frozen_fields(cls)
-    return names is not None and all(_frozen(getattr(value, name)) for name in names)
+        items: Iterable[Any] = value
+    else:
+        names = _frozen_fields(cls)
+        if names is None:
+            return False
+        items = (getattr(value, name) for name in names)
+    # Scalars, most items, are told apart without a call.
+    return all(type(item) in _PLAIN_SCALARS or _frozen(item) for item in items)
 
 
 #: Per class: its field names if it is a frozen attrs class, else ``None``.
@@ -165,16 +224,10 @@ def _frozen_fields(cls: type[Any]) -> tuple[str, ...] | None:
     return names
 
 
-def _step(stored: Any) -> StepRecord:
-    if isinstance(stored, StepRecord):  # kept as it was written (see _frozen_record)
-        return attrs.evolve(stored, metadata=dict(stored.metadata))
-    return _decoded(stored, StepRecord)
-
-
-def _kept(stored: Any, kind: type[R]) -> R:
-    """A record kept as it was written (see :func:`_frozen_record`), or decoded."""
-    if isinstance(stored, kind):
-        return stored
+def _read(stored: Any, kind: type[Kept]) -> Kept:
+    """A stored step record or ledger entry: kept (see :class:`_KeptRecord`) or encoded."""
+    if isinstance(stored, _KeptRecord):
+        return stored.read(kind)
     return _decoded(stored, kind)
 
 

@@ -189,7 +189,8 @@ class SQLiteStore:
 
     async def record_step(self, step: StepRecord) -> None:
         payload = CODEC.encode(step, where=f"step {step.path!r}")
-        await self._writer.ask(PutStep(step.run_id, step.path, payload))
+        with trio.CancelScope(shield=True):  # finishes even if the caller is cancelled
+            await self._writer.ask(PutStep(step.run_id, step.path, payload))
 
     async def record_usage(self, entry: LedgerEntry) -> None:
         payload = CODEC.encode(entry, where="ledger")

@@ -38,7 +38,15 @@ class RunStore(Protocol):
         """Replace the stored run (status, output, totals...)."""
 
     async def record_step(self, step: StepRecord) -> None:
-        """Store a step's completion record, replacing one at the same path."""
+        """Store a step's completion record, replacing one at the same path.
+
+        It finishes even when the calling task is cancelled meanwhile: the
+        record is committed and the call returns normally. Why: the step's
+        parent must hear of every step whose record exists, or a resume
+        would replay a step its parent reported as cancelled. (A store
+        whose write never yields to the scheduler has nothing to do; one
+        that waits shields the wait.)
+        """
 
     async def record_usage(self, entry: LedgerEntry) -> None:
         """Store a ledger entry, replacing one with the same key."""

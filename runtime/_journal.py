@@ -118,7 +118,7 @@ class Journal:
         result = done.result
         metadata = dict(result.metadata)
         composite = self._has_records(result)
-        if not composite:
+        if not composite and result.step_history:
             metadata["history"] = result.step_history
         record = StepRecord(
             run_id=self.run_id,

@@ -36,10 +36,8 @@ class StepActor(Actor[Execute]):
         if done.paused:
             return done
         # The step has finished: its record is written and its parent told even if
-        # a cancellation arrives now (a short, bounded write).
-        with trio.CancelScope(shield=True):
-            recorded = await journal.record(done)
-        return recorded
+        # a cancellation arrives now (a store's record_step finishes regardless).
+        return await journal.record(done)
 
     async def execute(self, message: Execute) -> StepDone:
         raise NotImplementedError

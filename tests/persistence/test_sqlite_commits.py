@@ -164,7 +164,7 @@ async def test_cancelling_a_write_waiting_for_the_lock_never_leaves_it_half_done
         hand_offs = record_hand_offs(monkeypatch)
         other = apsw.Connection(str(path))
         other.execute("BEGIN IMMEDIATE")
-        step = a_step("main/0:a", output={"items": list(range(100))})
+        entry = LedgerEntry("r1", "main/0:a#1#1", "main/0:a", "0.01", 1, 2)
 
         with trio.fail_after(30):  # a guard against a hang, not a measurement
             async with trio.open_nursery() as nursery:
@@ -172,7 +172,7 @@ async def test_cancelling_a_write_waiting_for_the_lock_never_leaves_it_half_done
 
                 async def write() -> None:
                     with cancelled:
-                        await store.record_step(step)
+                        await store.record_usage(entry)
 
                 nursery.start_soon(write)
                 await hand_offs.first.wait()
@@ -183,7 +183,41 @@ async def test_cancelling_a_write_waiting_for_the_lock_never_leaves_it_half_done
             # Queued behind the cancelled ask: answered once that transaction has ended.
             await store.record_step(a_step("main/1:b"))
 
-        assert await store.steps_of("r1") == [step, a_step("main/1:b")]
+        assert await store.ledger_of("r1") == [entry]
+        assert await store.steps_of("r1") == [a_step("main/1:b")]
+
+
+async def test_a_step_record_waiting_for_the_lock_is_committed_though_its_caller_is_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "runs.db"
+    async with SQLiteStore.open(path) as store:
+        await store.create_run(a_run())
+        hand_offs = record_hand_offs(monkeypatch)
+        other = apsw.Connection(str(path))
+        other.execute("BEGIN IMMEDIATE")
+        step = a_step("main/0:a", output={"items": list(range(100))})
+        returned = trio.Event()
+
+        with trio.fail_after(30):  # a guard against a hang, not a measurement
+            async with trio.open_nursery() as nursery:
+                cancelled = trio.CancelScope()
+
+                async def write() -> None:
+                    with cancelled:
+                        await store.record_step(step)
+                        returned.set()  # reached only if the call returned normally
+
+                nursery.start_soon(write)
+                await hand_offs.first.wait()
+                cancelled.cancel()
+                await trio.sleep(0.05)
+                assert not returned.is_set()  # still waiting for the lock, cancellation or not
+                other.execute("COMMIT")
+                other.close()
+            assert returned.is_set()
+
+        assert await store.steps_of("r1") == [step]
 
 
 async def test_the_wal_is_checkpointed_in_a_thread_and_stays_bounded(

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 import pydantic
 import pytest
+import trio
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import (
     InMemoryStore,
@@ -468,6 +469,39 @@ async def test_a_step_read_back_is_unaffected_by_changes_to_what_was_written_or_
             a_step("main/1:b", output=[1, 2], metadata={"k": (1, 2)}),
         ],
     )
+
+
+async def test_nested_dicts_and_lists_read_back_as_copies(store: RunStore) -> None:
+    await store.create_run(a_run())
+    output = {"found": {"a": [1, {"b": 2.5}]}, "seen": ["x"]}
+    metadata = {"scores": {"k": [1, 2]}}
+    await store.record_step(a_step("main/0:a", output=output, metadata=metadata))
+    output["found"]["a"].append(3)
+    metadata["scores"]["k"].append(3)
+    (read,) = await store.steps_of("r1")
+    read.output["seen"].append("y")
+    read.metadata["scores"]["k"].clear()
+
+    expected = a_step(
+        "main/0:a",
+        output={"found": {"a": [1, {"b": 2.5}]}, "seen": ["x"]},
+        metadata={"scores": {"k": [1, 2]}},
+    )
+    assert_identical(await store.steps_of("r1"), [expected])
+
+
+async def test_a_step_record_is_stored_though_its_caller_is_cancelled(store: RunStore) -> None:
+    await store.create_run(a_run())
+    step = a_step("main/0:a", output={"items": [1, 2]})
+    returned = False
+
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await store.record_step(step)
+        returned = True  # reached only if the call returned normally
+
+    assert returned
+    assert await store.steps_of("r1") == [step]
 
 
 UNSTORABLE_MESSAGE = (
