@@ -11,7 +11,8 @@ encoding per step.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from math import isfinite
 from typing import Any, TypeVar
@@ -141,8 +142,11 @@ class _KeptRecord:
     def of(cls, record: Kept) -> _KeptRecord | None:
         """``record`` in its kept form, or ``None`` if only the codec can store it."""
         copies: dict[str, Any] = {}
-        for name in _frozen_fields(type(record)) or ():
-            value = getattr(record, name)
+        fields = _frozen_fields(type(record))
+        if fields is None:
+            return None
+        names, values = fields
+        for name, value in zip(names, values(record), strict=True):
             if type(value) in _PLAIN_SCALARS:  # most fields: nothing to look into
                 continue
             try:
@@ -196,21 +200,27 @@ def _frozen(value: Any) -> bool:
     if cls is float:
         return isfinite(value)
     if cls is tuple:
-        items: Iterable[Any] = value
+        items: tuple[Any, ...] = value
     else:
-        names = _frozen_fields(cls)
-        if names is None:
+        fields = _frozen_fields(cls)
+        if fields is None:
             return False
-        items = (getattr(value, name) for name in names)
-    # Scalars, most items, are told apart without a call.
-    return all(type(item) in _PLAIN_SCALARS or _frozen(item) for item in items)
+        items = fields[1](value)
+    # A loop, not all(): scalars (most items) are told apart without a call.
+    for item in items:  # noqa: SIM110
+        if type(item) not in _PLAIN_SCALARS and not _frozen(item):
+            return False
+    return True
 
 
-#: Per class: its field names if it is a frozen attrs class, else ``None``.
-_FROZEN_FIELDS: dict[type[Any], tuple[str, ...] | None] = {}
+#: A frozen attrs class's field names, and a function giving a value's fields in that order.
+_Fields = tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]
+
+#: Per class: its fields if it is a frozen attrs class, else ``None``.
+_FROZEN_FIELDS: dict[type[Any], _Fields | None] = {}
 
 
-def _frozen_fields(cls: type[Any]) -> tuple[str, ...] | None:
+def _frozen_fields(cls: type[Any]) -> _Fields | None:
     """The fields of a frozen attrs class the codec would find again by its name, else ``None``."""
     try:
         return _FROZEN_FIELDS[cls]
@@ -219,9 +229,18 @@ def _frozen_fields(cls: type[Any]) -> tuple[str, ...] | None:
     frozen = (
         attrs.has(cls) and cls.__setattr__ is _FROZEN_SETATTR and "<locals>" not in cls.__qualname__
     )
-    names = tuple(field.name for field in attrs.fields(cls)) if frozen else None
-    _FROZEN_FIELDS[cls] = names
-    return names
+    fields = _fields_of(cls) if frozen else None
+    _FROZEN_FIELDS[cls] = fields
+    return fields
+
+
+def _fields_of(cls: type[Any]) -> _Fields:
+    names = tuple(field.name for field in attrs.fields(cls))
+    if len(names) == 1:  # attrgetter of one name gives the value, not a tuple
+        (name,) = names
+        return names, lambda value: (getattr(value, name),)
+    # An attrgetter reads every field in one call (a walk over patches reads thousands).
+    return names, operator.attrgetter(*names)
 
 
 def _read(stored: Any, kind: type[Kept]) -> Kept:

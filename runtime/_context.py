@@ -118,6 +118,8 @@ def apply_patch(context: C, patch: Patch, *, step: str) -> C:
         return context
     model = type(context)
     updates: dict[str, Any] = {}
+    #: The fields whose value in ``updates`` is a copy made here, so changed in place.
+    owned: set[str] = set()
     for op in patch:
         if op.field not in model.model_fields:
             known = ", ".join(sorted(model.model_fields))
@@ -126,7 +128,13 @@ def apply_patch(context: C, patch: Patch, *, step: str) -> C:
                 f"({model.__name__} has: {known})"
             )
         current = updates[op.field] if op.field in updates else getattr(context, op.field)
-        updates[op.field] = _apply_op(op, current, step)
+        try:
+            updates[op.field] = _apply_op(op, current, op.field in owned, owned)
+        except (TypeError, ValueError, KeyError) as error:
+            raise ContextValidationError(
+                f"step {step!r} cannot apply {type(op).__name__} to context field "
+                f"{op.field!r} (holding {current!r}): {error}"
+            ) from None
     try:
         return model.model_validate({**dict(context), **updates})
     except pydantic.ValidationError as error:
@@ -138,32 +146,46 @@ def apply_patch(context: C, patch: Patch, *, step: str) -> C:
         ) from None
 
 
-def _apply_op(op: PatchOp, current: Any, step: str) -> Any:
-    try:
-        match op:
-            case SetField(value=value):
-                return value
-            case AppendTo(value=value):
+def _apply_op(op: PatchOp, current: Any, mine: bool, owned: set[str]) -> Any:
+    """``current`` changed by ``op``; ``mine`` says it is a copy this patch may change.
+
+    Why in place: a merged patch holds one operation per branch, often on
+    one field (a thousand branches each setting a key); copying the whole
+    dict or list for every operation would make applying it quadratic.
+    The field is copied once, at its first operation, and the copy (never
+    the context's value, nor a value a step gave) is changed from then on.
+    """
+    match op:
+        case SetField(value=value):
+            owned.discard(op.field)  # the step's own object: never changed here
+            return value
+        case AppendTo(value=value):
+            if type(current) is not list:
                 return type(current)([*current, value])
-            case AddTo(amount=amount):
-                return current + amount
-            case SetKey(key=key, value=value):
-                return {**current, key: value}
-            case Remove(item=item):
-                return _removed(current, item)
-    except (TypeError, ValueError, KeyError) as error:
-        raise ContextValidationError(
-            f"step {step!r} cannot apply {type(op).__name__} to context field "
-            f"{op.field!r} (holding {current!r}): {error}"
-        ) from None
+            appended = current if mine else list(current)
+            appended.append(value)
+            owned.add(op.field)
+            return appended
+        case AddTo(amount=amount):
+            return current + amount
+        case SetKey(key=key, value=value):
+            keyed = current if mine else dict(current)
+            keyed[key] = value
+            owned.add(op.field)
+            return keyed
+        case Remove(item=item):
+            return _removed(current, item, mine, owned, op.field)
     raise AssertionError(f"unknown patch operation {op!r}")
 
 
-def _removed(current: Any, item: Any) -> Any:
+def _removed(current: Any, item: Any, mine: bool, owned: set[str], field: str) -> Any:
     if isinstance(current, Mapping):
         if item not in current:
             raise KeyError(f"no key {item!r}")
-        return {key: value for key, value in current.items() if key != item}
+        remaining: Any = current if mine else dict(current)
+        del remaining[item]
+        owned.add(field)
+        return remaining
     items = list(current)
     items.remove(item)
     return type(current)(items)

@@ -334,3 +334,43 @@ def test_apply_patch_errors_name_the_step_and_field() -> None:
         ContextValidationError, match=r"step 'p' left context field 'count' invalid"
     ):
         apply_patch(Notes(), (SetField("count", "x"),), step="p")
+
+
+def test_many_operations_on_one_field_change_neither_the_context_nor_a_given_value() -> None:
+    original = Notes(notes=["a"], tags={"x": 1}, trail=("t",))
+    given_tags = {"g": 0}
+    given_notes = ["given"]
+    patch = (
+        *(SetKey("tags", f"k{i}", i) for i in range(3)),
+        Remove("tags", "x"),
+        *(AppendTo("notes", f"n{i}") for i in range(3)),
+        AppendTo("trail", "u"),
+        SetField("tags", given_tags),
+        SetKey("tags", "after", 9),
+        Remove("tags", "g"),
+        SetField("notes", given_notes),
+        AppendTo("notes", "more"),
+    )
+
+    patched = apply_patch(original, patch, step="here")
+
+    assert patched.tags == {"after": 9}
+    assert patched.notes == ["given", "more"]
+    assert patched.trail == ("t", "u")
+    assert original.tags == {"x": 1}
+    assert original.notes == ["a"]
+    assert original.trail == ("t",)
+    assert given_tags == {"g": 0}
+    assert given_notes == ["given"]
+
+
+def test_a_thousand_keys_and_appends_on_one_field_all_land_in_order() -> None:
+    patch = (
+        *(SetKey("tags", f"k{i}", i) for i in range(1000)),
+        *(AppendTo("notes", f"n{i}") for i in range(1000)),
+    )
+
+    patched = apply_patch(Notes(), patch, step="here")
+
+    assert list(patched.tags.items()) == [(f"k{i}", i) for i in range(1000)]
+    assert patched.notes == [f"n{i}" for i in range(1000)]
