@@ -19,6 +19,7 @@ usage and latency add up over everything that ran.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 import attrs
@@ -115,18 +116,25 @@ class AgentStepActor(StepActor):
         super().__init__(services)
         self._spec = spec
 
-    async def execute(self, message: Execute) -> StepDone:
-        return await execute_step(
-            self._spec, self.path, message.data, message.context, self._services
-        )
+    def execute(self, message: Execute) -> Coroutine[Any, Any, StepDone]:
+        # The coroutine itself, not awaited here: one frame less on a step
+        # that waits (a thousand idle steps hold a thousand such chains).
+        return execute_step(self._spec, self.path, message.data, message.context, self._services)
 
 
-async def execute_step(
+def execute_step(
+    spec: Step, path: str, data: Any, context: BaseContext, services: RunServices
+) -> Coroutine[Any, Any, StepDone]:
+    """Run ``spec`` at ``path``, from the cache when it opts in (a coroutine to await)."""
+    if spec.cache is None:
+        return _execute(spec, path, data, context, services)
+    return _cached(spec, path, data, context, services)
+
+
+async def _cached(
     spec: Step, path: str, data: Any, context: BaseContext, services: RunServices
 ) -> StepDone:
-    """Run ``spec`` at ``path``, from the cache when it opts in."""
-    if spec.cache is None:
-        return await _execute(spec, path, data, context, services)
+    assert spec.cache is not None  # (execute_step only sends cached steps here)
     key = cache_key(spec, spec.cache, data, context)
     outcome = await services.cache.run(
         spec, key, lambda: _execute(spec, path, data, context, services)
@@ -244,41 +252,31 @@ async def _attempts(
         tally.calls = 0
         attempt = tally.attempts
         try:
-            return await _attempt(spec, path, attempt_input, context, services, tally)
-        except AttemptFailed as failure:
-            if not policy.retries(failure.kind, attempt):
-                return failure
-            _note(
-                services,
-                path,
-                "retry",
-                f"attempt {attempt} {failure.kind.value}: {failure.feedback}",
-            )
-            delay = policy.delay_before(attempt + 1)
-            if delay:
-                await trio.sleep(delay)
-            if failure.kind in FEEDBACK_KINDS:
-                attempt_input = policy.add_feedback(data, failure.feedback)
-            else:
-                attempt_input = data
-
-
-async def _attempt(
-    spec: Step,
-    path: str,
-    data: Any,
-    context: BaseContext,
-    services: RunServices,
-    tally: _Tally,
-) -> _Success:
-    try:
-        return await _checked_call(spec, path, data, context, services, tally)
-    except (AttemptFailed, _LimitBreached):
-        raise
-    except (StoreError, ActorError):
-        raise  # the journal or the kernel failed, not the step: the run ends, nothing retried
-    except Exception as error:  # the step's own code: classified by type, see classify()
-        raise AttemptFailed(*classify(error)) from error
+            return await _checked_call(spec, path, attempt_input, context, services, tally)
+        except AttemptFailed as failed:
+            failure = failed
+        except (_LimitBreached, StoreError, ActorError):
+            # A limit ends the step; the journal or the kernel failing is not the
+            # step's failure: the run ends, nothing is retried.
+            raise
+        except Exception as error:  # the step's own code: classified by type, see classify()
+            failure = AttemptFailed(*classify(error))
+            failure.__cause__ = error
+        if not policy.retries(failure.kind, attempt):
+            return failure
+        _note(
+            services,
+            path,
+            "retry",
+            f"attempt {attempt} {failure.kind.value}: {failure.feedback}",
+        )
+        delay = policy.delay_before(attempt + 1)
+        if delay:
+            await trio.sleep(delay)
+        if failure.kind in FEEDBACK_KINDS:
+            attempt_input = policy.add_feedback(data, failure.feedback)
+        else:
+            attempt_input = data
 
 
 def classify(error: Exception) -> tuple[FailureKind, str]:
@@ -443,12 +441,22 @@ async def _reply(
     return reply
 
 
-async def _call(
+def _call(
     agent: Agent, data: Any, context: BaseContext, resources: Any, timeout_s: float | None
-) -> Any:
-    """The agent call, under the step's timeout when it has one."""
+) -> Awaitable[Any]:
+    """The agent call, under the step's timeout when it has one (an awaitable).
+
+    Without a timeout it is the agent's own coroutine: no frame of ours
+    waits around it.
+    """
     if timeout_s is None:
-        return await agent.run(data, context=context, resources=resources)
+        return agent.run(data, context=context, resources=resources)
+    return _timed_call(agent, data, context, resources, timeout_s)
+
+
+async def _timed_call(
+    agent: Agent, data: Any, context: BaseContext, resources: Any, timeout_s: float
+) -> Any:
     with trio.move_on_after(timeout_s):
         return await agent.run(data, context=context, resources=resources)
     raise StepTimeout(f"timed out after {timeout_s:g}s")

@@ -30,9 +30,13 @@ from ._usage import Completion, Usage
 
 @runtime_checkable
 class Agent(Protocol):
-    """The one method trioflow calls on an agent."""
+    """The one method trioflow calls on an agent.
 
-    async def run(self, data: Any, *, context: Any, resources: Any) -> Any: ...
+    Usually ``async def run``; declared as returning an awaitable so that an
+    adapter may hand back the coroutine of the function it wraps.
+    """
+
+    def run(self, data: Any, *, context: Any, resources: Any) -> Awaitable[Any]: ...
 
 
 @runtime_checkable
@@ -95,7 +99,9 @@ class CallableAgent:
         # The identity too: closures made by one factory share a qualified name.
         return f"{_describe(self.fn)}@{id(self.fn):x}"
 
-    async def run(self, data: Any, *, context: Any, resources: Any) -> Any:
+    def run(self, data: Any, *, context: Any, resources: Any) -> Awaitable[Any]:
+        # The function's own coroutine, not awaited here: one frame less on
+        # every waiting step (see Agent.run: the caller awaits what it returns).
         kwargs: dict[str, Any] = {}
         if self.takes_context:
             kwargs["context"] = context
@@ -104,8 +110,8 @@ class CallableAgent:
         if self.data_keyword is not None:  # by name: ``context`` may come first
             kwargs[self.data_keyword] = data
         elif self.takes_data:
-            return await self.fn(data, **kwargs)
-        return await self.fn(**kwargs)
+            return self.fn(data, **kwargs)
+        return self.fn(**kwargs)
 
 
 @attrs.define
