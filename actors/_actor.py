@@ -18,7 +18,7 @@ import trio
 
 from ._envelope import Envelope
 from ._errors import ActorStopped, AskTimeout
-from ._reply import ReplyInbox, ReplySlot, ReplyTarget
+from ._reply import ReplyInbox, ReplySlot
 from ._trace import TraceEvent, TraceKind, TraceSink
 
 M = TypeVar("M")
@@ -160,8 +160,19 @@ async def run_actor(
             slot = envelope.reply
             if slot is None:
                 await actor.receive(envelope.message)
-            else:
-                await _answer(actor, envelope.message, slot)
+            else:  # an ask: the handler's result or exception becomes the reply
+                # (Inline, not a helper coroutine: every waiting actor holds this
+                # chain of frames, and every cancelled one unwinds it.)
+                try:
+                    value = await actor.receive(envelope.message)
+                except Exception as error:  # delivered to the asker, who owns the request
+                    slot.fail(error)
+                except trio.Cancelled:
+                    # The asker may live outside the cancelled scope: never leave it hanging.
+                    slot.fail(ActorStopped(path))
+                    raise
+                else:
+                    slot.set(value)
             if actor._stopping:
                 break
     except trio.Cancelled as cancelled:
@@ -181,20 +192,6 @@ async def run_actor(
         )
         raise
     trace.record(TraceEvent(TraceKind.EXIT, path, trio.current_time(), "ok"))
-
-
-async def _answer(actor: Actor[M], message: M, slot: ReplyTarget) -> None:
-    """Handle an ask: the handler's result or exception becomes the reply."""
-    try:
-        value = await actor.receive(message)
-    except Exception as error:  # delivered to the asker, who owns the request
-        slot.fail(error)
-    except trio.Cancelled:
-        # The asker may live outside the cancelled scope: never leave it hanging.
-        slot.fail(ActorStopped(actor.path))
-        raise
-    else:
-        slot.set(value)
 
 
 def refuse_queued(

@@ -19,7 +19,7 @@ usage and latency add up over everything that ran.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Coroutine, Mapping
 from typing import Any
 
 import attrs
@@ -408,7 +408,40 @@ async def _settle(
     return breach
 
 
-async def _reply(
+def _reply(
+    agent: Agent,
+    data: Any,
+    context: BaseContext,
+    timeout_s: float | None,
+    call: CallInfo,
+    services: RunServices,
+    tally: _Tally,
+) -> Awaitable[Any]:
+    """The agent's reply (an awaitable): from the agent, or, when replaying, from the journal.
+
+    Function agents are the user's code: they always run (and their
+    coroutine is awaited directly, with no frame of ours around it). Any
+    other agent is a model; its reply is kept for replay, and a replay
+    answers it from the original run's journal without calling it.
+    """
+    if isinstance(agent, CallableAgent):
+        return _call(agent, data, context, services.resources, timeout_s)
+    if services.replies is not None:
+        return _replayed(call, services.replies)
+    return _model_reply(agent, data, context, timeout_s, call, services, tally)
+
+
+async def _replayed(call: CallInfo, replies: Mapping[str, Any]) -> Any:
+    """The original run's reply to this call (an error it got is raised again)."""
+    if call.ledger_key not in replies:
+        raise ReplayMismatch(f"the original run made no call {call.ledger_key!r}")
+    recorded = replies[call.ledger_key]
+    if isinstance(recorded, RecordedError):
+        raise recorded.rebuilt()
+    return recorded
+
+
+async def _model_reply(
     agent: Agent,
     data: Any,
     context: BaseContext,
@@ -417,21 +450,7 @@ async def _reply(
     services: RunServices,
     tally: _Tally,
 ) -> Any:
-    """The agent's reply: from the agent, or, when replaying, from the journal.
-
-    Function agents are the user's code: they always run. Any other agent is
-    a model; its reply is kept for replay, and a replay answers it from the
-    original run's journal without calling it.
-    """
-    if isinstance(agent, CallableAgent):
-        return await _call(agent, data, context, services.resources, timeout_s)
-    if services.replies is not None:
-        if call.ledger_key not in services.replies:
-            raise ReplayMismatch(f"the original run made no call {call.ledger_key!r}")
-        recorded = services.replies[call.ledger_key]
-        if isinstance(recorded, RecordedError):
-            raise recorded.rebuilt()
-        return recorded
+    """A model's reply, kept (or the error it raised) for replay."""
     try:
         reply = await _call(agent, data, context, services.resources, timeout_s)
     except Exception as error:  # kept for replay, then handled as it would be anyway
