@@ -44,10 +44,6 @@ class InMemoryStore:
             table[run.run_id] = {}
         self._traces[run.run_id] = []
 
-    async def update_run(self, run: RunRecord) -> None:
-        self._require(run.run_id)
-        self._runs[run.run_id] = CODEC.to_document(run, where="run")
-
     async def swap_run(self, expected: RunRecord, replacement: RunRecord) -> RunRecord | None:
         # No checkpoint between the comparison and the write: atomic under trio.
         stored = _decoded(self._require(expected.run_id), RunRecord)

@@ -70,7 +70,6 @@ from ._writer import (
     PutUsage,
     RunRow,
     SwapRun,
-    UpdateRun,
     WriteRequest,
 )
 
@@ -185,9 +184,6 @@ class SQLiteStore:
 
     async def create_run(self, run: RunRecord) -> None:
         await self._writer.ask(CreateRun(_run_row(run)))
-
-    async def update_run(self, run: RunRecord) -> None:
-        await self._writer.ask(UpdateRun(_run_row(run)))
 
     async def swap_run(self, expected: RunRecord, replacement: RunRecord) -> RunRecord | None:
         # Compared and written by the writer in one IMMEDIATE transaction: no other

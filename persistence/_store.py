@@ -42,9 +42,6 @@ class RunStore(Protocol):
     async def create_run(self, run: RunRecord) -> None:
         """Store a new run; an existing id raises ``ValueError``."""
 
-    async def update_run(self, run: RunRecord) -> None:
-        """Replace the stored run (status, output, totals...)."""
-
     async def swap_run(self, expected: RunRecord, replacement: RunRecord) -> RunRecord | None:
         """Replace the stored run with ``replacement`` if it is still at ``expected``'s revision.
 

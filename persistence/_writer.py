@@ -77,13 +77,6 @@ class CreateRun:
 
 
 @attrs.frozen
-class UpdateRun:
-    """Replace a stored run; :class:`UnknownRun` if there is none."""
-
-    row: RunRow
-
-
-@attrs.frozen
 class SwapRun:
     """Replace a stored run if its revision is still ``expected``; replies whether it did.
 
@@ -129,7 +122,7 @@ class AppendTrace:
     events: tuple[TraceEvent, ...]
 
 
-WriteRequest = CreateRun | UpdateRun | SwapRun | PutStep | PutPause | PutUsage | AppendTrace
+WriteRequest = CreateRun | SwapRun | PutStep | PutPause | PutUsage | AppendTrace
 
 #: WAL size, in pages, at which the writer checkpoints (SQLite's own auto-checkpoint default).
 CHECKPOINT_PAGES = 1000
@@ -262,14 +255,6 @@ class JournalWriter(Actor[WriteRequest]):
                     " payload, revision) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     _run_columns(row),
                 )
-            case UpdateRun(row):
-                connection.execute(
-                    "UPDATE runs SET run_id = ?, pipeline_name = ?, status = ?, started_at = ?,"
-                    " finished_at = ?, payload = ?, revision = ? WHERE run_id = ?",
-                    (*_run_columns(row), row.run_id),
-                )
-                if connection.changes() == 0:
-                    raise UnknownRun(row.run_id)
             case SwapRun(row, expected):
                 return self._swap(row, expected)
             case PutStep(run_id, path, payload):

@@ -49,10 +49,6 @@ class KillingStore:
         await self._inner.create_run(run)
         self._wrote()
 
-    async def update_run(self, run: RunRecord) -> None:
-        await self._inner.update_run(run)
-        self._wrote()
-
     async def swap_run(self, expected: RunRecord, replacement: RunRecord) -> RunRecord | None:
         swapped = await self._inner.swap_run(expected, replacement)
         self._wrote()

@@ -83,10 +83,6 @@ class HookedStore:
         await self._hook("create_run")
         await self._inner.create_run(run)
 
-    async def update_run(self, run: RunRecord) -> None:
-        await self._hook("update_run")
-        await self._inner.update_run(run)
-
     async def swap_run(self, expected: RunRecord, replacement: RunRecord) -> RunRecord | None:
         await self._hook("swap_run")
         return await self._inner.swap_run(expected, replacement)

@@ -94,7 +94,7 @@ async def test_every_write_is_committed_when_it_returns(tmp_path: Path) -> None:
     async with SQLiteStore.open(path) as store:
         await store.create_run(a_run())
         assert raw_rows(path, "SELECT run_id, status FROM runs") == [("r1", "running")]
-        await store.update_run(a_run(status="completed", finished_at=T0))
+        await store.swap_run(a_run(), a_run(status="completed", finished_at=T0))
         assert raw_rows(path, "SELECT status, finished_at FROM runs") == [
             ("completed", "2026-03-01T10:00:00.000000+00:00")
         ]
@@ -114,7 +114,7 @@ async def test_every_write_goes_through_the_one_writer_actor(tmp_path: Path) -> 
     sink = MemoryTraceSink()
     async with SQLiteStore.open(tmp_path / "runs.db", trace=sink) as store:
         await store.create_run(a_run())
-        await store.update_run(a_run(status="completed"))
+        await store.swap_run(a_run(), a_run(status="completed"))
         await store.record_step(a_step("main/0:a"))
         await store.record_usage(LedgerEntry("r1", "k", "main/0:a", "0.01", 1, 2))
         await store.record_pause(PauseRecord("r1", "main/1:ok", "ok?", {}, T0))
@@ -127,7 +127,7 @@ async def test_every_write_goes_through_the_one_writer_actor(tmp_path: Path) -> 
     ]
     assert [(e.path, e.label) for e in sink.of_kind(TraceKind.RECEIVE)] == [
         ("journal/writer", "CreateRun"),
-        ("journal/writer", "UpdateRun"),
+        ("journal/writer", "SwapRun"),
         ("journal/writer", "PutStep"),
         ("journal/writer", "PutUsage"),
         ("journal/writer", "PutPause"),
@@ -435,7 +435,8 @@ async def main() -> None:
                 await store.record_step(
                     StepRecord(run_id, path_s, f"s{s}", True, [worker, n, s], 1, "0.01", 1, 2)
                 )
-            await store.update_run(RunRecord(run_id, "p", "completed", T0, n, output=n * 2))
+            started = RunRecord(run_id, "p", "running", T0, n)
+            await store.swap_run(started, RunRecord(run_id, "p", "completed", T0, n, output=n * 2))
             await trio.sleep(0.002)  # a run's work between writes: the other process gets a turn
 
 print("ready", flush=True)  # imported: wait for the other process

@@ -273,24 +273,6 @@ async def test_a_duplicate_run_id_is_refused_and_the_first_kept(store: RunStore)
     assert [run.run_id for run in await store.list_runs()] == ["r1"]
 
 
-async def test_update_run_replaces_the_stored_run(store: RunStore) -> None:
-    await store.create_run(a_run())
-    finished = a_run(
-        status="failed",
-        finished_at=datetime.datetime(2026, 3, 1, 16, 0, tzinfo=IST),
-        output=None,
-        total_cost_usd="0.35",
-        input_tokens=7,
-        output_tokens=8,
-        error="boom: step 'main/0:a' failed",
-    )
-
-    await store.update_run(finished)
-
-    assert_identical(await store.get_run("r1"), finished)
-    assert_identical(await store.list_runs(), [finished])
-
-
 # -- swap_run: the compare-and-set that resumes claim runs with ---------------------------------
 
 
@@ -395,21 +377,7 @@ async def test_swap_run_refuses_the_record_of_another_run(store: RunStore) -> No
     assert_identical(await store.list_runs(), [a_run(), a_run("r2")])
 
 
-async def test_an_unstorable_swap_writes_nothing_and_a_later_swap_still_wins(
-    store: RunStore,
-) -> None:
-    await store.create_run(a_run())
-
-    with pytest.raises(UnstorableValue) as raised:
-        await store.swap_run(a_run(), finished_run(output={"items": [1, object()]}))
-
-    assert str(raised.value) == "run.output['items'][1]" + UNSTORABLE_MESSAGE
-    assert_identical(await store.get_run("r1"), a_run())
-    assert_identical(await store.swap_run(a_run(), finished_run()), finished_run(revision=1))
-
-
 UNKNOWN_RUN_CALLS: dict[str, Callable[[RunStore], Awaitable[object]]] = {
-    "update_run": lambda store: store.update_run(a_run("ghost")),
     "swap_run": lambda store: store.swap_run(a_run("ghost"), a_run("ghost", status="failed")),
     "record_step": lambda store: store.record_step(a_step("main/0:a", run_id="ghost")),
     "record_usage": lambda store: store.record_usage(an_entry("main/0:a#1#1", run_id="ghost")),
@@ -611,7 +579,7 @@ async def test_an_unstorable_step_output_names_step_field_and_type_and_writes_no
     assert_identical(await store.steps_of("r1"), [stored])
 
 
-async def test_an_unstorable_run_is_not_created_or_updated(store: RunStore) -> None:
+async def test_an_unstorable_run_is_not_created_or_swapped(store: RunStore) -> None:
     with pytest.raises(UnstorableValue) as raised:
         await store.create_run(a_run("bad", input=(object(),)))
     assert raised.value.where == "run.input[0]"
@@ -620,9 +588,14 @@ async def test_an_unstorable_run_is_not_created_or_updated(store: RunStore) -> N
 
     await store.create_run(a_run(output="first"))
     with pytest.raises(UnstorableValue) as raised:
-        await store.update_run(a_run(output={"items": [1, object()]}, status="completed"))
+        await store.swap_run(
+            a_run(output="first"), a_run(output={"items": [1, object()]}, status="completed")
+        )
     assert str(raised.value) == "run.output['items'][1]" + UNSTORABLE_MESSAGE
     assert_identical(await store.list_runs(), [a_run(output="first")])
+    # Nothing was written, so the revision read before still wins.
+    swapped = await store.swap_run(a_run(output="first"), a_run(status="completed"))
+    assert_identical(swapped, a_run(status="completed", revision=1))
 
 
 async def test_an_unstorable_pause_answer_writes_nothing(
