@@ -154,15 +154,16 @@ class Runtime:
         (:meth:`~trioflow.persistence.RunStore.swap_run`). Of resumes racing
         for one run (tasks of one process, or processes sharing a journal)
         exactly one claims it; the others raise :class:`RunClaimed` having
-        changed nothing, their answers included.
+        changed nothing, their answers included. The one exception follows.
 
         A run whose status is ``running`` is either being driven right now
         or was when its process died; the journal cannot tell which. An
         answer for it raises :class:`RunClaimed`. A resume without an answer
-        takes it over, which assumes its process died: if it is still
-        alive, both run the steps left (and pay for their calls), and when
-        the first one ends it raises :class:`RunTakenOver` instead of
-        overwriting the new owner's outcome.
+        takes it over, which assumes its process died (so does one that
+        reads the run just after another resume claimed it). If that
+        process is alive, both run the steps left (and pay for their
+        calls), and when the first one ends it raises :class:`RunTakenOver`
+        instead of overwriting the new owner's outcome.
         """
         record = await self.store.get_run(run_id)
         _require_resumable(record, answered=human_input is not NO_INPUT)
