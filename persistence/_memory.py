@@ -22,7 +22,7 @@ from trioflow.actors import TraceEvent
 
 from ._codec import CODEC, CorruptJournal
 from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
-from ._store import UnknownRun
+from ._store import UnknownRun, require_same_run
 
 R = TypeVar("R")
 
@@ -46,9 +46,15 @@ class InMemoryStore:
             table[run.run_id] = {}
         self._traces[run.run_id] = []
 
-    async def update_run(self, run: RunRecord) -> None:
-        self._require(run.run_id)
-        self._runs[run.run_id] = CODEC.to_document(run, where="run")
+    async def swap_run(self, expected: RunRecord, replacement: RunRecord) -> RunRecord | None:
+        # No checkpoint between the comparison and the write: atomic under trio.
+        stored = _decoded(self._require(expected.run_id), RunRecord)
+        require_same_run(expected, replacement)
+        if stored.revision != expected.revision:
+            return None
+        swapped = attrs.evolve(replacement, revision=expected.revision + 1)
+        self._runs[swapped.run_id] = CODEC.to_document(swapped, where="run")
+        return swapped
 
     async def record_step(self, step: StepRecord) -> None:
         self._require(step.run_id)

@@ -21,6 +21,11 @@ class RunRecord:
     ``failed``, ``paused``, ``usage_limit``, ``cancelled``). ``context`` is
     the context the run started from, ``final_context`` the one it ended
     with; totals are the governor's exact committed usage.
+
+    ``revision`` counts the times the stored record was replaced with
+    :meth:`RunStore.swap_run`: a resume claims a run by replacing the
+    record it read, so of two resumes that read the same revision only one
+    can. A record written before revisions existed reads as revision 0.
     """
 
     run_id: str
@@ -42,6 +47,7 @@ class RunRecord:
     target: str | None = None
     #: The paths of the human-input steps a paused run waits for.
     paused_at: tuple[str, ...] = ()
+    revision: int = 0
 
     @property
     def total_tokens(self) -> int:

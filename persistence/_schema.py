@@ -15,6 +15,10 @@ History:
 2. ``pauses`` and ``ledger``; ``runs.finished_at``, filled in from each
    stored run's record.
 3. ``trace_events``, one row per kernel trace event.
+4. ``runs.revision``, the run record's revision, which a compare-and-set
+   (``SQLiteStore.swap_run``) compares in its ``WHERE`` clause. Runs
+   stored before it are at revision 0, as their records read (they have
+   no ``revision`` field, and the codec gives a missing field its default).
 
 Every table keeps the whole encoded record in ``payload`` (the codec's
 JSON); the other columns repeat parts of it for listing and filtering.
@@ -141,11 +145,16 @@ def _v3_trace_events(connection: apsw.Connection) -> None:
     )
 
 
+def _v4_run_revision(connection: apsw.Connection) -> None:
+    connection.execute("ALTER TABLE runs ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
+
+
 #: ``MIGRATIONS[n]`` migrates a database from version ``n`` to ``n + 1``.
 MIGRATIONS: Sequence[Migration] = (
     _v1_runs_and_steps,
     _v2_pauses_ledger_finished_at,
     _v3_trace_events,
+    _v4_run_revision,
 )
 
 #: The schema version this code reads and writes.

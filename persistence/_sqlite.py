@@ -52,13 +52,14 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import apsw
+import attrs
 import trio
 from trioflow.actors import ActorRef, TraceEvent, TraceKind, TraceSink, open_supervisor
 
 from ._codec import CODEC, CorruptJournal
 from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
 from ._schema import CURRENT_VERSION, SchemaTooNew, migrate, schema_version, utc_text
-from ._store import StoreError, UnknownRun
+from ._store import StoreError, UnknownRun, require_same_run
 from ._writer import (
     AppendTrace,
     CreateRun,
@@ -68,7 +69,7 @@ from ._writer import (
     PutStep,
     PutUsage,
     RunRow,
-    UpdateRun,
+    SwapRun,
     WriteRequest,
 )
 
@@ -184,8 +185,13 @@ class SQLiteStore:
     async def create_run(self, run: RunRecord) -> None:
         await self._writer.ask(CreateRun(_run_row(run)))
 
-    async def update_run(self, run: RunRecord) -> None:
-        await self._writer.ask(UpdateRun(_run_row(run)))
+    async def swap_run(self, expected: RunRecord, replacement: RunRecord) -> RunRecord | None:
+        # Compared and written by the writer in one IMMEDIATE transaction: no other
+        # connection, in this process or another, can write the run in between.
+        require_same_run(expected, replacement)
+        swapped = attrs.evolve(replacement, revision=expected.revision + 1)
+        swap = SwapRun(_run_row(swapped), expected.revision)
+        return swapped if await self._writer.ask(swap) else None
 
     async def record_step(self, step: StepRecord) -> None:
         payload = CODEC.encode(step, where=f"step {step.path!r}")
@@ -255,6 +261,7 @@ def _run_row(run: RunRecord) -> RunRow:
         utc_text(run.started_at),
         None if run.finished_at is None else utc_text(run.finished_at),
         CODEC.encode(run, where="run"),
+        run.revision,
     )
 
 

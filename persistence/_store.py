@@ -22,6 +22,14 @@ class UnknownRun(StoreError, LookupError):
         self.run_id = run_id
 
 
+def require_same_run(expected: RunRecord, replacement: RunRecord) -> None:
+    """Refuse a swap that would put one run's record in place of another's."""
+    if replacement.run_id != expected.run_id:
+        raise ValueError(
+            f"cannot replace run {expected.run_id!r} with the record of run {replacement.run_id!r}"
+        )
+
+
 class RunStore(Protocol):
     """Keeps runs, their step completion records, pauses, ledger and traces.
 
@@ -34,8 +42,18 @@ class RunStore(Protocol):
     async def create_run(self, run: RunRecord) -> None:
         """Store a new run; an existing id raises ``ValueError``."""
 
-    async def update_run(self, run: RunRecord) -> None:
-        """Replace the stored run (status, output, totals...)."""
+    async def swap_run(self, expected: RunRecord, replacement: RunRecord) -> RunRecord | None:
+        """Replace the stored run with ``replacement`` if it is still at ``expected``'s revision.
+
+        A compare-and-set: comparing and writing are one atomic step, so of
+        callers that read the same record only the first to swap it
+        succeeds. What is stored, and returned, is ``replacement`` with
+        revision ``expected.revision + 1``. ``None`` means the stored run
+        has another revision (someone swapped it since ``expected`` was
+        read): nothing was written. :class:`UnknownRun` for an unknown id;
+        ``ValueError`` if the two records are of different runs.
+        """
+        ...
 
     async def record_step(self, step: StepRecord) -> None:
         """Store a step's completion record, replacing one at the same path.

@@ -66,6 +66,7 @@ class RunRow:
     started_at: str
     finished_at: str | None
     payload: str
+    revision: int
 
 
 @attrs.frozen
@@ -76,10 +77,14 @@ class CreateRun:
 
 
 @attrs.frozen
-class UpdateRun:
-    """Replace a stored run; :class:`UnknownRun` if there is none."""
+class SwapRun:
+    """Replace a stored run if its revision is still ``expected``; replies whether it did.
+
+    :class:`UnknownRun` if there is no such run.
+    """
 
     row: RunRow
+    expected: int
 
 
 @attrs.frozen
@@ -117,7 +122,7 @@ class AppendTrace:
     events: tuple[TraceEvent, ...]
 
 
-WriteRequest = CreateRun | UpdateRun | PutStep | PutPause | PutUsage | AppendTrace
+WriteRequest = CreateRun | SwapRun | PutStep | PutPause | PutUsage | AppendTrace
 
 #: WAL size, in pages, at which the writer checkpoints (SQLite's own auto-checkpoint default).
 CHECKPOINT_PAGES = 1000
@@ -196,35 +201,38 @@ class JournalWriter(Actor[WriteRequest]):
         # A WAL hook takes the place of SQLite's auto-checkpoint (they share one slot).
         connection.set_wal_hook(self._note_wal_size)
 
-    async def receive(self, message: WriteRequest) -> None:
+    async def receive(self, message: WriteRequest) -> bool:
+        """Commit ``message``; whether it was applied (false only for a lost :class:`SwapRun`)."""
         if self._wal_pages >= CHECKPOINT_PAGES:
             self._wal_pages = 0
             await trio.to_thread.run_sync(self._checkpoint)
-        if self._commit_inline and self._committed_inline(message):
-            return
-        await trio.to_thread.run_sync(self._transaction, message)
+        if self._commit_inline:
+            applied = self._inline(message)
+            if applied is not None:
+                return applied
+        return await trio.to_thread.run_sync(self._transaction, message)
 
-    def _committed_inline(self, message: WriteRequest) -> bool:
-        """Commit ``message`` now unless that means waiting for a lock; whether it did.
+    def _inline(self, message: WriteRequest) -> bool | None:
+        """Commit ``message`` now unless that means waiting for a lock.
 
-        With a busy timeout of 0, a lock held by another connection raises
-        :class:`apsw.BusyError` at once; the transaction is then rolled back
-        (nothing of it stays, no transaction stays open) and left to the
-        worker thread.
+        Returns what :meth:`_transaction` returns, or ``None`` if it did not
+        commit: with a busy timeout of 0, a lock held by another connection
+        raises :class:`apsw.BusyError` at once; the transaction is then
+        rolled back (nothing of it stays, no transaction stays open) and
+        left to the worker thread.
         """
         connection = self._connection
         connection.set_busy_timeout(0)
         try:
-            self._transaction(message)
+            return self._transaction(message)
         except apsw.BusyError:
-            return False
+            return None
         finally:
             connection.set_busy_timeout(self._busy_timeout_ms)
-        return True
 
-    def _transaction(self, message: WriteRequest) -> None:
+    def _transaction(self, message: WriteRequest) -> bool:
         with ImmediateTransaction(self._connection):
-            self._apply(message)
+            return self._apply(message)
 
     def _checkpoint(self) -> None:
         # PASSIVE never waits: frames a reader still needs are left for the next one.
@@ -235,7 +243,8 @@ class JournalWriter(Actor[WriteRequest]):
         self._wal_pages = pages
         return apsw.SQLITE_OK
 
-    def _apply(self, message: WriteRequest) -> None:
+    def _apply(self, message: WriteRequest) -> bool:
+        """Apply ``message`` inside the open transaction; whether it changed the journal."""
         connection = self._connection
         match message:
             case CreateRun(row):
@@ -243,17 +252,11 @@ class JournalWriter(Actor[WriteRequest]):
                     raise ValueError(f"a run with id {row.run_id!r} is already stored")
                 connection.execute(
                     "INSERT INTO runs (run_id, pipeline_name, status, started_at, finished_at,"
-                    " payload) VALUES (?, ?, ?, ?, ?, ?)",
+                    " payload, revision) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     _run_columns(row),
                 )
-            case UpdateRun(row):
-                connection.execute(
-                    "UPDATE runs SET run_id = ?, pipeline_name = ?, status = ?, started_at = ?,"
-                    " finished_at = ?, payload = ? WHERE run_id = ?",
-                    (*_run_columns(row), row.run_id),
-                )
-                if connection.changes() == 0:
-                    raise UnknownRun(row.run_id)
+            case SwapRun(row, expected):
+                return self._swap(row, expected)
             case PutStep(run_id, path, payload):
                 self._upsert(_UPSERT_STEP, run_id, path, payload)
             case PutPause(run_id, path, payload):
@@ -263,6 +266,28 @@ class JournalWriter(Actor[WriteRequest]):
             case AppendTrace(run_id, events):
                 self._require(run_id)  # there may be no event to refuse it
                 self._append_trace(run_id, events)
+        return True
+
+    def _swap(self, row: RunRow, expected: int) -> bool:
+        """Replace the run's row if its revision is ``expected``, in one statement."""
+        self._connection.execute(
+            "UPDATE runs SET pipeline_name = ?, status = ?, started_at = ?, finished_at = ?,"
+            " payload = ?, revision = ? WHERE run_id = ? AND revision = ?",
+            (
+                row.pipeline_name,
+                row.status,
+                row.started_at,
+                row.finished_at,
+                row.payload,
+                row.revision,
+                row.run_id,
+                expected,
+            ),
+        )
+        if self._connection.changes() == 1:
+            return True
+        self._require(row.run_id)
+        return False
 
     def _upsert(self, statement: str, run_id: str, key: str, payload: str) -> None:
         """One keyed upsert; :class:`UnknownRun` if ``run_id`` names no stored run.
@@ -305,5 +330,13 @@ class JournalWriter(Actor[WriteRequest]):
             raise UnknownRun(run_id)
 
 
-def _run_columns(row: RunRow) -> tuple[str, str, str, str, str | None, str]:
-    return (row.run_id, row.pipeline_name, row.status, row.started_at, row.finished_at, row.payload)
+def _run_columns(row: RunRow) -> tuple[str, str, str, str, str | None, str, int]:
+    return (
+        row.run_id,
+        row.pipeline_name,
+        row.status,
+        row.started_at,
+        row.finished_at,
+        row.payload,
+        row.revision,
+    )

@@ -50,6 +50,7 @@ from ._errors import (
     ConfigurationError,
     HumanInputRequired,
     RunNotResumable,
+    RunTakenOver,
     UsageLimitExceeded,
 )
 from ._human import HumanInputInvalid
@@ -79,6 +80,7 @@ class ExitCode(enum.IntEnum):
     UNKNOWN_RUN = 6
     STORE_ERROR = 7
     NO_TRACE = 8
+    TAKEN_OVER = 9
     INTERRUPTED = 130
 
 
@@ -189,6 +191,8 @@ def _with_runtime(
         raise _Fail(ExitCode.STORE_ERROR, str(error)) from error
     except (ConfigurationError, HumanInputInvalid, HumanInputRequired, RunNotResumable) as error:
         raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
+    except RunTakenOver as error:
+        raise _Fail(ExitCode.TAKEN_OVER, str(error)) from error
 
 
 def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:

@@ -103,7 +103,42 @@ class ReplayMismatch(ConfigurationError):
 
 
 class RunNotResumable(TrioflowError):
-    """The run has ended (completed, failed or stopped by a limit): it cannot be resumed."""
+    """The run cannot be resumed: it has ended (completed, failed or stopped by a limit).
+
+    Its subclass :class:`RunClaimed` says another resume holds the run.
+    """
+
+
+class RunClaimed(RunNotResumable):
+    """Another resume holds the run, so this one did not start it and changed nothing.
+
+    Raised in two cases. The run changed between this resume reading it and
+    claiming it: another resume claimed it first (of resumes racing for one
+    run, exactly one goes on). Or an answer was given to a run whose status
+    is ``running``: a resume or run is driving it, or its process died while
+    it did, and trioflow cannot tell which; only a resume without an answer
+    takes a running run over (see :meth:`~trioflow.runtime.Runtime.resume`).
+    """
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class RunTakenOver(TrioflowError):
+    """Another resume claimed the run while this process was still driving it.
+
+    That resume took the run for one whose process had died. This drive's
+    outcome was not stored, so it cannot overwrite the new owner's: the run
+    record is the other resume's. What this drive journaled on its way (step
+    completion records, ledger entries, its trace) was stored as it
+    happened. ``result`` is what this drive came to.
+    """
+
+    def __init__(self, message: str, *, run_id: str, result: PipelineResult) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.result = result
 
 
 class HumanInputRequired(TrioflowError):

@@ -38,7 +38,9 @@ from ._context import BaseContext, apply_patch
 from ._errors import (
     ConfigurationError,
     HumanInputRequired,
+    RunClaimed,
     RunNotResumable,
+    RunTakenOver,
     UsageLimitExceeded,
 )
 from ._governor import Governor, Totals
@@ -146,22 +148,53 @@ class Runtime:
         interrupted by a crash or a cancellation resumes from its journal:
         the step that was running runs again with the same idempotency key.
         ``pipeline`` is needed when this runtime did not start the run.
+
+        The resume claims the run before it runs anything: it replaces the
+        run record it read with a compare-and-set
+        (:meth:`~trioflow.persistence.RunStore.swap_run`). Of resumes racing
+        for one run (tasks of one process, or processes sharing a journal)
+        exactly one claims it; the others raise :class:`RunClaimed` having
+        changed nothing, their answers included. The one exception follows.
+
+        A run whose status is ``running`` is either being driven right now
+        or was when its process died; the journal cannot tell which. An
+        answer for it raises :class:`RunClaimed`. A resume without an answer
+        takes it over, which assumes its process died (so does one that
+        reads the run just after another resume claimed it). If that
+        process is alive, both run the steps left (and pay for their
+        calls), and when the first one ends it raises :class:`RunTakenOver`
+        instead of overwriting the new owner's outcome.
         """
         record = await self.store.get_run(run_id)
-        if record.status not in _RESUMABLE:
-            raise RunNotResumable(
-                f"run {run_id!r} has status {record.status!r}: only paused, running "
-                "(interrupted) or cancelled runs can be resumed"
-            )
+        _require_resumable(record, answered=human_input is not NO_INPUT)
         found = self._pipeline_of(record, pipeline)
         _require_context(record)
-        answers = await self._answer(found, record, human_input, path)
+        answers, answered = await self._answer(found, record, human_input, path)
         records = {step.path: step for step in await self.store.steps_of(run_id)}
         ledger = await self.store.ledger_of(run_id)
         journal = Journal(self.store, run_id, records, answers)
+        claimed = await self._claim(record)
+        return await self._drive(
+            found, claimed, resources, journal, ledger, watch, resumed=True, answered=answered
+        )
+
+    async def _claim(self, record: RunRecord) -> RunRecord:
+        """Mark the run ``running`` if it is still as read: the record this resume then owns."""
         running = attrs.evolve(record, status=RunStatus.RUNNING.value, paused_at=())
-        await self.store.update_run(running)
-        return await self._drive(found, running, resources, journal, ledger, watch, resumed=True)
+        claimed = await self.store.swap_run(record, running)
+        if claimed is None:
+            raise _claimed_since(record)
+        return claimed
+
+    async def _require_unchanged(self, record: RunRecord) -> None:
+        """Raise :class:`RunClaimed` if the stored run is no longer at ``record``'s revision.
+
+        For a resume that read the run record, then its pauses: an answer
+        it finds missing may have been given in between by a resume that
+        claimed the run.
+        """
+        if (await self.store.get_run(record.run_id)).revision != record.revision:
+            raise _claimed_since(record)
 
     async def trace(self, run_id: str) -> RunTrace:
         """The run's trace: its events on one timeline, its actors' spans and the actor tree.
@@ -240,8 +273,13 @@ class Runtime:
 
     async def _answer(
         self, pipeline: Pipeline, record: RunRecord, human_input: Any, path: str | None
-    ) -> dict[str, Any]:
-        """The answers given so far, plus ``human_input`` validated and journaled."""
+    ) -> tuple[dict[str, Any], PauseRecord | None]:
+        """The answers given so far with ``human_input`` validated, and its pause to journal.
+
+        Nothing is written here: the answered pause is journaled only once
+        the resume has claimed the run, so a resume that loses the claim
+        leaves the pause as it was.
+        """
         pauses = await self.store.pauses_of(record.run_id)
         answers = {p.path: p.answer for p in pauses if p.answered_at is not None}
         pending = [p for p in pauses if p.answered_at is None]
@@ -250,14 +288,16 @@ class Runtime:
             if pending and record.status == RunStatus.PAUSED.value:
                 waiting = "; ".join(f"{p.path}: {p.message}" for p in pending)
                 raise HumanInputRequired(f"run {record.run_id!r} waits for input at {waiting}")
-            return answers
+            return answers, None
+        if not any(path in (None, p.path) for p in pending):
+            await self._require_unchanged(record)  # else _chosen_pause says what is wrong
         pause = _chosen_pause(record.run_id, pending, path)
         step = locate(pipeline, pause.path, root=ROOT_PATH)
         if not isinstance(step, HumanStep):
             raise ConfigurationError(f"{pause.path!r} is not a human-input step of this pipeline")
         answer = step.validate(human_input, path=pause.path)
-        await self.store.record_pause(attrs.evolve(pause, answer=answer, answered_at=_now()))
-        return {**answers, pause.path: answer}
+        answered = attrs.evolve(pause, answer=answer, answered_at=_now())
+        return {**answers, pause.path: answer}, answered
 
     async def _drive(
         self,
@@ -270,16 +310,22 @@ class Runtime:
         *,
         resumed: bool = False,
         replies: Mapping[str, Any] | None = None,
+        answered: PauseRecord | None = None,
     ) -> PipelineResult:
         """Run (or re-walk) the pipeline for ``record`` and store how it ended.
 
         ``watch`` sees every trace event as it happens (live progress).
+        ``answered`` is the pause a resume answers, journaled first: after
+        the claim (a resume that loses it writes nothing), and where a
+        failure to journal it ends the run as interrupted, not ``running``.
         """
         trace = MemoryTraceSink()
         # Ties this drive's monotonic clock to the wall clock (see ``_trace_tree``).
         trace.record(clock_anchor(RESUMED if resumed else STARTED))
         sink: TraceSink = trace if watch is None else TeeTraceSink(trace, GuardedWatch(watch))
         try:
+            if answered is not None:
+                await self.store.record_pause(answered)
             done, usage = await self._execute(
                 pipeline, record, resources, journal, ledger, sink, replies
             )
@@ -289,7 +335,20 @@ class Runtime:
             raise
         result = _pipeline_result(record.run_id, done, usage, record.context)
         await self.store.save_trace(record.run_id, trace.events)
-        await self.store.update_run(
+        await self._store_outcome(record, result, usage)
+        if done.breach is not None:
+            raise UsageLimitExceeded(done.breach, result)
+        return result
+
+    async def _store_outcome(self, record: RunRecord, result: PipelineResult, usage: Usage) -> None:
+        """Replace ``record``, the one this drive started from, with how the run ended.
+
+        A compare-and-set, like a resume's claim: if another resume claimed
+        the run meanwhile (taking this process for dead), its record stays
+        and :class:`RunTakenOver` is raised.
+        """
+        ended = await self.store.swap_run(
+            record,
             attrs.evolve(
                 record,
                 status=result.status.value,
@@ -301,11 +360,16 @@ class Runtime:
                 output_tokens=usage.output_tokens,
                 error=result.error,
                 paused_at=result.paused_at,
-            )
+            ),
         )
-        if done.breach is not None:
-            raise UsageLimitExceeded(done.breach, result)
-        return result
+        if ended is None:
+            raise RunTakenOver(
+                f"run {record.run_id!r} was claimed by another resume while this process was "
+                f"driving it: this drive's outcome ({result.status.value}) was not stored, "
+                "the run is that resume's",
+                run_id=record.run_id,
+                result=result,
+            )
 
     async def _execute(
         self,
@@ -335,7 +399,9 @@ class Runtime:
 
         If the store itself is what failed, this may fail too: the caller's
         error is the one that matters, so a store error here is reported in
-        the trace of the next attempt, not raised over it.
+        the trace of the next attempt, not raised over it. If another
+        resume claimed the run meanwhile, its record is left as it is (the
+        compare-and-set refuses this one): the run is that resume's now.
         """
         cancelled = _only(error, trio.Cancelled)
         status = RunStatus.CANCELLED if cancelled else RunStatus.INTERRUPTED
@@ -348,7 +414,8 @@ class Runtime:
                 NO_USAGE,
             )
             await self.store.save_trace(record.run_id, events)
-            await self.store.update_run(
+            await self.store.swap_run(
+                record,
                 attrs.evolve(
                     record,
                     status=status.value,
@@ -357,7 +424,7 @@ class Runtime:
                     input_tokens=spent.input_tokens,
                     output_tokens=spent.output_tokens,
                     error=f"{type(error).__name__}: {error}",
-                )
+                ),
             )
         except StoreError:
             if isinstance(error, StoreError):
@@ -401,6 +468,30 @@ def _only(error: BaseException, kind: type[BaseException]) -> bool:
     if isinstance(error, BaseExceptionGroup):
         return error.split(kind)[1] is None
     return isinstance(error, kind)
+
+
+def _require_resumable(record: RunRecord, *, answered: bool) -> None:
+    """Refuse a run that has ended, and an answer for a run that may be running elsewhere."""
+    if record.status not in _RESUMABLE:
+        raise RunNotResumable(
+            f"run {record.run_id!r} has status {record.status!r}: only paused, running "
+            "(interrupted) or cancelled runs can be resumed"
+        )
+    if answered and record.status == RunStatus.RUNNING.value:
+        raise RunClaimed(
+            f"run {record.run_id!r} is running, so it takes no answer: another resume (or the "
+            "run itself) is driving it, or its process died. If that process died, resume the "
+            "run without an answer to take it over: it goes on to its pauses again",
+            run_id=record.run_id,
+        )
+
+
+def _claimed_since(record: RunRecord) -> RunClaimed:
+    return RunClaimed(
+        f"run {record.run_id!r} was claimed by another resume after this one read it "
+        f"(status {record.status!r}): this resume did not start it and changed nothing",
+        run_id=record.run_id,
+    )
 
 
 def _require_context(record: RunRecord) -> None:

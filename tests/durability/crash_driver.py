@@ -49,9 +49,10 @@ class KillingStore:
         await self._inner.create_run(run)
         self._wrote()
 
-    async def update_run(self, run: RunRecord) -> None:
-        await self._inner.update_run(run)
+    async def swap_run(self, expected: RunRecord, replacement: RunRecord) -> RunRecord | None:
+        swapped = await self._inner.swap_run(expected, replacement)
         self._wrote()
+        return swapped
 
     async def record_step(self, step: StepRecord) -> None:
         await self._inner.record_step(step)
@@ -107,13 +108,19 @@ async def drive(db: str, kill_after: int) -> dict[str, Any]:
 
 
 async def finish(runtime: Runtime, run_id: str) -> None:
-    """Resume the run until it completes: interrupted runs as they are, pauses with True."""
+    """Resume the run until it completes: pauses with True, other runs as they are.
+
+    A run left ``running`` by the kill takes no answer (its process might
+    still be driving it): it is resumed without one first, and walks to
+    its pauses again.
+    """
     while True:
         status = (await runtime.store.get_run(run_id)).status
         if status == RunStatus.COMPLETED.value:
             return
         pauses = await runtime.store.pauses_of(run_id)
-        if any(pause.answered_at is None for pause in pauses):
+        waiting = any(pause.answered_at is None for pause in pauses)
+        if waiting and status != RunStatus.RUNNING.value:
             await runtime.resume(run_id, True, pipeline=pipeline)
         else:
             await runtime.resume(run_id, pipeline=pipeline)

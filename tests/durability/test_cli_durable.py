@@ -280,3 +280,62 @@ def test_a_run_paused_in_one_process_is_resumed_in_another(
     assert executions(tmp_path) == ["draft", "publish"]
     [run] = stored_runs(db)
     assert (run.run_id, run.status, run.output) == (run_id, "completed", "published")
+
+
+TAKEN_OVER_PIPELINE = """
+import sys
+from pathlib import Path
+
+import trio
+from trioflow.runtime import BaseContext, Pipeline, step
+
+HERE = Path(__file__).parent
+LOG = HERE / "executions.log"
+
+
+def executed(name: str) -> int:
+    with LOG.open("a", encoding="utf-8") as log:
+        log.write(name + "\\n")
+    return len(LOG.read_text().splitlines())
+
+
+@step
+async def draft(topic: str, *, context: BaseContext) -> str:
+    if executed("draft") == 1:  # meanwhile, another process takes the run for crashed
+        command = [sys.executable, "-m", "trioflow.runtime", "resume", context.run_id]
+        other = await trio.run_process(
+            [*command, "--db", str(HERE / "runs.db"), "--quiet"], capture_stderr=True, check=False
+        )
+        (HERE / "takeover.exit").write_text(str(other.returncode))
+    return f"draft about {topic}"
+
+
+@step
+async def publish(text: str) -> str:
+    executed("publish")
+    return text.upper()
+
+
+pipeline = Pipeline.of(draft, publish, name="taken")
+"""
+
+
+def test_a_run_taken_over_by_another_process_while_alive_exits_9_and_keeps_its_outcome(
+    db: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "taken.py"
+    path.write_text(TAKEN_OVER_PIPELINE)
+
+    first = trioflow_process(tmp_path, "run", f"{path}:pipeline", "--input", "trio", "--db", db)
+
+    [run] = stored_runs(db)
+    assert first.returncode == ExitCode.TAKEN_OVER == 9, first.stderr
+    assert first.stderr.endswith(
+        f"error: run '{run.run_id}' was claimed by another resume while this process was "
+        "driving it: this drive's outcome (completed) was not stored, the run is that "
+        "resume's\n"
+    )
+    assert (tmp_path / "takeover.exit").read_text() == str(int(ExitCode.OK))
+    # Both processes ran what was left: the documented cost of taking over a live run.
+    assert executions(tmp_path) == ["draft", "draft", "publish", "publish"]
+    assert (run.status, run.output, run.revision) == ("completed", "DRAFT ABOUT TRIO", 2)

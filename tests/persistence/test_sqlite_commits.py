@@ -79,7 +79,7 @@ async def every_kind_of_write(store: SQLiteStore) -> int:
     await store.record_usage(LedgerEntry("r1", "main/0:a#1#1", "main/0:a", "0.01", 1, 2))
     await store.record_pause(PauseRecord("r1", "main/1:ok", "ok?", {}, T0))
     await store.save_trace("r1", [])
-    await store.update_run(a_run(status="completed"))
+    await store.swap_run(a_run(), a_run(status="completed"))
     return 6
 
 

@@ -19,6 +19,7 @@ import pytest
 import trio
 from trioflow.actors import MemoryTraceSink, TraceEvent, TraceKind
 from trioflow.persistence import (
+    CODEC,
     CorruptDatabase,
     LedgerEntry,
     PauseRecord,
@@ -70,7 +71,7 @@ async def test_open_creates_the_folder_and_a_wal_database_that_keeps_runs(tmp_pa
         await store.record_step(a_step("main/0:a"))
 
     assert raw_rows(path, "PRAGMA journal_mode") == [("wal",)]
-    assert raw_rows(path, "PRAGMA user_version") == [(3,)]
+    assert raw_rows(path, "PRAGMA user_version") == [(4,)]
     async with SQLiteStore.open(path) as again:
         assert await again.list_runs() == [a_run()]
         assert await again.steps_of("r1") == [a_step("main/0:a")]
@@ -93,7 +94,7 @@ async def test_every_write_is_committed_when_it_returns(tmp_path: Path) -> None:
     async with SQLiteStore.open(path) as store:
         await store.create_run(a_run())
         assert raw_rows(path, "SELECT run_id, status FROM runs") == [("r1", "running")]
-        await store.update_run(a_run(status="completed", finished_at=T0))
+        await store.swap_run(a_run(), a_run(status="completed", finished_at=T0))
         assert raw_rows(path, "SELECT status, finished_at FROM runs") == [
             ("completed", "2026-03-01T10:00:00.000000+00:00")
         ]
@@ -113,7 +114,7 @@ async def test_every_write_goes_through_the_one_writer_actor(tmp_path: Path) -> 
     sink = MemoryTraceSink()
     async with SQLiteStore.open(tmp_path / "runs.db", trace=sink) as store:
         await store.create_run(a_run())
-        await store.update_run(a_run(status="completed"))
+        await store.swap_run(a_run(), a_run(status="completed"))
         await store.record_step(a_step("main/0:a"))
         await store.record_usage(LedgerEntry("r1", "k", "main/0:a", "0.01", 1, 2))
         await store.record_pause(PauseRecord("r1", "main/1:ok", "ok?", {}, T0))
@@ -126,7 +127,7 @@ async def test_every_write_goes_through_the_one_writer_actor(tmp_path: Path) -> 
     ]
     assert [(e.path, e.label) for e in sink.of_kind(TraceKind.RECEIVE)] == [
         ("journal/writer", "CreateRun"),
-        ("journal/writer", "UpdateRun"),
+        ("journal/writer", "SwapRun"),
         ("journal/writer", "PutStep"),
         ("journal/writer", "PutUsage"),
         ("journal/writer", "PutPause"),
@@ -357,6 +358,37 @@ async def test_a_lock_held_past_the_busy_timeout_is_busy_not_corrupt(tmp_path: P
     assert sorted(os.listdir(tmp_path)) == ["runs.db"]
 
 
+async def test_a_swap_that_waits_for_the_lock_compares_with_what_the_holder_committed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "runs.db"
+    async with SQLiteStore.open(path, busy_timeout_s=60) as store:
+        await store.create_run(a_run(status="paused"))
+        read = await store.get_run("r1")
+        other = apsw.Connection(str(path))
+        other.execute("BEGIN IMMEDIATE")  # another process is swapping the run right now
+        theirs = a_run(input="theirs", revision=1)
+        other.execute(
+            "UPDATE runs SET status = 'running', payload = ?, revision = 1 WHERE run_id = 'r1'",
+            (CODEC.encode(theirs),),
+        )
+        outcome: list[RunRecord | None] = []
+
+        async def swap() -> None:
+            outcome.append(await store.swap_run(read, a_run(input="ours")))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(swap)
+            await trio.sleep(0.3)
+            assert outcome == []  # waiting for the lock, not deciding on what it read before
+            other.execute("COMMIT")
+            other.close()
+
+        assert outcome == [None]
+        assert await store.get_run("r1") == theirs
+    assert raw_rows(path, "SELECT status, revision FROM runs") == [("running", 1)]
+
+
 async def test_opening_a_locked_database_waits_for_the_lock(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     await a_database(path)
@@ -403,7 +435,8 @@ async def main() -> None:
                 await store.record_step(
                     StepRecord(run_id, path_s, f"s{s}", True, [worker, n, s], 1, "0.01", 1, 2)
                 )
-            await store.update_run(RunRecord(run_id, "p", "completed", T0, n, output=n * 2))
+            started = RunRecord(run_id, "p", "running", T0, n)
+            await store.swap_run(started, RunRecord(run_id, "p", "completed", T0, n, output=n * 2))
             await trio.sleep(0.002)  # a run's work between writes: the other process gets a turn
 
 print("ready", flush=True)  # imported: wait for the other process
@@ -462,6 +495,43 @@ async def test_two_processes_writing_one_file_at_once_lose_nothing(tmp_path: Pat
     writers = [run.run_id[0] for run in runs]  # creation order (same start time)
     switches = sum(1 for x, y in itertools.pairwise(writers) if x != y)
     assert switches > 1, f"the two processes did not write at the same time: {writers}"
+
+
+SWAPPING_PROCESS = """
+import pathlib, sys
+import attrs, trio
+from trioflow.persistence import SQLiteStore
+
+worker, path, out = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3]) / sys.argv[1]
+
+async def main() -> None:
+    async with SQLiteStore.open(path) as store:
+        read = await store.get_run("r1")  # every process reads the same revision first
+        print("ready", flush=True)
+        sys.stdin.readline()
+        claim = attrs.evolve(read, status="running", input=worker)
+        swapped = await store.swap_run(read, claim)
+        out.write_text("lost" if swapped is None else f"won {swapped.revision}")
+
+trio.run(main)
+"""
+
+
+async def test_of_processes_swapping_one_run_from_one_read_exactly_one_wins(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "runs.db"
+    async with SQLiteStore.open(path) as store:
+        await store.create_run(a_run(status="paused"))
+    workers = ["a", "b", "c", "d"]
+
+    await run_together(SWAPPING_PROCESS, workers, str(path), str(tmp_path))
+
+    outcomes = {worker: (tmp_path / worker).read_text() for worker in workers}
+    [winner] = [worker for worker, outcome in outcomes.items() if outcome != "lost"]
+    assert outcomes == {worker: "won 1" if worker == winner else "lost" for worker in workers}
+    async with SQLiteStore.open(path) as store:
+        assert await store.list_runs() == [a_run(input=winner, revision=1)]
 
 
 CREATING_PROCESS = """

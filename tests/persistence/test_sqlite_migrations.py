@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import apsw
+import attrs
 import pytest
 import trio
 from trioflow.actors import TraceEvent, TraceKind
@@ -53,10 +54,18 @@ STEPS = [
 ]
 PAUSE = PauseRecord("running", "main/0:approve", "approve?", {"type": "boolean"}, STARTED)
 ENTRY = LedgerEntry("done", "main/0:draft#1#1", "main/0:draft", "0.01", 10, 5)
+EVENT = TraceEvent(TraceKind.NOTE, "run", 0.5, "seeded")  # of run "done"
 
 
 def utc(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).isoformat(timespec="microseconds")
+
+
+def written_before_revisions(run: RunRecord) -> str:
+    """``run`` encoded as trioflow wrote it before version 4: no ``revision`` field."""
+    document = json.loads(CODEC.encode(run))
+    assert document["fields"].pop("revision") == 0  # the field this encoding leaves out
+    return json.dumps(document)
 
 
 def _seed_nothing(connection: apsw.Connection) -> None:
@@ -69,7 +78,13 @@ def _seed_v1(connection: apsw.Connection) -> None:
         connection.execute(
             "INSERT INTO runs (run_id, pipeline_name, status, started_at, payload)"
             " VALUES (?, ?, ?, ?, ?)",
-            (run.run_id, run.pipeline_name, run.status, utc(run.started_at), CODEC.encode(run)),
+            (
+                run.run_id,
+                run.pipeline_name,
+                run.status,
+                utc(run.started_at),
+                written_before_revisions(run),
+            ),
         )
     for seq, step in enumerate(STEPS, start=1):
         connection.execute(
@@ -91,7 +106,7 @@ def _seed_v2(connection: apsw.Connection) -> None:
                 run.status,
                 utc(run.started_at),
                 finished,
-                CODEC.encode(run),
+                written_before_revisions(run),
             ),
         )
     for seq, step in enumerate(STEPS, start=1):
@@ -109,11 +124,22 @@ def _seed_v2(connection: apsw.Connection) -> None:
     )
 
 
+def _seed_v3(connection: apsw.Connection) -> None:
+    """What a version-3 store wrote: everything version 2 did, and trace events."""
+    _seed_v2(connection)
+    connection.execute(
+        "INSERT INTO trace_events (run_id, seq, kind, path, time, label, peer, detail)"
+        " VALUES (?, 1, ?, ?, ?, ?, NULL, NULL)",
+        ("done", EVENT.kind.value, EVENT.path, EVENT.time, EVENT.label),
+    )
+
+
 #: How a store of each earlier version filled its database (version 0 is an empty file).
 SEEDERS: dict[int, Callable[[apsw.Connection], None]] = {
     0: _seed_nothing,
     1: _seed_v1,
     2: _seed_v2,
+    3: _seed_v3,
 }
 
 #: The tables each version has.
@@ -122,6 +148,7 @@ TABLES = {
     1: ["runs", "steps"],
     2: ["ledger", "pauses", "runs", "steps"],
     3: ["ledger", "pauses", "runs", "steps", "trace_events"],
+    4: ["ledger", "pauses", "runs", "steps", "trace_events"],
 }
 
 
@@ -155,7 +182,7 @@ def schema(path: Path) -> list[tuple[Any, ...]]:
 
 
 def test_every_earlier_version_has_a_seeder_and_every_version_its_tables() -> None:
-    assert CURRENT_VERSION == len(MIGRATIONS) == 3
+    assert CURRENT_VERSION == len(MIGRATIONS) == 4
     assert sorted(SEEDERS) == list(range(CURRENT_VERSION))
     assert sorted(TABLES) == list(range(CURRENT_VERSION + 1))
 
@@ -192,7 +219,8 @@ async def test_a_database_of_an_earlier_version_migrates_with_its_data(
             assert await store.steps_of("running") == []
             assert await store.pauses_of("running") == ([PAUSE] if version >= 2 else [])
             assert await store.ledger_of("done") == ([ENTRY] if version >= 2 else [])
-            assert await store.trace_of("done") == []
+            seeded = [EVENT]
+            assert await store.trace_of("done") == (seeded if version >= 3 else [])
             # New records follow the migrated ones.
             later = StepRecord("done", "main/2:send", "send", True, None, 1, "0", 0, 0)
             await store.record_step(later)
@@ -200,7 +228,7 @@ async def test_a_database_of_an_earlier_version_migrates_with_its_data(
             assert await store.steps_of("done") == [*STEPS, later]
             event = TraceEvent(TraceKind.NOTE, "run", 1.0, "migrated")
             await store.save_trace("done", [event])
-            assert await store.trace_of("done") == [event]
+            assert await store.trace_of("done") == [*(seeded if version >= 3 else []), event]
 
     assert rows(path, "PRAGMA user_version") == [(CURRENT_VERSION,)]
     assert schema(path) == schema(fresh)
@@ -209,6 +237,30 @@ async def test_a_database_of_an_earlier_version_migrates_with_its_data(
             ("done", "2026-03-01T10:15:30.000005+00:00"),
             ("running", None),
         ]
+
+
+@pytest.mark.parametrize("version", range(1, CURRENT_VERSION))
+async def test_a_run_stored_before_revisions_reads_at_revision_0_and_is_swapped_once(
+    tmp_path: Path, version: int
+) -> None:
+    path = tmp_path / "runs.db"
+    database_at(path, version)
+
+    async with SQLiteStore.open(path) as store:
+        read = await store.get_run("running")
+        assert read == RUNNING
+        assert read.revision == 0
+        claim = attrs.evolve(read, status="running", paused_at=())
+        claimed = attrs.evolve(claim, revision=1)
+        assert await store.swap_run(read, claim) == claimed
+        assert await store.swap_run(read, attrs.evolve(read, status="failed")) is None
+        assert await store.get_run("running") == claimed
+        assert await store.get_run("done") == DONE
+
+    assert rows(path, "SELECT run_id, status, revision FROM runs ORDER BY run_id") == [
+        ("done", "completed", 0),
+        ("running", "running", 1),
+    ]
 
 
 async def test_a_failed_migration_leaves_the_database_at_its_version(tmp_path: Path) -> None:
@@ -260,10 +312,10 @@ async def test_a_database_newer_than_the_code_is_refused_untouched(tmp_path: Pat
             pass
 
     assert str(raised.value) == (
-        f"{path} has journal schema version 4, newer than version 3, the newest this "
+        f"{path} has journal schema version 5, newer than version 4, the newest this "
         "trioflow knows; open it with a newer trioflow (the file was left untouched)"
     )
-    assert (raised.value.found, raised.value.supported) == (4, 3)
+    assert (raised.value.found, raised.value.supported) == (5, 4)
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["runs.db"]
 

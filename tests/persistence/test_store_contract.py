@@ -273,26 +273,112 @@ async def test_a_duplicate_run_id_is_refused_and_the_first_kept(store: RunStore)
     assert [run.run_id for run in await store.list_runs()] == ["r1"]
 
 
-async def test_update_run_replaces_the_stored_run(store: RunStore) -> None:
-    await store.create_run(a_run())
-    finished = a_run(
+# -- swap_run: the compare-and-set that resumes claim runs with ---------------------------------
+
+
+def finished_run(**changes: Any) -> RunRecord:
+    """``a_run()`` as a drive leaves it: failed, with totals."""
+    return a_run(
         status="failed",
         finished_at=datetime.datetime(2026, 3, 1, 16, 0, tzinfo=IST),
-        output=None,
         total_cost_usd="0.35",
         input_tokens=7,
         output_tokens=8,
         error="boom: step 'main/0:a' failed",
+        **changes,
     )
 
-    await store.update_run(finished)
 
-    assert_identical(await store.get_run("r1"), finished)
-    assert_identical(await store.list_runs(), [finished])
+async def test_swap_run_replaces_an_unchanged_run_at_the_next_revision(store: RunStore) -> None:
+    await store.create_run(a_run())
+    read = await store.get_run("r1")
+
+    swapped = await store.swap_run(read, finished_run())
+
+    assert_identical(swapped, finished_run(revision=1))
+    assert_identical(await store.get_run("r1"), finished_run(revision=1))
+    assert_identical(await store.list_runs(), [finished_run(revision=1)])
+
+
+async def test_swap_run_sets_the_revision_whatever_the_replacement_says(store: RunStore) -> None:
+    await store.create_run(a_run())
+
+    swapped = await store.swap_run(a_run(), finished_run(revision=41))
+
+    assert_identical(swapped, finished_run(revision=1))
+    assert_identical(await store.get_run("r1"), finished_run(revision=1))
+
+
+async def test_swaps_from_each_revision_read_count_up(store: RunStore) -> None:
+    await store.create_run(a_run())
+
+    first = await store.swap_run(await store.get_run("r1"), a_run(status="paused"))
+    second = await store.swap_run(await store.get_run("r1"), a_run(status="running"))
+    third = await store.swap_run(await store.get_run("r1"), finished_run())
+
+    assert_identical(
+        [first, second, third],
+        [a_run(status="paused", revision=1), a_run(revision=2), finished_run(revision=3)],
+    )
+    assert_identical(await store.get_run("r1"), finished_run(revision=3))
+
+
+async def test_swap_run_from_a_stale_read_loses_and_leaves_the_run_untouched(
+    store: RunStore,
+) -> None:
+    await store.create_run(a_run(status="paused"))
+    read_by_one = await store.get_run("r1")
+    read_by_other = await store.get_run("r1")
+    assert await store.swap_run(read_by_one, a_run(input="one")) == a_run(input="one", revision=1)
+
+    lost = await store.swap_run(read_by_other, a_run(input="other"))
+
+    assert lost is None
+    assert_identical(await store.get_run("r1"), a_run(input="one", revision=1))
+    assert_identical(await store.list_runs(), [a_run(input="one", revision=1)])
+
+
+async def test_swap_run_loses_to_any_later_revision_not_only_the_next(store: RunStore) -> None:
+    await store.create_run(a_run())
+    stale = await store.get_run("r1")
+    await store.swap_run(stale, a_run(status="paused"))
+    await store.swap_run(await store.get_run("r1"), a_run(status="running"))
+
+    assert await store.swap_run(attrs.evolve(stale, revision=1), finished_run()) is None
+    assert await store.swap_run(attrs.evolve(stale, revision=3), finished_run()) is None
+    assert_identical(await store.get_run("r1"), a_run(revision=2))
+
+
+async def test_of_concurrent_swaps_from_one_read_exactly_one_wins(store: RunStore) -> None:
+    await store.create_run(a_run(status="paused"))
+    read = await store.get_run("r1")
+    outcomes: dict[int, RunRecord | None] = {}
+
+    async def swap(number: int) -> None:
+        outcomes[number] = await store.swap_run(read, a_run(input=number))
+
+    async with trio.open_nursery() as nursery:
+        for number in range(8):
+            nursery.start_soon(swap, number)
+
+    [winner] = [number for number, swapped in outcomes.items() if swapped is not None]
+    assert sorted(outcomes) == list(range(8))
+    assert_identical(outcomes[winner], a_run(input=winner, revision=1))
+    assert_identical(await store.get_run("r1"), a_run(input=winner, revision=1))
+
+
+async def test_swap_run_refuses_the_record_of_another_run(store: RunStore) -> None:
+    await store.create_run(a_run())
+    await store.create_run(a_run("r2"))
+
+    with pytest.raises(ValueError, match=r"^cannot replace run 'r1' with the record of run 'r2'$"):
+        await store.swap_run(a_run(), a_run("r2", status="failed"))
+
+    assert_identical(await store.list_runs(), [a_run(), a_run("r2")])
 
 
 UNKNOWN_RUN_CALLS: dict[str, Callable[[RunStore], Awaitable[object]]] = {
-    "update_run": lambda store: store.update_run(a_run("ghost")),
+    "swap_run": lambda store: store.swap_run(a_run("ghost"), a_run("ghost", status="failed")),
     "record_step": lambda store: store.record_step(a_step("main/0:a", run_id="ghost")),
     "record_usage": lambda store: store.record_usage(an_entry("main/0:a#1#1", run_id="ghost")),
     "record_pause": lambda store: store.record_pause(a_pause("main/0:a", run_id="ghost")),
@@ -526,7 +612,7 @@ async def test_an_unstorable_step_output_names_step_field_and_type_and_writes_no
     assert_identical(await store.steps_of("r1"), [stored])
 
 
-async def test_an_unstorable_run_is_not_created_or_updated(store: RunStore) -> None:
+async def test_an_unstorable_run_is_not_created_or_swapped(store: RunStore) -> None:
     with pytest.raises(UnstorableValue) as raised:
         await store.create_run(a_run("bad", input=(object(),)))
     assert raised.value.where == "run.input[0]"
@@ -535,9 +621,14 @@ async def test_an_unstorable_run_is_not_created_or_updated(store: RunStore) -> N
 
     await store.create_run(a_run(output="first"))
     with pytest.raises(UnstorableValue) as raised:
-        await store.update_run(a_run(output={"items": [1, object()]}, status="completed"))
+        await store.swap_run(
+            a_run(output="first"), a_run(output={"items": [1, object()]}, status="completed")
+        )
     assert str(raised.value) == "run.output['items'][1]" + UNSTORABLE_MESSAGE
     assert_identical(await store.list_runs(), [a_run(output="first")])
+    # Nothing was written, so the revision read before still wins.
+    swapped = await store.swap_run(a_run(output="first"), a_run(status="completed"))
+    assert_identical(swapped, a_run(status="completed", revision=1))
 
 
 async def test_an_unstorable_pause_answer_writes_nothing(
