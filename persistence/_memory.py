@@ -36,24 +36,28 @@ class InMemoryStore:
         self._pauses: dict[str, dict[str, Any]] = {}
         self._ledger: dict[str, dict[str, Any]] = {}
         self._traces: dict[str, list[TraceEvent]] = {}
+        #: Each stored run's revision, so a swap compares without decoding the run.
+        self._revisions: dict[str, int] = {}
 
     async def create_run(self, run: RunRecord) -> None:
         if run.run_id in self._runs:
             raise ValueError(f"a run with id {run.run_id!r} is already stored")
         encoded = CODEC.to_document(run, where="run")
         self._runs[run.run_id] = encoded
+        self._revisions[run.run_id] = run.revision
         for table in (self._steps, self._pauses, self._ledger):
             table[run.run_id] = {}
         self._traces[run.run_id] = []
 
     async def swap_run(self, expected: RunRecord, replacement: RunRecord) -> RunRecord | None:
         # No checkpoint between the comparison and the write: atomic under trio.
-        stored = _decoded(self._require(expected.run_id), RunRecord)
+        self._require(expected.run_id)
         require_same_run(expected, replacement)
-        if stored.revision != expected.revision:
+        if self._revisions[expected.run_id] != expected.revision:
             return None
         swapped = attrs.evolve(replacement, revision=expected.revision + 1)
         self._runs[swapped.run_id] = CODEC.to_document(swapped, where="run")
+        self._revisions[swapped.run_id] = swapped.revision
         return swapped
 
     async def record_step(self, step: StepRecord) -> None:
