@@ -16,6 +16,7 @@ from trioflow.runtime import (
     NodeKind,
     NodeStatus,
     NoTrace,
+    RunStatus,
     Runtime,
     RunTrace,
     Step,
@@ -119,8 +120,7 @@ async def test_the_trace_starts_with_a_wall_clock_anchor(
         "started",
         None,
     )
-    assert first.detail is not None
-    anchor = datetime.datetime.fromisoformat(first.detail)
+    anchor = datetime.datetime.fromisoformat(str(first.detail))
     assert before <= anchor <= after
     trace = await rt.trace(result.run_id)
     assert trace.started_at == anchor
@@ -319,7 +319,7 @@ async def test_a_breaching_step_fails_with_the_breach(rt: Runtime, autojump_cloc
     with pytest.raises(UsageLimitExceeded) as raised:
         await rt.run(pipeline, "x", limits=UsageLimits(total_cost_usd="1.00"))
 
-    assert raised.value.result is not None
+    assert raised.value.result.status is RunStatus.USAGE_LIMIT
     breach = "Cost limit of $1.00 exceeded"
     assert rows(await rt.trace(raised.value.result.run_id)) == [
         ("main", "pipeline", "failed", 0.0, 2.0, 2.0, 1, "1.20", 30, breach),
