@@ -3,6 +3,7 @@
 from ._codec import CODEC, Codec, CorruptJournal, Unresolved, UnstorableValue, register_type
 from ._memory import InMemoryStore
 from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
+from ._retention import PrunePolicy, prune_runs
 from ._schema import SchemaTooNew
 from ._sqlite import CorruptDatabase, Durability, SQLiteStore
 from ._store import RunStore, StoreError, UnknownRun
@@ -16,6 +17,7 @@ __all__ = [
     "InMemoryStore",
     "LedgerEntry",
     "PauseRecord",
+    "PrunePolicy",
     "RunRecord",
     "RunStore",
     "SQLiteStore",
@@ -25,5 +27,6 @@ __all__ = [
     "UnknownRun",
     "Unresolved",
     "UnstorableValue",
+    "prune_runs",
     "register_type",
 ]

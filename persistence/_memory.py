@@ -11,6 +11,9 @@ encoding per step.
 
 from __future__ import annotations
 
+import bisect
+import datetime
+import itertools
 import operator
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -22,15 +25,35 @@ from trioflow.actors import TraceEvent
 
 from ._codec import CODEC, CorruptJournal
 from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
+from ._retention import RESUMABLE_STATUSES
 from ._store import UnknownRun, require_same_run
 
 R = TypeVar("R")
 
+#: Where a run sits in the list order: when it started, then which was created first.
+_OrderKey = tuple[datetime.datetime, int, str]
+
 
 class InMemoryStore:
-    """Implements :class:`RunStore` with dicts; lost when the process ends."""
+    """Implements :class:`RunStore` with dicts; lost when the process ends.
 
-    def __init__(self) -> None:
+    ``max_ended_runs`` bounds what a long-lived process keeps: once more
+    than that many runs have ended (completed, failed, stopped by a usage
+    limit, cancelled), the one that ended first is forgotten with all its
+    records. Runs that may still go on (running, paused, interrupted) are
+    never forgotten. ``None`` (the default) keeps every run.
+    """
+
+    def __init__(self, *, max_ended_runs: int | None = None) -> None:
+        if max_ended_runs is not None and max_ended_runs < 0:
+            raise ValueError(f"max_ended_runs must not be negative, got {max_ended_runs}")
+        self._max_ended_runs = max_ended_runs
+        #: Ended runs' ids, the first to have ended first: the order they are forgotten in.
+        self._ended: dict[str, None] = {}
+        #: ``(started_at, creation number, run id)`` of every run, kept sorted: the list order.
+        self._order: list[_OrderKey] = []
+        self._order_keys: dict[str, _OrderKey] = {}
+        self._created = itertools.count()
         self._runs: dict[str, Any] = {}
         self._steps: dict[str, dict[str, Any]] = {}
         self._pauses: dict[str, dict[str, Any]] = {}
@@ -48,6 +71,8 @@ class InMemoryStore:
         for table in (self._steps, self._pauses, self._ledger):
             table[run.run_id] = {}
         self._traces[run.run_id] = []
+        self._place(run.run_id, (run.started_at, next(self._created), run.run_id))
+        self._note_status(run)
 
     async def swap_run(self, expected: RunRecord, replacement: RunRecord) -> RunRecord | None:
         # No checkpoint between the comparison and the write: atomic under trio.
@@ -58,6 +83,8 @@ class InMemoryStore:
         swapped = attrs.evolve(replacement, revision=expected.revision + 1)
         self._runs[swapped.run_id] = CODEC.to_document(swapped, where="run")
         self._revisions[swapped.run_id] = swapped.revision
+        self._reorder(swapped)
+        self._note_status(swapped)
         return swapped
 
     async def record_step(self, step: StepRecord) -> None:
@@ -87,9 +114,19 @@ class InMemoryStore:
     async def get_run(self, run_id: str) -> RunRecord:
         return _decoded(self._require(run_id), RunRecord)
 
-    async def list_runs(self) -> list[RunRecord]:
-        runs = [_decoded(text, RunRecord) for text in self._runs.values()]
-        return sorted(runs, key=lambda run: run.started_at)
+    async def list_runs(self, *, limit: int | None = None, offset: int = 0) -> list[RunRecord]:
+        end = None if limit is None else offset + limit
+        return [_decoded(self._runs[run_id], RunRecord) for *_, run_id in self._order[offset:end]]
+
+    async def count_runs(self) -> int:
+        return len(self._runs)
+
+    async def delete_run(self, run_id: str, *, revision: int) -> bool:
+        self._require(run_id)
+        if self._revisions[run_id] != revision:
+            return False
+        self._forget(run_id)
+        return True
 
     async def steps_of(self, run_id: str) -> list[StepRecord]:
         self._require(run_id)
@@ -106,6 +143,41 @@ class InMemoryStore:
     async def trace_of(self, run_id: str) -> list[TraceEvent]:
         self._require(run_id)
         return list(self._traces[run_id])
+
+    def _note_status(self, run: RunRecord) -> None:
+        """Track which runs have ended, and forget the first to end beyond the bound."""
+        self._ended.pop(run.run_id, None)
+        if run.status in RESUMABLE_STATUSES:
+            return
+        self._ended[run.run_id] = None
+        if self._max_ended_runs is None:
+            return
+        while len(self._ended) > self._max_ended_runs:
+            self._forget(next(iter(self._ended)))
+
+    def _place(self, run_id: str, key: _OrderKey) -> None:
+        bisect.insort(self._order, key)
+        self._order_keys[run_id] = key
+
+    def _unplace(self, run_id: str) -> _OrderKey:
+        key = self._order_keys.pop(run_id)
+        del self._order[bisect.bisect_left(self._order, key)]
+        return key
+
+    def _reorder(self, run: RunRecord) -> None:
+        """Move ``run`` in the list order if a swap changed when it started (rare)."""
+        started, created, _ = self._order_keys[run.run_id]
+        if started != run.started_at:
+            self._unplace(run.run_id)
+            self._place(run.run_id, (run.started_at, created, run.run_id))
+
+    def _forget(self, run_id: str) -> None:
+        """Drop the run and everything stored for it."""
+        for table in (self._runs, self._revisions, self._steps, self._pauses, self._ledger):
+            del table[run_id]
+        del self._traces[run_id]
+        self._ended.pop(run_id, None)
+        self._unplace(run_id)
 
     def _require(self, run_id: str) -> Any:
         """The run's stored document; :class:`UnknownRun` if there is none."""

@@ -63,6 +63,7 @@ from ._store import StoreError, UnknownRun, require_same_run
 from ._writer import (
     AppendTrace,
     CreateRun,
+    DeleteRun,
     ImmediateTransaction,
     JournalWriter,
     PutPause,
@@ -209,6 +210,9 @@ class SQLiteStore:
     async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None:
         await self._writer.ask(AppendTrace(run_id, tuple(events)))
 
+    async def delete_run(self, run_id: str, *, revision: int) -> bool:
+        return bool(await self._writer.ask(DeleteRun(run_id, revision)))
+
     # -- reads: the read-only connection, in the caller's task ----------------------------
 
     async def get_run(self, run_id: str) -> RunRecord:
@@ -218,9 +222,17 @@ class SQLiteStore:
             raise UnknownRun(run_id)
         return _decoded(found[0][0], RunRecord)
 
-    async def list_runs(self) -> list[RunRecord]:
-        rows = self._reader.execute("SELECT payload FROM runs ORDER BY started_at, rowid")
+    async def list_runs(self, *, limit: int | None = None, offset: int = 0) -> list[RunRecord]:
+        # Walks the ``runs_by_start`` index: a page reads its own rows, not the table.
+        rows = self._reader.execute(
+            "SELECT payload FROM runs ORDER BY started_at, rowid LIMIT ? OFFSET ?",
+            (-1 if limit is None else limit, offset),
+        )
         return [_decoded(payload, RunRecord) for (payload,) in rows.fetchall()]
+
+    async def count_runs(self) -> int:
+        rows: list[Any] = self._reader.execute("SELECT count(*) FROM runs").fetchall()
+        return int(rows[0][0])
 
     async def steps_of(self, run_id: str) -> list[StepRecord]:
         return self._payloads("steps", run_id, StepRecord)

@@ -79,8 +79,27 @@ class RunStore(Protocol):
         """The run; :class:`UnknownRun` if there is none."""
         ...
 
-    async def list_runs(self) -> list[RunRecord]:
-        """Every run, oldest first."""
+    async def list_runs(self, *, limit: int | None = None, offset: int = 0) -> list[RunRecord]:
+        """Runs, oldest first (by start, then by creation): every one, or a page.
+
+        ``offset`` skips that many of the oldest; ``limit`` caps how many
+        are returned. A page costs what its runs cost, not what the journal
+        holds, so a caller can walk any number of runs in flat memory.
+        """
+        ...
+
+    async def count_runs(self) -> int:
+        """How many runs are stored."""
+        ...
+
+    async def delete_run(self, run_id: str, *, revision: int) -> bool:
+        """Delete the run and everything stored for it, if it is still at ``revision``.
+
+        Steps, pauses, ledger entries and trace events go with it, in one
+        atomic step. ``False`` means the run was swapped since that revision
+        was read (a resume claimed it, say): nothing was deleted.
+        :class:`UnknownRun` if there is no such run.
+        """
         ...
 
     async def steps_of(self, run_id: str) -> list[StepRecord]:

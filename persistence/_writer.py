@@ -122,7 +122,21 @@ class AppendTrace:
     events: tuple[TraceEvent, ...]
 
 
-WriteRequest = CreateRun | SwapRun | PutStep | PutPause | PutUsage | AppendTrace
+@attrs.frozen
+class DeleteRun:
+    """Delete a run and its records if its revision is still ``expected``; replies whether it did.
+
+    :class:`UnknownRun` if there is no such run.
+    """
+
+    run_id: str
+    expected: int
+
+
+WriteRequest = CreateRun | SwapRun | PutStep | PutPause | PutUsage | AppendTrace | DeleteRun
+
+#: The tables holding a run's records, deleted before the run itself (their foreign keys).
+_RUN_TABLES = ("trace_events", "ledger", "pauses", "steps")
 
 #: WAL size, in pages, at which the writer checkpoints (SQLite's own auto-checkpoint default).
 CHECKPOINT_PAGES = 1000
@@ -202,7 +216,7 @@ class JournalWriter(Actor[WriteRequest]):
         connection.set_wal_hook(self._note_wal_size)
 
     async def receive(self, message: WriteRequest) -> bool:
-        """Commit ``message``; whether it was applied (false only for a lost :class:`SwapRun`)."""
+        """Commit ``message``; whether it was applied (false only for a lost compare-and-set)."""
         if self._wal_pages >= CHECKPOINT_PAGES:
             self._wal_pages = 0
             await trio.to_thread.run_sync(self._checkpoint)
@@ -266,6 +280,8 @@ class JournalWriter(Actor[WriteRequest]):
             case AppendTrace(run_id, events):
                 self._require(run_id)  # there may be no event to refuse it
                 self._append_trace(run_id, events)
+            case DeleteRun(run_id, expected):
+                return self._delete(run_id, expected)
         return True
 
     def _swap(self, row: RunRow, expected: int) -> bool:
@@ -288,6 +304,21 @@ class JournalWriter(Actor[WriteRequest]):
             return True
         self._require(row.run_id)
         return False
+
+    def _delete(self, run_id: str, expected: int) -> bool:
+        """Delete the run's records, then the run, if its revision is ``expected``."""
+        connection = self._connection
+        rows: list[Any] = connection.execute(
+            "SELECT revision FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchall()
+        if not rows:
+            raise UnknownRun(run_id)
+        if rows[0][0] != expected:
+            return False
+        for table in _RUN_TABLES:  # one of this module's constants, never caller input
+            connection.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+        connection.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+        return True
 
     def _upsert(self, statement: str, run_id: str, key: str, payload: str) -> None:
         """One keyed upsert; :class:`UnknownRun` if ``run_id`` names no stored run.

@@ -7,7 +7,10 @@
 * ``trioflow resume RUN [--input ANSWER]`` goes on with a paused or
   interrupted run; an answer is read as JSON when it parses as JSON, as
   text otherwise, and validated against the pause's schema.
-* ``trioflow runs list`` and ``trioflow runs show RUN`` read the journal.
+* ``trioflow runs list`` (the newest 50 runs; ``--page``, ``--limit``,
+  ``--all``) and ``trioflow runs show RUN`` read the journal;
+  ``trioflow runs prune`` removes old runs (``--older-than``,
+  ``--keep-last``, ``--status``; ``--dry-run`` to look first).
 * ``trioflow replay RUN`` runs a stored run again with every model call
   answered from its journal (no model called, nothing paid) and reports the
   first step whose code now gives a different result (exit code 1) or that
@@ -33,6 +36,7 @@ interrupted.
 from __future__ import annotations
 
 import argparse
+import datetime
 import enum
 import json
 import sys
@@ -44,7 +48,13 @@ from typing import Any, NoReturn, TypeVar
 import pydantic
 import trio
 from rich.console import Console
-from trioflow.persistence import StoreError, UnknownRun
+from trioflow.persistence import (
+    PrunePolicy,
+    RunRecord,
+    StoreError,
+    UnknownRun,
+    prune_runs,
+)
 
 from ._errors import (
     ConfigurationError,
@@ -126,7 +136,24 @@ def _parser() -> argparse.ArgumentParser:
 
     runs = commands.add_parser("runs", help="list or show journaled runs")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True)
-    runs_commands.add_parser("list", parents=[journal], help="every run, oldest first")
+    listing = runs_commands.add_parser(
+        "list", parents=[journal], help="the newest runs (a page at a time), oldest first"
+    )
+    listing.add_argument("--limit", type=_positive, default=50, help="runs per page (50)")
+    listing.add_argument("--page", type=_positive, default=1, help="1 is the newest runs")
+    listing.add_argument("--all", action="store_true", help="every run, on one page")
+    prune = runs_commands.add_parser(
+        "prune", parents=[journal], help="remove old runs and everything stored for them"
+    )
+    prune.add_argument("--older-than", metavar="AGE", type=_age, help="e.g. 90s, 45m, 12h, 30d, 2w")
+    prune.add_argument("--keep-last", metavar="N", type=int, help="never the newest N runs")
+    prune.add_argument(
+        "--status", action="append", help="only runs with this status (repeat for several)"
+    )
+    prune.add_argument(
+        "--force", action="store_true", help="also running, paused and interrupted runs"
+    )
+    prune.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
     show = runs_commands.add_parser("show", parents=[journal], help="one run and its steps")
     show.add_argument("run_id", metavar="RUN")
 
@@ -269,11 +296,78 @@ def _finish(
 
 
 def _runs_list_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
-    async def runs(runtime: Runtime) -> Any:
-        return await runtime.store.list_runs()
+    async def page(runtime: Runtime) -> tuple[int, int, list[RunRecord]]:
+        store = runtime.store
+        total = await store.count_runs()
+        if arguments.all:
+            return total, 0, await store.list_runs()
+        end = max(0, total - (arguments.page - 1) * arguments.limit)
+        start = max(0, end - arguments.limit)
+        return total, start, await store.list_runs(limit=end - start, offset=start)
 
-    console.print(runs_table(_with_runtime(arguments, runs)))
+    total, start, runs = _with_runtime(arguments, page)
+    console.print(runs_table(runs))
+    if len(runs) < total:
+        shown = f"runs {start + 1}-{start + len(runs)}" if runs else "no runs"
+        older = f"; --page {arguments.page + 1} for older ones" if start > 0 else ""
+        console.print(f"{shown} of {total}, oldest first{older}", markup=False)
     return ExitCode.OK
+
+
+def _runs_prune_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
+    try:
+        policy = PrunePolicy(
+            older_than=arguments.older_than,
+            keep_last=arguments.keep_last,
+            statuses=None if arguments.status is None else frozenset(arguments.status),
+            force=arguments.force,
+        )
+    except ValueError as error:
+        raise _Fail(ExitCode.BAD_ARGUMENTS, _cli_words(str(error))) from error
+
+    async def prune(runtime: Runtime) -> list[RunRecord]:
+        return await prune_runs(runtime.store, policy, dry_run=arguments.dry_run)
+
+    removed = _with_runtime(arguments, prune)
+    verb = "would remove" if arguments.dry_run else "removed"
+    for run in removed:
+        started = run.started_at.strftime("%Y-%m-%d %H:%M")
+        console.print(
+            f"{verb} {run.run_id}  {run.pipeline_name}  {run.status}  {started}", markup=False
+        )
+    console.print(f"{verb} {len(removed)} run(s)", markup=False)
+    return ExitCode.OK
+
+
+def _cli_words(message: str) -> str:
+    """A prune policy's message in the options a command-line user types."""
+    for name, option in (
+        ("older_than", "--older-than"),
+        ("keep_last", "--keep-last"),
+        ("statuses", "--status"),
+    ):
+        message = message.replace(name, option)
+    return message
+
+
+def _positive(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {number}")
+    return number
+
+
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _age(text: str) -> datetime.timedelta:
+    """``90s``, ``45m``, ``12h``, ``30d`` or ``2w`` as a duration."""
+    number, unit = text[:-1], text[-1:]
+    if unit not in _AGE_UNITS or not number.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an age: a whole number and a unit, s, m, h, d or w (30d)"
+        )
+    return datetime.timedelta(seconds=int(number) * _AGE_UNITS[unit])
 
 
 def _runs_show_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
@@ -330,6 +424,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitCode]] = {
     "resume": _resume_command,
     "runs list": _runs_list_command,
     "runs show": _runs_show_command,
+    "runs prune": _runs_prune_command,
     "trace": _trace_command,
     "replay": _replay_command,
 }

@@ -109,9 +109,17 @@ class HookedStore:
         self.statuses_read.append(record.status)
         return record
 
-    async def list_runs(self) -> list[RunRecord]:
+    async def list_runs(self, *, limit: int | None = None, offset: int = 0) -> list[RunRecord]:
         await self._hook("list_runs")
-        return await self._inner.list_runs()
+        return await self._inner.list_runs(limit=limit, offset=offset)
+
+    async def count_runs(self) -> int:
+        await self._hook("count_runs")
+        return await self._inner.count_runs()
+
+    async def delete_run(self, run_id: str, *, revision: int) -> bool:
+        await self._hook("delete_run")
+        return await self._inner.delete_run(run_id, revision=revision)
 
     async def steps_of(self, run_id: str) -> list[StepRecord]:
         await self._hook("steps_of")
