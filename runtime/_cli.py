@@ -220,6 +220,8 @@ def _replay_command(arguments: argparse.Namespace, console: Console) -> ExitCode
     console.print(
         f"replayed run {outcome.run_id}: {outcome.steps} step(s), no model called", markup=False
     )
+    if outcome.result.status is RunStatus.USAGE_LIMIT:
+        console.print(f"stopped by the original run's limits: {outcome.result.error}", markup=False)
     if outcome.difference is None:
         console.print("same outputs and context as the original", markup=False)
         return ExitCode.OK
