@@ -96,6 +96,7 @@ class Runtime:
         resources: Any = None,
         limits: UsageLimits | None = None,
         target: str | None = None,
+        target_sha256: str | None = None,
         watch: TraceSink | None = None,
     ) -> PipelineResult:
         """Run ``pipeline`` on ``input`` and return how it went.
@@ -106,7 +107,9 @@ class Runtime:
         run's result with the breaching step last in its history. Mistakes
         in the call itself (input of the wrong type, a context that is not
         a ``BaseContext``) raise at once. ``target`` records where the
-        pipeline can be imported from (``FILE.py:NAME``) for a later resume.
+        pipeline can be imported from (``FILE.py:NAME``) for a later resume,
+        ``target_sha256`` the hash of that file's bytes, without which
+        the command line does not import it again.
         """
         pipeline = as_pipeline(pipeline, where="run()")
         check_input(input, pipeline.input_type, step=pipeline.steps[0].name)
@@ -124,6 +127,7 @@ class Runtime:
             context=context,
             limits=limits,
             target=target,
+            target_sha256=target_sha256,
         )
         await self.store.create_run(record)
         self._remember(run_id, pipeline)
