@@ -1,12 +1,16 @@
 """The ``trioflow`` command line.
 
-* ``trioflow run FILE.py:NAME`` runs a pipeline defined in a Python file.
+* ``trioflow run FILE.py:NAME`` runs a pipeline defined in a Python file
+  (importing FILE runs it, like ``python FILE``).
   The input comes from ``--input TEXT``, ``--input-file PATH`` or standard
   input; it is passed as text when the first step takes ``str`` (or is
   untyped) and parsed as JSON into the step's input type otherwise.
 * ``trioflow resume RUN [--input ANSWER]`` goes on with a paused or
   interrupted run; an answer is read as JSON when it parses as JSON, as
   text otherwise, and validated against the pause's schema.
+  ``resume`` and ``replay`` import the run's file again only while its
+  sha256 is the one journaled when the run started; ``--pipeline
+  FILE.py:NAME`` names the pipeline instead (a file edited since).
 * ``trioflow runs list`` and ``trioflow runs show RUN`` read the journal.
 * ``trioflow replay RUN`` runs a stored run again with every model call
   answered from its journal (no model called, nothing paid) and reports the
