@@ -12,6 +12,7 @@ from trioflow.runtime import (
     Completion,
     Pipeline,
     PipelineResult,
+    RetryPolicy,
     RunStatus,
     Step,
     StubAgent,
@@ -145,3 +146,25 @@ def test_trioflow_replay_of_a_usage_limited_run_stops_at_the_same_step(
         "same outputs and context as the original",
     ]
     assert not published.exists()  # the step after the breach ran neither time
+
+
+async def test_a_replay_reproduces_a_cache_hit_of_a_fallback() -> None:
+    def flaky() -> Pipeline:
+        backup = Step("backup", model, cache=True)
+        down = StubAgent([RuntimeError("down")])
+        primary = Step("primary", down, retry=RetryPolicy(max_attempts=1), fallback=backup)
+        return Pipeline.of(primary, name="flaky")
+
+    model = StubAgent([Completion("from backup", Usage("0.10", 3, 4))])
+    async with open_runtime(store=InMemoryStore()) as rt:
+        await rt.run(flaky(), "topic")
+        hit = await rt.run(flaky(), "topic")  # the primary fails again; the backup is cached
+        replay = await rt.replay(hit.run_id, pipeline=flaky())
+
+    assert model.calls == 1
+    assert hit.output == "from backup"
+    assert hit.step("primary").metadata["cache_hit"] is True
+    assert replay.difference is None
+    assert replay.result.output == "from backup"
+    assert replay.result.step("primary").metadata["cache_hit"] is True
+    assert replay.result.usage == hit.usage == Usage()
