@@ -45,6 +45,9 @@ class RunRecord:
     limits: Any = None
     #: Where the pipeline came from (``FILE.py:NAME``) when the command line ran it.
     target: str | None = None
+    #: The sha256 of that file's bytes when the run started: a resume or replay
+    #: imports the file only while it still has them (``None`` in older journals).
+    target_sha256: str | None = None
     #: The paths of the human-input steps a paused run waits for.
     paused_at: tuple[str, ...] = ()
     revision: int = 0

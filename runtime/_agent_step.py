@@ -43,7 +43,7 @@ from ._errors import (
 )
 from ._governor import Commit, Denial, Grant, Release, Reserve, Wait
 from ._messages import Execute, StepDone
-from ._replies import RecordedError, ReplayedFailure
+from ._replies import RecordedError, ReplayedFailure, cache_hit_key
 from ._results import StepResult
 from ._retry import FEEDBACK_KINDS, RETRYABLE, FailureKind
 from ._services import RunServices
@@ -136,6 +136,8 @@ async def _cached(
 ) -> StepDone:
     assert spec.cache is not None  # (execute_step only sends cached steps here)
     key = cache_key(spec, spec.cache, data, context)
+    if services.replies is not None:
+        return await _replayed_cached(spec, path, data, context, services, key)
     outcome = await services.cache.run(
         spec, key, lambda: _execute(spec, path, data, context, services)
     )
@@ -150,7 +152,26 @@ async def _cached(
         usage=NO_USAGE,
         metadata={**outcome.metadata, "cache_hit": True},
     )
-    return StepDone(hit)
+    # Kept with the model replies: a replay answers this step from the cache again.
+    return StepDone(hit, replies=((cache_hit_key(path), hit),))
+
+
+async def _replayed_cached(
+    spec: Step, path: str, data: Any, context: BaseContext, services: RunServices, key: str
+) -> StepDone:
+    """A replay of a cached step: a hit where the original had one, else the step runs.
+
+    The replay's cache starts empty (and keys may name agents by identity,
+    which another process does not share), so the original's hits are
+    answered from its journal and its misses run as they did, replies
+    answered from the journal too.
+    """
+    assert services.replies is not None  # (only a replay comes here)
+    recorded = services.replies.get(cache_hit_key(path))
+    if recorded is None:
+        return await _execute(spec, path, data, context, services)
+    _note(services, path, "cache_hit", key[:16])
+    return StepDone(recorded, replies=((cache_hit_key(path), recorded),))
 
 
 async def _execute(

@@ -1,12 +1,16 @@
 """The ``trioflow`` command line.
 
-* ``trioflow run FILE.py:NAME`` runs a pipeline defined in a Python file.
+* ``trioflow run FILE.py:NAME`` runs a pipeline defined in a Python file
+  (importing FILE runs it, like ``python FILE``).
   The input comes from ``--input TEXT``, ``--input-file PATH`` or standard
   input; it is passed as text when the first step takes ``str`` (or is
   untyped) and parsed as JSON into the step's input type otherwise.
 * ``trioflow resume RUN [--input ANSWER]`` goes on with a paused or
   interrupted run; an answer is read as JSON when it parses as JSON, as
   text otherwise, and validated against the pause's schema.
+  ``resume`` and ``replay`` import the run's file again only while its
+  sha256 is the one journaled when the run started; ``--pipeline
+  FILE.py:NAME`` names the pipeline instead (a file edited since).
 * ``trioflow runs list`` (the newest 50 runs; ``--page``, ``--limit``,
   ``--all``) and ``trioflow runs show RUN`` read the journal;
   ``trioflow runs prune`` removes old runs (``--older-than``,
@@ -64,7 +68,7 @@ from ._errors import (
     UsageLimitExceeded,
 )
 from ._human import HumanInputInvalid
-from ._loading import TargetError, UserImportError, load_target
+from ._loading import LoadedPipeline, TargetError, UserImportError, load_recorded, load_target
 from ._perfetto import perfetto_json
 from ._pipeline import Pipeline
 from ._progress import RunProgress
@@ -126,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("run_id", metavar="RUN")
     _input_arguments(resume)
     resume.add_argument("--path", help="which pause to answer, when several wait")
+    _pipeline_argument(resume)
     resume.add_argument("--json", action="store_true", help="print the result as JSON")
     resume.add_argument("--quiet", action="store_true", help="plain progress lines, no live panel")
 
@@ -133,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
         "replay", parents=[journal], help="run a stored run again, models answered from it"
     )
     replay.add_argument("run_id", metavar="RUN")
+    _pipeline_argument(replay)
 
     runs = commands.add_parser("runs", help="list or show journaled runs")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True)
@@ -172,6 +178,14 @@ def _input_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--input", help="the input, as text (JSON for non-text inputs)")
     source.add_argument("--input-file", metavar="PATH", help="read the input from a file")
+
+
+def _pipeline_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pipeline",
+        metavar="FILE.py:NAME",
+        help="the run's pipeline, when its file changed since the run started",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -223,16 +237,20 @@ def _with_runtime(
 
 
 def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
-    target = arguments.target
-    pipeline = _load(target)
-    data = _parse_input(pipeline, _read_input(arguments))
-    stored_target = _absolute_target(target)
+    loaded = _load(arguments.target)
+    data = _parse_input(loaded.pipeline, _read_input(arguments))
     limits = _limits(arguments)
     with _progress(arguments) as progress:
         return _finish(
             console,
             arguments,
-            lambda runtime: runtime.run(pipeline, data, target=stored_target, watch=progress),
+            lambda runtime: runtime.run(
+                loaded.pipeline,
+                data,
+                target=loaded.target,
+                target_sha256=loaded.sha256,
+                watch=progress,
+            ),
             limits,
         )
 
@@ -240,13 +258,14 @@ def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
 def _replay_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     async def replay(runtime: Runtime) -> Replay:
         record = await runtime.store.get_run(arguments.run_id)
-        pipeline = _load(record.target) if record.target else None
-        return await runtime.replay(arguments.run_id, pipeline=pipeline)
+        return await runtime.replay(arguments.run_id, pipeline=_pipeline_of(record, arguments))
 
     outcome = _with_runtime(arguments, replay)
     console.print(
         f"replayed run {outcome.run_id}: {outcome.steps} step(s), no model called", markup=False
     )
+    if outcome.result.status is RunStatus.USAGE_LIMIT:
+        console.print(f"stopped by the original run's limits: {outcome.result.error}", markup=False)
     if outcome.difference is None:
         console.print("same outputs and context as the original", markup=False)
         return ExitCode.OK
@@ -260,7 +279,7 @@ def _resume_command(arguments: argparse.Namespace, console: Console) -> ExitCode
 
     async def resume(runtime: Runtime) -> PipelineResult:
         record = await runtime.store.get_run(arguments.run_id)
-        pipeline = _load(record.target) if record.target else None
+        pipeline = _pipeline_of(record, arguments)
         given = {} if answer is _NO_ANSWER else {"human_input": answer}
         return await runtime.resume(
             arguments.run_id, path=arguments.path, pipeline=pipeline, watch=progress, **given
@@ -430,18 +449,27 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitCode]] = {
 }
 
 
-def _load(target: str) -> Pipeline:
+def _load(target: str) -> LoadedPipeline:
+    return _loading_errors(lambda: load_target(target))
+
+
+def _pipeline_of(record: RunRecord, arguments: argparse.Namespace) -> Pipeline | None:
+    """The run's pipeline: ``--pipeline`` if given, else its journaled file if unchanged."""
+    if arguments.pipeline is not None:
+        return _load(arguments.pipeline).pipeline
+    target = record.target
+    if target is None:
+        return None
+    return _loading_errors(lambda: load_recorded(target, record.target_sha256, record.run_id))
+
+
+def _loading_errors(load: Callable[[], T]) -> T:
     try:
-        return load_target(target)
+        return load()
     except TargetError as error:
         raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
     except UserImportError as error:
         raise _Fail(ExitCode.IMPORT_ERROR, f"cannot import the pipeline file: {error}") from error
-
-
-def _absolute_target(target: str) -> str:
-    file_name, _, name = target.rpartition(":")
-    return f"{Path(file_name).resolve()}:{name}"
 
 
 def _show(console: Console, result: PipelineResult, as_json: bool) -> None:

@@ -9,9 +9,10 @@ import attrs
 from trioflow.persistence import StepRecord
 
 from ._results import PipelineResult
+from ._usage import UsageLimits
 
-#: What must match for a step to count as reproduced.
-_COMPARED = ("success", "output", "patch")
+#: What must match for a step to count as reproduced (a usage limit's breach included).
+_COMPARED = ("success", "output", "patch", "breach")
 
 
 @attrs.frozen
@@ -29,12 +30,17 @@ class Difference:
 
 @attrs.frozen
 class Replay:
-    """A replay of run ``run_id``: its result, how many steps completed, the first difference."""
+    """A replay of run ``run_id``: its result, how many steps completed, the first difference.
+
+    ``limits`` are the original run's usage limits, under which it replayed
+    (``None``: the original ran without run limits, and so did the replay).
+    """
 
     run_id: str
     result: PipelineResult
     steps: int
     difference: Difference | None
+    limits: UsageLimits | None = None
 
     @property
     def identical(self) -> bool:

@@ -96,6 +96,7 @@ class Runtime:
         resources: Any = None,
         limits: UsageLimits | None = None,
         target: str | None = None,
+        target_sha256: str | None = None,
         watch: TraceSink | None = None,
     ) -> PipelineResult:
         """Run ``pipeline`` on ``input`` and return how it went.
@@ -106,7 +107,9 @@ class Runtime:
         run's result with the breaching step last in its history. Mistakes
         in the call itself (input of the wrong type, a context that is not
         a ``BaseContext``) raise at once. ``target`` records where the
-        pipeline can be imported from (``FILE.py:NAME``) for a later resume.
+        pipeline can be imported from (``FILE.py:NAME``) for a later resume,
+        ``target_sha256`` the hash of that file's bytes, without which
+        the command line does not import it again.
         """
         pipeline = as_pipeline(pipeline, where="run()")
         check_input(input, pipeline.input_type, step=pipeline.steps[0].name)
@@ -124,6 +127,7 @@ class Runtime:
             context=context,
             limits=limits,
             target=target,
+            target_sha256=target_sha256,
         )
         await self.store.create_run(record)
         self._remember(run_id, pipeline)
@@ -219,7 +223,11 @@ class Runtime:
         No model is called and nothing is paid: each model call's recorded
         reply (or error) comes back instead, while the pipeline's own code
         (function steps, processors, plugins, validators, conditions) runs
-        again. Human answers are reused. The replay runs in a throwaway
+        again. Human answers are reused, a step the original took from the
+        step cache takes the same result again, and the original run's
+        usage limits apply: a replay stops where the original was stopped
+        (its result then has status ``usage_limit``; nothing is raised).
+        The replay runs in a throwaway
         in-memory store and is compared with the original step by step, in
         the order the replay completed them; the first difference is
         reported.
@@ -239,12 +247,21 @@ class Runtime:
             _now(),
             record.input,
             context=record.context,
+            limits=record.limits,
         )
         await sandbox.store.create_run(copy)
         journal = Journal(sandbox.store, copy.run_id, answers=answers)
-        result = await sandbox._drive(found, copy, resources, journal, (), None, replies=replies)
+        try:
+            result = await sandbox._drive(
+                found, copy, resources, journal, (), None, replies=replies
+            )
+        except UsageLimitExceeded as breach:
+            if breach.result is None:  # not this replay's governor: a step's code raised it
+                raise
+            result = breach.result  # stopped where the original's limits stopped it
         again = await sandbox.store.steps_of(copy.run_id)
-        return Replay(run_id, result, len(again), first_difference(original, again))
+        difference = first_difference(original, again)
+        return Replay(run_id, result, len(again), difference, record.limits)
 
     def _pipeline_of(self, record: RunRecord, given: StepLike | None) -> Pipeline:
         if given is not None:

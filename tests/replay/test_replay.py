@@ -129,7 +129,9 @@ def test_trioflow_replay_across_processes(tmp_path: Path) -> None:
     ]
 
     source.write_text(source.read_text().replace("text.upper()", "text.lower()"))
-    changed = _trioflow("replay", run_id, "--db", db)
+    refused = _trioflow("replay", run_id, "--db", db)  # the file is not the run's any more
+    assert refused.returncode == ExitCode.BAD_ARGUMENTS, refused.stderr
+    changed = _trioflow("replay", run_id, "--db", db, "--pipeline", f"{source}:pipeline")
     assert changed.returncode == ExitCode.PIPELINE_FAILED, changed.stderr
     lines = changed.stdout.splitlines()
     assert lines[0] == f"replayed run {run_id}: 3 step(s), no model called"
