@@ -34,18 +34,27 @@ from __future__ import annotations
 
 import argparse
 import enum
-import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-import pydantic
 import trio
 from rich.console import Console
-from trioflow.persistence import StoreError, UnknownRun
+from trioflow.persistence import PauseRecord, StoreError, UnknownRun
 
+from ._cli_input import (
+    MAX_INPUT_BYTES,
+    InputRejected,
+    cli_input_type,
+    input_from_argument,
+    input_from_file,
+    input_from_stdin,
+    parse_answer,
+    parse_input,
+)
+from ._documents import json_text, replay_document, run_document, run_summary
 from ._errors import (
     ConfigurationError,
     HumanInputRequired,
@@ -62,6 +71,7 @@ from ._replay import Replay
 from ._report import print_result, print_run, result_json, runs_table
 from ._results import PipelineResult, RunStatus
 from ._runtime import Runtime, default_db_path, open_runtime
+from ._safe_text import inert, shown
 from ._trace_tree import NoTrace, RunTrace
 from ._trace_view import print_trace, trace_json
 from ._types import type_name
@@ -93,15 +103,10 @@ class _Fail(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trioflow", description="Run trioflow pipelines.")
-    journal = argparse.ArgumentParser(add_help=False)
-    journal.add_argument(
-        "--db", metavar="PATH", help="the journal (default: $TRIOFLOW_DB or .trioflow/trioflow.db)"
-    )
-    journal.add_argument(
-        "--recover",
-        action="store_true",
-        help="replace a corrupt journal with a fresh one (the old file is kept)",
-    )
+    _global_options(parser)
+    # The same options after a (sub)command: SUPPRESS keeps a value given before it.
+    journal = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    _global_options(journal)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", parents=[journal], help="run a pipeline from a Python file")
@@ -123,12 +128,15 @@ def _parser() -> argparse.ArgumentParser:
         "replay", parents=[journal], help="run a stored run again, models answered from it"
     )
     replay.add_argument("run_id", metavar="RUN")
+    replay.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
-    runs = commands.add_parser("runs", help="list or show journaled runs")
+    runs = commands.add_parser("runs", parents=[journal], help="list or show journaled runs")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True)
-    runs_commands.add_parser("list", parents=[journal], help="every run, oldest first")
+    listing = runs_commands.add_parser("list", parents=[journal], help="every run, oldest first")
+    listing.add_argument("--json", action="store_true", help="print the runs as JSON")
     show = runs_commands.add_parser("show", parents=[journal], help="one run and its steps")
     show.add_argument("run_id", metavar="RUN")
+    show.add_argument("--json", action="store_true", help="print the run as JSON")
 
     trace = commands.add_parser("trace", parents=[journal], help="a run's trace, actor by actor")
     trace.add_argument("run_id", metavar="RUN")
@@ -141,10 +149,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _global_options(parser: argparse.ArgumentParser) -> None:
+    """Options every command takes, before or after the command's name."""
+    parser.add_argument(
+        "--db", metavar="PATH", help="the journal (default: $TRIOFLOW_DB or .trioflow/trioflow.db)"
+    )
+    parser.add_argument(
+        "--recover",
+        action="store_true",
+        help="replace a corrupt journal with a fresh one (the old file is kept)",
+    )
+
+
 def _input_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--input", help="the input, as text (JSON for non-text inputs)")
     source.add_argument("--input-file", metavar="PATH", help="read the input from a file")
+    parser.add_argument(
+        "--max-input-bytes",
+        metavar="N",
+        type=int,
+        default=MAX_INPUT_BYTES,
+        help=f"refuse a longer input (default {MAX_INPUT_BYTES:,}: 1 MiB)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
@@ -157,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     try:
         code = _COMMANDS[_command(arguments)](arguments, console)
     except _Fail as failure:
-        errors.print(f"[bold red]error:[/] {failure.message}")
+        errors.print(f"[bold red]error:[/] {shown(failure.message)}")
         code = failure.code
     except KeyboardInterrupt:
         errors.print("interrupted")
@@ -193,6 +220,8 @@ def _with_runtime(
         raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
     except RunTakenOver as error:
         raise _Fail(ExitCode.TAKEN_OVER, str(error)) from error
+    except InputRejected as error:
+        raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
 
 
 def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
@@ -217,30 +246,47 @@ def _replay_command(arguments: argparse.Namespace, console: Console) -> ExitCode
         return await runtime.replay(arguments.run_id, pipeline=pipeline)
 
     outcome = _with_runtime(arguments, replay)
+    code = ExitCode.OK if outcome.difference is None else ExitCode.PIPELINE_FAILED
+    if arguments.json:
+        _print_json(console, replay_document(outcome))
+        return code
     console.print(
         f"replayed run {outcome.run_id}: {outcome.steps} step(s), no model called", markup=False
     )
     if outcome.difference is None:
         console.print("same outputs and context as the original", markup=False)
-        return ExitCode.OK
-    console.print(f"first difference: {outcome.difference}", markup=False)
-    return ExitCode.PIPELINE_FAILED
+    else:
+        console.print(f"first difference: {inert(str(outcome.difference))}", markup=False)
+    return code
 
 
 def _resume_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     text = _read_input(arguments)
-    answer = _NO_ANSWER if text is None else _answer(text)
 
     async def resume(runtime: Runtime) -> PipelineResult:
         record = await runtime.store.get_run(arguments.run_id)
         pipeline = _load(record.target) if record.target else None
-        given = {} if answer is _NO_ANSWER else {"human_input": answer}
+        given = {}
+        if text is not None:
+            given["human_input"] = await _answer(runtime, arguments, text)
         return await runtime.resume(
             arguments.run_id, path=arguments.path, pipeline=pipeline, watch=progress, **given
         )
 
     with _progress(arguments) as progress:
         return _finish(console, arguments, resume)
+
+
+async def _answer(runtime: Runtime, arguments: argparse.Namespace, text: str) -> Any:
+    """The resume answer ``text``, parsed for the pause it answers (when that is known)."""
+    pauses = await runtime.store.pauses_of(arguments.run_id)
+    waiting = [
+        pause
+        for pause in pauses
+        if pause.answered_at is None and arguments.path in (None, pause.path)
+    ]
+    schema = waiting[0].input_schema if len(waiting) == 1 else None
+    return parse_answer(text, schema)
 
 
 def _progress(arguments: argparse.Namespace) -> RunProgress:
@@ -255,14 +301,21 @@ def _finish(
     work: Callable[[Runtime], Awaitable[PipelineResult]],
     limits: UsageLimits | None = None,
 ) -> ExitCode:
+    async def with_pauses(runtime: Runtime) -> tuple[PipelineResult, list[PauseRecord]]:
+        result = await work(runtime)
+        if not result.paused_at:
+            return result, []
+        pauses = await runtime.store.pauses_of(result.run_id)
+        return result, [pause for pause in pauses if pause.path in result.paused_at]
+
     try:
-        result = _with_runtime(arguments, work, limits)
+        result, pauses = _with_runtime(arguments, with_pauses, limits)
     except UsageLimitExceeded as breach:
         if breach.result is None:  # raised by a step's own code, not by this run's governor
             raise _Fail(ExitCode.USAGE_LIMIT, str(breach)) from breach
         _show(console, breach.result, arguments.json)
         return ExitCode.USAGE_LIMIT
-    _show(console, result, arguments.json)
+    _show(console, result, arguments.json, pauses)
     if result.status is RunStatus.PAUSED:
         return ExitCode.PAUSED
     return ExitCode.OK if result.success else ExitCode.PIPELINE_FAILED
@@ -272,7 +325,11 @@ def _runs_list_command(arguments: argparse.Namespace, console: Console) -> ExitC
     async def runs(runtime: Runtime) -> Any:
         return await runtime.store.list_runs()
 
-    console.print(runs_table(_with_runtime(arguments, runs)))
+    found = _with_runtime(arguments, runs)
+    if arguments.json:
+        _print_json(console, [run_summary(run) for run in found])
+    else:
+        console.print(runs_table(found))
     return ExitCode.OK
 
 
@@ -287,7 +344,10 @@ def _runs_show_command(arguments: argparse.Namespace, console: Console) -> ExitC
         )
 
     record, steps, pauses = _with_runtime(arguments, show)
-    print_run(console, record, steps, pauses)
+    if arguments.json:
+        _print_json(console, run_document(record, steps, pauses))
+    else:
+        print_run(console, record, steps, pauses)
     return ExitCode.OK
 
 
@@ -319,7 +379,7 @@ def _trace_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
         return ExitCode.OK
     roots = trace.filtered(failed=arguments.failed, path=arguments.path)
     if arguments.json:
-        console.print_json(trace_json(trace, roots))
+        console.out(trace_json(trace, roots), highlight=False)
     else:
         print_trace(console, trace, roots)
     return ExitCode.OK
@@ -349,41 +409,39 @@ def _absolute_target(target: str) -> str:
     return f"{Path(file_name).resolve()}:{name}"
 
 
-def _show(console: Console, result: PipelineResult, as_json: bool) -> None:
+def _show(
+    console: Console,
+    result: PipelineResult,
+    as_json: bool,
+    pauses: Sequence[PauseRecord] = (),
+) -> None:
     if as_json:
-        console.print_json(result_json(result))
+        console.out(result_json(result, pauses), highlight=False)
     else:
-        print_result(console, result)
+        print_result(console, result, pauses)
+
+
+def _print_json(console: Console, document: Any) -> None:
+    """``document`` as ASCII JSON: written as is, never re-rendered (see ``_documents``)."""
+    console.out(json_text(document), highlight=False)
 
 
 def _read_input(arguments: argparse.Namespace) -> str | None:
-    if arguments.input is not None:
-        return str(arguments.input)
-    if arguments.input_file is not None:
-        try:
-            with open(arguments.input_file, encoding="utf-8") as file:
-                return file.read().removesuffix("\n")
-        except OSError as error:
-            raise _Fail(ExitCode.BAD_ARGUMENTS, f"cannot read --input-file: {error}") from error
-    if not sys.stdin.isatty():
-        text = sys.stdin.read().removesuffix("\n")
-        return text if text else None
+    limit = arguments.max_input_bytes
+    try:
+        if arguments.input is not None:
+            return input_from_argument(arguments.input, limit=limit)
+        if arguments.input_file is not None:
+            return input_from_file(arguments.input_file, limit=limit)
+        if not sys.stdin.isatty():
+            return input_from_stdin(limit=limit) or None
+    except InputRejected as error:
+        raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
     return None
 
 
-_NO_ANSWER = object()
-
-
-def _answer(text: str) -> Any:
-    """A resume answer: JSON when it parses as JSON, the text itself otherwise."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def _parse_input(pipeline: Pipeline, text: str | None) -> Any:
-    expected = pipeline.input_type
+    expected = cli_input_type(pipeline)
     first = pipeline.steps[0].name
     if expected is type(None):
         return None
@@ -393,17 +451,10 @@ def _parse_input(pipeline: Pipeline, text: str | None) -> Any:
             f"the first step {first!r} needs an input ({type_name(expected)}): "
             "give --input, --input-file or standard input",
         )
-    if expected is str or expected is Any or expected is object:
-        return text
     try:
-        return pydantic.TypeAdapter(expected).validate_json(text)
-    except pydantic.ValidationError as error:
-        problem = error.errors()[0]["msg"]
-        raise _Fail(
-            ExitCode.BAD_ARGUMENTS,
-            f"the input does not fit the first step {first!r}, which expects "
-            f"{type_name(expected)}: {problem} (input: {text!r:.80})",
-        ) from error
+        return parse_input(text, expected, first=first)
+    except InputRejected as error:
+        raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
 
 
 def _limits(arguments: argparse.Namespace) -> UsageLimits | None:
