@@ -40,9 +40,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+import pydantic
 import trio
 from rich.console import Console
-from trioflow.persistence import PauseRecord, StoreError, UnknownRun
+from trioflow.persistence import CorruptDatabase, PauseRecord, RunRecord, StoreError, UnknownRun
 
 from ._cli_input import (
     MAX_INPUT_BYTES,
@@ -64,6 +65,7 @@ from ._errors import (
 )
 from ._human import HumanInputInvalid
 from ._loading import TargetError, UserImportError, load_target
+from ._nesting import check_nesting
 from ._perfetto import perfetto_json
 from ._pipeline import Pipeline
 from ._progress import RunProgress
@@ -72,6 +74,7 @@ from ._report import print_result, print_run, result_json, runs_table
 from ._results import PipelineResult, RunStatus
 from ._runtime import Runtime, default_db_path, open_runtime
 from ._safe_text import inert, shown
+from ._stored import reading_run
 from ._trace_tree import NoTrace, RunTrace
 from ._trace_view import print_trace, trace_json
 from ._types import type_name
@@ -214,6 +217,13 @@ def _with_runtime(
         return trio.run(main)
     except UnknownRun as error:
         raise _Fail(ExitCode.UNKNOWN_RUN, str(error)) from error
+    except CorruptDatabase as error:
+        raise _Fail(
+            ExitCode.STORE_ERROR,
+            f"{error.path} is not a readable SQLite database ({error.reason}); it was moved "
+            f"aside to {error.moved_to} (nothing was deleted). Give --recover to start a fresh "
+            "journal in its place.",
+        ) from error
     except StoreError as error:
         raise _Fail(ExitCode.STORE_ERROR, str(error)) from error
     except (ConfigurationError, HumanInputInvalid, HumanInputRequired, RunNotResumable) as error:
@@ -227,6 +237,7 @@ def _with_runtime(
 def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     target = arguments.target
     pipeline = _load(target)
+    _require_default_context(pipeline)
     data = _parse_input(pipeline, _read_input(arguments))
     stored_target = _absolute_target(target)
     limits = _limits(arguments)
@@ -239,11 +250,27 @@ def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
         )
 
 
+def _require_default_context(pipeline: Pipeline) -> None:
+    """The command line starts every run from ``context_type()``: it must need no arguments."""
+    model = pipeline.context_type
+    try:
+        model()
+    except pydantic.ValidationError as error:
+        problem = error.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"])
+        raise _Fail(
+            ExitCode.BAD_ARGUMENTS,
+            f"pipeline {pipeline.name!r} starts from a {model.__name__} whose field {field!r} "
+            f"has no default ({problem['msg']}); the command line starts runs from "
+            f"{model.__name__}(), so give {field!r} a default",
+        ) from None
+
+
 def _replay_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     async def replay(runtime: Runtime) -> Replay:
-        record = await runtime.store.get_run(arguments.run_id)
-        pipeline = _load(record.target) if record.target else None
-        return await runtime.replay(arguments.run_id, pipeline=pipeline)
+        with reading_run(arguments.run_id):
+            record = await runtime.store.get_run(arguments.run_id)
+        return await runtime.replay(arguments.run_id, pipeline=_stored_pipeline(record))
 
     outcome = _with_runtime(arguments, replay)
     code = ExitCode.OK if outcome.difference is None else ExitCode.PIPELINE_FAILED
@@ -264,11 +291,14 @@ def _resume_command(arguments: argparse.Namespace, console: Console) -> ExitCode
     text = _read_input(arguments)
 
     async def resume(runtime: Runtime) -> PipelineResult:
-        record = await runtime.store.get_run(arguments.run_id)
-        pipeline = _load(record.target) if record.target else None
+        with reading_run(arguments.run_id):
+            record = await runtime.store.get_run(arguments.run_id)
+        pipeline = _stored_pipeline(record)
         given = {}
         if text is not None:
             given["human_input"] = await _answer(runtime, arguments, text)
+        elif record.status == RunStatus.PAUSED.value:
+            await _require_answer(runtime, record.run_id)
         return await runtime.resume(
             arguments.run_id, path=arguments.path, pipeline=pipeline, watch=progress, **given
         )
@@ -277,16 +307,44 @@ def _resume_command(arguments: argparse.Namespace, console: Console) -> ExitCode
         return _finish(console, arguments, resume)
 
 
+def _stored_pipeline(record: RunRecord) -> Pipeline:
+    """The pipeline of a run the command line started (its journal says where it is)."""
+    if record.target is None:
+        raise _Fail(
+            ExitCode.BAD_ARGUMENTS,
+            f"run {record.run_id} was started from Python, so the journal does not say where "
+            f"its pipeline {record.pipeline_name!r} is: give --pipeline FILE:NAME",
+        )
+    return _load(record.target)
+
+
+async def _waiting(runtime: Runtime, run_id: str) -> list[PauseRecord]:
+    return [pause for pause in await runtime.store.pauses_of(run_id) if pause.answered_at is None]
+
+
+async def _require_answer(runtime: Runtime, run_id: str) -> None:
+    """Refuse to resume a paused run without an answer, saying how to give one."""
+    waiting = "; ".join(f"{p.path} ({p.message})" for p in await _waiting(runtime, run_id))
+    if not waiting:
+        return
+    raise _Fail(
+        ExitCode.BAD_ARGUMENTS,
+        f"run {run_id} waits for input at {waiting}: give the answer with --input ANSWER",
+    )
+
+
 async def _answer(runtime: Runtime, arguments: argparse.Namespace, text: str) -> Any:
-    """The resume answer ``text``, parsed for the pause it answers (when that is known)."""
-    pauses = await runtime.store.pauses_of(arguments.run_id)
-    waiting = [
-        pause
-        for pause in pauses
-        if pause.answered_at is None and arguments.path in (None, pause.path)
-    ]
-    schema = waiting[0].input_schema if len(waiting) == 1 else None
-    return parse_answer(text, schema)
+    """The resume answer ``text``, parsed for the pause it answers."""
+    waiting = await _waiting(runtime, arguments.run_id)
+    if arguments.path is None and len(waiting) > 1:
+        paths = ", ".join(pause.path for pause in waiting)
+        raise _Fail(
+            ExitCode.BAD_ARGUMENTS,
+            f"run {arguments.run_id} waits for input at several steps ({paths}): "
+            "say which this answer is for with --path PATH",
+        )
+    chosen = [pause for pause in waiting if arguments.path in (None, pause.path)]
+    return parse_answer(text, chosen[0].input_schema if chosen else None)
 
 
 def _progress(arguments: argparse.Namespace) -> RunProgress:
@@ -337,11 +395,12 @@ def _runs_show_command(arguments: argparse.Namespace, console: Console) -> ExitC
     async def show(runtime: Runtime) -> Any:
         store = runtime.store
         run_id = arguments.run_id
-        return (
-            await store.get_run(run_id),
-            await store.steps_of(run_id),
-            await store.pauses_of(run_id),
-        )
+        with reading_run(run_id):
+            return (
+                await store.get_run(run_id),
+                await store.steps_of(run_id),
+                await store.pauses_of(run_id),
+            )
 
     record, steps, pauses = _with_runtime(arguments, show)
     if arguments.json:
@@ -397,8 +456,10 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitCode]] = {
 
 def _load(target: str) -> Pipeline:
     try:
-        return load_target(target)
-    except TargetError as error:
+        pipeline = load_target(target)
+        check_nesting(pipeline)  # before anything walks it recursively
+        return pipeline
+    except (TargetError, ConfigurationError) as error:
         raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
     except UserImportError as error:
         raise _Fail(ExitCode.IMPORT_ERROR, f"cannot import the pipeline file: {error}") from error
@@ -460,8 +521,27 @@ def _parse_input(pipeline: Pipeline, text: str | None) -> Any:
 def _limits(arguments: argparse.Namespace) -> UsageLimits | None:
     if arguments.max_cost is None and arguments.max_tokens is None:
         return None
+    return UsageLimits(total_cost_usd=_max_cost(arguments), total_tokens=_max_tokens(arguments))
+
+
+def _max_cost(arguments: argparse.Namespace) -> Decimal | None:
+    text = arguments.max_cost
+    if text is None:
+        return None
     try:
-        cost = None if arguments.max_cost is None else Decimal(arguments.max_cost)
-        return UsageLimits(total_cost_usd=cost, total_tokens=arguments.max_tokens)
-    except (ValueError, ArithmeticError) as error:
-        raise _Fail(ExitCode.BAD_ARGUMENTS, f"invalid limit: {error}") from error
+        cost = Decimal(text)
+    except ArithmeticError:
+        cost = Decimal("NaN")
+    if not cost.is_finite() or cost < 0:
+        raise _Fail(
+            ExitCode.BAD_ARGUMENTS,
+            f"--max-cost takes a number of dollars, 0 or more (like 0.50), got {text!r}",
+        )
+    return cost
+
+
+def _max_tokens(arguments: argparse.Namespace) -> int | None:
+    tokens: int | None = arguments.max_tokens
+    if tokens is not None and tokens < 0:
+        raise _Fail(ExitCode.BAD_ARGUMENTS, f"--max-tokens takes 0 or more, got {tokens}")
+    return tokens
