@@ -26,7 +26,7 @@ from trioflow.runtime import (
 from trioflow.runtime._cli import ExitCode, main
 from trioflow.runtime._loading import module_name_for
 
-PIPELINES = '''
+PIPELINES = """
 from trioflow.runtime import BaseContext, Pipeline, Step, step
 
 
@@ -76,7 +76,7 @@ both = Step.parallel(
     },
 )
 needy = Pipeline.of(echo, name="needy").with_context(Needy)
-'''
+"""
 
 
 @pytest.fixture
@@ -238,20 +238,20 @@ def test_runs_list_json(pipelines: Path, db: Path, capsys: pytest.CaptureFixture
     run_id = start_paused(f"{pipelines}:review", db, capsys)
     assert trioflow("runs", "list", "--db", db, "--json") == ExitCode.OK
     run = only_run(db)
+    assert run.finished_at is not None  # a pause ends the drive: it has an end time
     assert json_of(capsys) == [
         {
             "run_id": run_id,
             "pipeline": "review",
             "status": "paused",
             "started_at": run.started_at.isoformat(),
-            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+            "finished_at": run.finished_at.isoformat(),
             "total_cost_usd": "0",
             "input_tokens": 0,
             "output_tokens": 0,
             "paused_at": ["main/1:approve"],
         }
     ]
-    assert run.finished_at is not None and run.started_at.utcoffset() is not None
 
 
 def test_runs_show_json(pipelines: Path, db: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -331,12 +331,18 @@ def json_of(capsys: pytest.CaptureFixture[str]) -> Any:
 @pytest.mark.parametrize(
     ("limit", "message"),
     [
-        (["--max-cost", "abc"], "--max-cost takes a number of dollars, 0 or more (like 0.50), "
-         "got 'abc'"),
-        (["--max-cost", "-1"], "--max-cost takes a number of dollars, 0 or more (like 0.50), "
-         "got '-1'"),
-        (["--max-cost", "NaN"], "--max-cost takes a number of dollars, 0 or more (like 0.50), "
-         "got 'NaN'"),
+        (
+            ["--max-cost", "abc"],
+            "--max-cost takes a number of dollars, 0 or more (like 0.50), got 'abc'",
+        ),
+        (
+            ["--max-cost", "-1"],
+            "--max-cost takes a number of dollars, 0 or more (like 0.50), got '-1'",
+        ),
+        (
+            ["--max-cost", "NaN"],
+            "--max-cost takes a number of dollars, 0 or more (like 0.50), got 'NaN'",
+        ),
         (["--max-tokens", "-5"], "--max-tokens takes 0 or more, got -5"),
     ],
 )
