@@ -3,7 +3,9 @@
 * ``trioflow run FILE.py:NAME`` runs a pipeline defined in a Python file.
   The input comes from ``--input TEXT``, ``--input-file PATH`` or standard
   input; it is passed as text when the first step takes ``str`` (or is
-  untyped) and parsed as JSON into the step's input type otherwise.
+  untyped) and parsed as JSON into the step's input type otherwise (see
+  ``_cli_input``: at most ``--max-input-bytes`` of UTF-8, JSON nested at
+  most 100 deep).
 * ``trioflow resume RUN [--input ANSWER]`` goes on with a paused or
   interrupted run; an answer is read as JSON when it parses as JSON, as
   text otherwise, and validated against the pause's schema.
@@ -20,7 +22,11 @@
 
 Runs are journaled in ``--db PATH``, else ``$TRIOFLOW_DB``, else
 ``.trioflow/trioflow.db``; ``--recover`` replaces a corrupt journal with a
-fresh one (the damaged file is moved aside, never deleted).
+fresh one (the damaged file is moved aside, never deleted). Both go before
+or after the command's name. ``--json`` (run, resume, runs list, runs show,
+replay, trace) prints one ASCII JSON document (``_documents``); text for
+people prints stored text inert (``_safe_text``). Error messages name what a
+command-line user types (``--recover``, ``--path``), not Python arguments.
 
 Exit codes: 0 success; 1 the pipeline failed; 2 bad arguments or input;
 3 a usage limit stopped the run; 4 the pipeline file raised while being
