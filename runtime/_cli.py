@@ -177,10 +177,21 @@ def _input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-input-bytes",
         metavar="N",
-        type=int,
+        type=_byte_count,
         default=MAX_INPUT_BYTES,
         help=f"refuse a longer input (default {MAX_INPUT_BYTES:,}: 1 MiB)",
     )
+
+
+def _byte_count(text: str) -> int:
+    """``--max-input-bytes``: a whole number of bytes, at least 1."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"takes a number of bytes, 1 or more, got {text!r}")
+    return count
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:

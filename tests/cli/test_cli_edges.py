@@ -468,6 +468,19 @@ def test_the_input_limit_can_be_raised(
     assert only_run(db).input == "y" * 2000
 
 
+@pytest.mark.parametrize("limit", ["0", "-3", "lots"])
+def test_a_bad_input_limit_is_refused(
+    pipelines: Path, db: Path, capsys: pytest.CaptureFixture[str], limit: str
+) -> None:
+    arguments = ("run", f"{pipelines}:echo", "--input", "x", "--max-input-bytes", limit)
+    assert trioflow(*arguments, "--db", db) == ExitCode.BAD_ARGUMENTS
+    assert capsys.readouterr().err.endswith(
+        "error: argument --max-input-bytes: takes a number of bytes, 1 or more, "
+        f"got {limit!r}\n"
+    )
+    assert not db.exists()
+
+
 def test_an_answer_nested_100000_deep_is_refused(
     pipelines: Path, db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
