@@ -47,6 +47,7 @@ from ._errors import (
 )
 from ._human import HumanInputInvalid, HumanInteraction, HumanStep
 from ._merge import Merge, MergeConflict, MergeError
+from ._nesting import MAX_NESTING_DEPTH
 from ._openai import OpenAIChat, SchemaMode
 from ._perfetto import perfetto_json, perfetto_trace
 from ._pipeline import Pipeline, PipelineStep
@@ -74,6 +75,7 @@ __all__ = [
     "DEFAULT_MAP_CONCURRENCY",
     "DEFAULT_PRICES",
     "MAX_FALLBACK_DEPTH",
+    "MAX_NESTING_DEPTH",
     "ActorSpan",
     "AddTo",
     "Agent",

@@ -4,7 +4,9 @@
   (importing FILE runs it, like ``python FILE``).
   The input comes from ``--input TEXT``, ``--input-file PATH`` or standard
   input; it is passed as text when the first step takes ``str`` (or is
-  untyped) and parsed as JSON into the step's input type otherwise.
+  untyped) and parsed as JSON into the step's input type otherwise (see
+  ``_cli_input``: at most ``--max-input-bytes`` of UTF-8, JSON nested at
+  most 100 deep).
 * ``trioflow resume RUN [--input ANSWER]`` goes on with a paused or
   interrupted run; an answer is read as JSON when it parses as JSON, as
   text otherwise, and validated against the pause's schema.
@@ -27,7 +29,11 @@
 
 Runs are journaled in ``--db PATH``, else ``$TRIOFLOW_DB``, else
 ``.trioflow/trioflow.db``; ``--recover`` replaces a corrupt journal with a
-fresh one (the damaged file is moved aside, never deleted).
+fresh one (the damaged file is moved aside, never deleted). Both go before
+or after the command's name. ``--json`` (run, resume, runs list, runs show,
+replay, trace) prints one ASCII JSON document (``_documents``); text for
+people prints stored text inert (``_safe_text``). Error messages name what a
+command-line user types (``--recover``, ``--path``), not Python arguments.
 
 Exit codes: 0 success; 1 the pipeline failed; 2 bad arguments or input;
 3 a usage limit stopped the run; 4 the pipeline file raised while being
@@ -42,7 +48,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import enum
-import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
@@ -53,6 +58,8 @@ import pydantic
 import trio
 from rich.console import Console
 from trioflow.persistence import (
+    CorruptDatabase,
+    PauseRecord,
     PrunePolicy,
     RunRecord,
     StoreError,
@@ -60,6 +67,17 @@ from trioflow.persistence import (
     prune_runs,
 )
 
+from ._cli_input import (
+    MAX_INPUT_BYTES,
+    InputRejected,
+    cli_input_type,
+    input_from_argument,
+    input_from_file,
+    input_from_stdin,
+    parse_answer,
+    parse_input,
+)
+from ._documents import json_text, replay_document, run_document, run_summary
 from ._errors import (
     ConfigurationError,
     HumanInputRequired,
@@ -69,6 +87,7 @@ from ._errors import (
 )
 from ._human import HumanInputInvalid
 from ._loading import LoadedPipeline, TargetError, UserImportError, load_recorded, load_target
+from ._nesting import check_nesting
 from ._perfetto import perfetto_json
 from ._pipeline import Pipeline
 from ._progress import RunProgress
@@ -76,6 +95,8 @@ from ._replay import Replay
 from ._report import print_result, print_run, result_json, runs_table
 from ._results import PipelineResult, RunStatus
 from ._runtime import Runtime, default_db_path, open_runtime
+from ._safe_text import inert, shown
+from ._stored import reading_run
 from ._trace_tree import NoTrace, RunTrace
 from ._trace_view import print_trace, trace_json
 from ._types import type_name
@@ -107,15 +128,10 @@ class _Fail(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trioflow", description="Run trioflow pipelines.")
-    journal = argparse.ArgumentParser(add_help=False)
-    journal.add_argument(
-        "--db", metavar="PATH", help="the journal (default: $TRIOFLOW_DB or .trioflow/trioflow.db)"
-    )
-    journal.add_argument(
-        "--recover",
-        action="store_true",
-        help="replace a corrupt journal with a fresh one (the old file is kept)",
-    )
+    _global_options(parser)
+    # The same options after a (sub)command: SUPPRESS keeps a value given before it.
+    journal = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    _global_options(journal)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", parents=[journal], help="run a pipeline from a Python file")
@@ -139,8 +155,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("run_id", metavar="RUN")
     _pipeline_argument(replay)
+    replay.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
-    runs = commands.add_parser("runs", help="list or show journaled runs")
+    runs = commands.add_parser("runs", parents=[journal], help="list or show journaled runs")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True)
     listing = runs_commands.add_parser(
         "list", parents=[journal], help="the newest runs (a page at a time), oldest first"
@@ -148,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=_positive, default=50, help="runs per page (50)")
     listing.add_argument("--page", type=_positive, default=1, help="1 is the newest runs")
     listing.add_argument("--all", action="store_true", help="every run, on one page")
+    listing.add_argument("--json", action="store_true", help="print the runs as JSON")
     prune = runs_commands.add_parser(
         "prune", parents=[journal], help="remove old runs and everything stored for them"
     )
@@ -162,6 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
     show = runs_commands.add_parser("show", parents=[journal], help="one run and its steps")
     show.add_argument("run_id", metavar="RUN")
+    show.add_argument("--json", action="store_true", help="print the run as JSON")
 
     trace = commands.add_parser("trace", parents=[journal], help="a run's trace, actor by actor")
     trace.add_argument("run_id", metavar="RUN")
@@ -174,10 +193,40 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _global_options(parser: argparse.ArgumentParser) -> None:
+    """Options every command takes, before or after the command's name."""
+    parser.add_argument(
+        "--db", metavar="PATH", help="the journal (default: $TRIOFLOW_DB or .trioflow/trioflow.db)"
+    )
+    parser.add_argument(
+        "--recover",
+        action="store_true",
+        help="replace a corrupt journal with a fresh one (the old file is kept)",
+    )
+
+
 def _input_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--input", help="the input, as text (JSON for non-text inputs)")
     source.add_argument("--input-file", metavar="PATH", help="read the input from a file")
+    parser.add_argument(
+        "--max-input-bytes",
+        metavar="N",
+        type=_byte_count,
+        default=MAX_INPUT_BYTES,
+        help=f"refuse a longer input (default {MAX_INPUT_BYTES:,}: 1 MiB)",
+    )
+
+
+def _byte_count(text: str) -> int:
+    """``--max-input-bytes``: a whole number of bytes, at least 1."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"takes a number of bytes, 1 or more, got {text!r}")
+    return count
 
 
 def _pipeline_argument(parser: argparse.ArgumentParser) -> None:
@@ -198,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     try:
         code = _COMMANDS[_command(arguments)](arguments, console)
     except _Fail as failure:
-        errors.print(f"[bold red]error:[/] {failure.message}")
+        errors.print(f"[bold red]error:[/] {shown(failure.message)}")
         code = failure.code
     except KeyboardInterrupt:
         errors.print("interrupted")
@@ -228,16 +277,26 @@ def _with_runtime(
         return trio.run(main)
     except UnknownRun as error:
         raise _Fail(ExitCode.UNKNOWN_RUN, str(error)) from error
+    except CorruptDatabase as error:
+        raise _Fail(
+            ExitCode.STORE_ERROR,
+            f"{error.path} is not a readable SQLite database ({error.reason}); it was moved "
+            f"aside to {error.moved_to} (nothing was deleted). Give --recover to start a fresh "
+            "journal in its place.",
+        ) from error
     except StoreError as error:
         raise _Fail(ExitCode.STORE_ERROR, str(error)) from error
     except (ConfigurationError, HumanInputInvalid, HumanInputRequired, RunNotResumable) as error:
         raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
     except RunTakenOver as error:
         raise _Fail(ExitCode.TAKEN_OVER, str(error)) from error
+    except InputRejected as error:
+        raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
 
 
 def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     loaded = _load(arguments.target)
+    _require_default_context(loaded.pipeline)
     data = _parse_input(loaded.pipeline, _read_input(arguments))
     limits = _limits(arguments)
     with _progress(arguments) as progress:
@@ -255,12 +314,33 @@ def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
         )
 
 
+def _require_default_context(pipeline: Pipeline) -> None:
+    """The command line starts every run from ``context_type()``: it must need no arguments."""
+    model = pipeline.context_type
+    try:
+        model()
+    except pydantic.ValidationError as error:
+        problem = error.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"])
+        raise _Fail(
+            ExitCode.BAD_ARGUMENTS,
+            f"pipeline {pipeline.name!r} starts from a {model.__name__} whose field {field!r} "
+            f"has no default ({problem['msg']}); the command line starts runs from "
+            f"{model.__name__}(), so give {field!r} a default",
+        ) from None
+
+
 def _replay_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     async def replay(runtime: Runtime) -> Replay:
-        record = await runtime.store.get_run(arguments.run_id)
+        with reading_run(arguments.run_id):
+            record = await runtime.store.get_run(arguments.run_id)
         return await runtime.replay(arguments.run_id, pipeline=_pipeline_of(record, arguments))
 
     outcome = _with_runtime(arguments, replay)
+    code = ExitCode.OK if outcome.difference is None else ExitCode.PIPELINE_FAILED
+    if arguments.json:
+        _print_json(console, replay_document(outcome))
+        return code
     console.print(
         f"replayed run {outcome.run_id}: {outcome.steps} step(s), no model called", markup=False
     )
@@ -268,25 +348,58 @@ def _replay_command(arguments: argparse.Namespace, console: Console) -> ExitCode
         console.print(f"stopped by the original run's limits: {outcome.result.error}", markup=False)
     if outcome.difference is None:
         console.print("same outputs and context as the original", markup=False)
-        return ExitCode.OK
-    console.print(f"first difference: {outcome.difference}", markup=False)
-    return ExitCode.PIPELINE_FAILED
+    else:
+        console.print(f"first difference: {inert(str(outcome.difference))}", markup=False)
+    return code
 
 
 def _resume_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     text = _read_input(arguments)
-    answer = _NO_ANSWER if text is None else _answer(text)
 
     async def resume(runtime: Runtime) -> PipelineResult:
-        record = await runtime.store.get_run(arguments.run_id)
+        with reading_run(arguments.run_id):
+            record = await runtime.store.get_run(arguments.run_id)
         pipeline = _pipeline_of(record, arguments)
-        given = {} if answer is _NO_ANSWER else {"human_input": answer}
+        given = {}
+        if text is not None:
+            given["human_input"] = await _answer(runtime, arguments, text)
+        elif record.status == RunStatus.PAUSED.value:
+            await _require_answer(runtime, record.run_id)
         return await runtime.resume(
             arguments.run_id, path=arguments.path, pipeline=pipeline, watch=progress, **given
         )
 
     with _progress(arguments) as progress:
         return _finish(console, arguments, resume)
+
+
+async def _waiting(runtime: Runtime, run_id: str) -> list[PauseRecord]:
+    return [pause for pause in await runtime.store.pauses_of(run_id) if pause.answered_at is None]
+
+
+async def _require_answer(runtime: Runtime, run_id: str) -> None:
+    """Refuse to resume a paused run without an answer, saying how to give one."""
+    waiting = "; ".join(f"{p.path} ({p.message})" for p in await _waiting(runtime, run_id))
+    if not waiting:
+        return
+    raise _Fail(
+        ExitCode.BAD_ARGUMENTS,
+        f"run {run_id} waits for input at {waiting}: give the answer with --input ANSWER",
+    )
+
+
+async def _answer(runtime: Runtime, arguments: argparse.Namespace, text: str) -> Any:
+    """The resume answer ``text``, parsed for the pause it answers."""
+    waiting = await _waiting(runtime, arguments.run_id)
+    if arguments.path is None and len(waiting) > 1:
+        paths = ", ".join(pause.path for pause in waiting)
+        raise _Fail(
+            ExitCode.BAD_ARGUMENTS,
+            f"run {arguments.run_id} waits for input at several steps ({paths}): "
+            "say which this answer is for with --path PATH",
+        )
+    chosen = [pause for pause in waiting if arguments.path in (None, pause.path)]
+    return parse_answer(text, chosen[0].input_schema if chosen else None)
 
 
 def _progress(arguments: argparse.Namespace) -> RunProgress:
@@ -301,14 +414,21 @@ def _finish(
     work: Callable[[Runtime], Awaitable[PipelineResult]],
     limits: UsageLimits | None = None,
 ) -> ExitCode:
+    async def with_pauses(runtime: Runtime) -> tuple[PipelineResult, list[PauseRecord]]:
+        result = await work(runtime)
+        if not result.paused_at:
+            return result, []
+        pauses = await runtime.store.pauses_of(result.run_id)
+        return result, [pause for pause in pauses if pause.path in result.paused_at]
+
     try:
-        result = _with_runtime(arguments, work, limits)
+        result, pauses = _with_runtime(arguments, with_pauses, limits)
     except UsageLimitExceeded as breach:
         if breach.result is None:  # raised by a step's own code, not by this run's governor
             raise _Fail(ExitCode.USAGE_LIMIT, str(breach)) from breach
         _show(console, breach.result, arguments.json)
         return ExitCode.USAGE_LIMIT
-    _show(console, result, arguments.json)
+    _show(console, result, arguments.json, pauses)
     if result.status is RunStatus.PAUSED:
         return ExitCode.PAUSED
     return ExitCode.OK if result.success else ExitCode.PIPELINE_FAILED
@@ -325,11 +445,14 @@ def _runs_list_command(arguments: argparse.Namespace, console: Console) -> ExitC
         return total, start, await store.list_runs(limit=end - start, offset=start)
 
     total, start, runs = _with_runtime(arguments, page)
+    if arguments.json:
+        _print_json(console, [run_summary(run) for run in runs])
+        return ExitCode.OK
     console.print(runs_table(runs))
     if len(runs) < total:
-        shown = f"runs {start + 1}-{start + len(runs)}" if runs else "no runs"
+        listed = f"runs {start + 1}-{start + len(runs)}" if runs else "no runs"
         older = f"; --page {arguments.page + 1} for older ones" if start > 0 else ""
-        console.print(f"{shown} of {total}, oldest first{older}", markup=False)
+        console.print(f"{listed} of {total}, oldest first{older}", markup=False)
     return ExitCode.OK
 
 
@@ -393,14 +516,18 @@ def _runs_show_command(arguments: argparse.Namespace, console: Console) -> ExitC
     async def show(runtime: Runtime) -> Any:
         store = runtime.store
         run_id = arguments.run_id
-        return (
-            await store.get_run(run_id),
-            await store.steps_of(run_id),
-            await store.pauses_of(run_id),
-        )
+        with reading_run(run_id):
+            return (
+                await store.get_run(run_id),
+                await store.steps_of(run_id),
+                await store.pauses_of(run_id),
+            )
 
     record, steps, pauses = _with_runtime(arguments, show)
-    print_run(console, record, steps, pauses)
+    if arguments.json:
+        _print_json(console, run_document(record, steps, pauses))
+    else:
+        print_run(console, record, steps, pauses)
     return ExitCode.OK
 
 
@@ -432,7 +559,7 @@ def _trace_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
         return ExitCode.OK
     roots = trace.filtered(failed=arguments.failed, path=arguments.path)
     if arguments.json:
-        console.print_json(trace_json(trace, roots))
+        console.out(trace_json(trace, roots), highlight=False)
     else:
         print_trace(console, trace, roots)
     return ExitCode.OK
@@ -450,16 +577,25 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitCode]] = {
 
 
 def _load(target: str) -> LoadedPipeline:
-    return _loading_errors(lambda: load_target(target))
+    loaded = _loading_errors(lambda: load_target(target))
+    try:
+        check_nesting(loaded.pipeline)  # before anything walks it recursively
+    except ConfigurationError as error:
+        raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
+    return loaded
 
 
-def _pipeline_of(record: RunRecord, arguments: argparse.Namespace) -> Pipeline | None:
+def _pipeline_of(record: RunRecord, arguments: argparse.Namespace) -> Pipeline:
     """The run's pipeline: ``--pipeline`` if given, else its journaled file if unchanged."""
     if arguments.pipeline is not None:
         return _load(arguments.pipeline).pipeline
     target = record.target
     if target is None:
-        return None
+        raise _Fail(
+            ExitCode.BAD_ARGUMENTS,
+            f"run {record.run_id} was started from Python, so the journal does not say where "
+            f"its pipeline {record.pipeline_name!r} is: give --pipeline FILE:NAME",
+        )
     return _loading_errors(lambda: load_recorded(target, record.target_sha256, record.run_id))
 
 
@@ -472,41 +608,39 @@ def _loading_errors(load: Callable[[], T]) -> T:
         raise _Fail(ExitCode.IMPORT_ERROR, f"cannot import the pipeline file: {error}") from error
 
 
-def _show(console: Console, result: PipelineResult, as_json: bool) -> None:
+def _show(
+    console: Console,
+    result: PipelineResult,
+    as_json: bool,
+    pauses: Sequence[PauseRecord] = (),
+) -> None:
     if as_json:
-        console.print_json(result_json(result))
+        console.out(result_json(result, pauses), highlight=False)
     else:
-        print_result(console, result)
+        print_result(console, result, pauses)
+
+
+def _print_json(console: Console, document: Any) -> None:
+    """``document`` as ASCII JSON: written as is, never re-rendered (see ``_documents``)."""
+    console.out(json_text(document), highlight=False)
 
 
 def _read_input(arguments: argparse.Namespace) -> str | None:
-    if arguments.input is not None:
-        return str(arguments.input)
-    if arguments.input_file is not None:
-        try:
-            with open(arguments.input_file, encoding="utf-8") as file:
-                return file.read().removesuffix("\n")
-        except OSError as error:
-            raise _Fail(ExitCode.BAD_ARGUMENTS, f"cannot read --input-file: {error}") from error
-    if not sys.stdin.isatty():
-        text = sys.stdin.read().removesuffix("\n")
-        return text if text else None
+    limit = arguments.max_input_bytes
+    try:
+        if arguments.input is not None:
+            return input_from_argument(arguments.input, limit=limit)
+        if arguments.input_file is not None:
+            return input_from_file(arguments.input_file, limit=limit)
+        if not sys.stdin.isatty():
+            return input_from_stdin(limit=limit) or None
+    except InputRejected as error:
+        raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
     return None
 
 
-_NO_ANSWER = object()
-
-
-def _answer(text: str) -> Any:
-    """A resume answer: JSON when it parses as JSON, the text itself otherwise."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def _parse_input(pipeline: Pipeline, text: str | None) -> Any:
-    expected = pipeline.input_type
+    expected = cli_input_type(pipeline)
     first = pipeline.steps[0].name
     if expected is type(None):
         return None
@@ -516,24 +650,36 @@ def _parse_input(pipeline: Pipeline, text: str | None) -> Any:
             f"the first step {first!r} needs an input ({type_name(expected)}): "
             "give --input, --input-file or standard input",
         )
-    if expected is str or expected is Any or expected is object:
-        return text
     try:
-        return pydantic.TypeAdapter(expected).validate_json(text)
-    except pydantic.ValidationError as error:
-        problem = error.errors()[0]["msg"]
-        raise _Fail(
-            ExitCode.BAD_ARGUMENTS,
-            f"the input does not fit the first step {first!r}, which expects "
-            f"{type_name(expected)}: {problem} (input: {text!r:.80})",
-        ) from error
+        return parse_input(text, expected, first=first)
+    except InputRejected as error:
+        raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
 
 
 def _limits(arguments: argparse.Namespace) -> UsageLimits | None:
     if arguments.max_cost is None and arguments.max_tokens is None:
         return None
+    return UsageLimits(total_cost_usd=_max_cost(arguments), total_tokens=_max_tokens(arguments))
+
+
+def _max_cost(arguments: argparse.Namespace) -> Decimal | None:
+    text = arguments.max_cost
+    if text is None:
+        return None
     try:
-        cost = None if arguments.max_cost is None else Decimal(arguments.max_cost)
-        return UsageLimits(total_cost_usd=cost, total_tokens=arguments.max_tokens)
-    except (ValueError, ArithmeticError) as error:
-        raise _Fail(ExitCode.BAD_ARGUMENTS, f"invalid limit: {error}") from error
+        cost = Decimal(text)
+    except ArithmeticError:
+        cost = Decimal("NaN")
+    if not cost.is_finite() or cost < 0:
+        raise _Fail(
+            ExitCode.BAD_ARGUMENTS,
+            f"--max-cost takes a number of dollars, 0 or more (like 0.50), got {text!r}",
+        )
+    return cost
+
+
+def _max_tokens(arguments: argparse.Namespace) -> int | None:
+    tokens: int | None = arguments.max_tokens
+    if tokens is not None and tokens < 0:
+        raise _Fail(ExitCode.BAD_ARGUMENTS, f"--max-tokens takes 0 or more, got {tokens}")
+    return tokens

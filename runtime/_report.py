@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-import pydantic_core
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from trioflow.persistence import PauseRecord, RunRecord, StepRecord
 
+from ._documents import json_text, pause_document
 from ._money import format_usd
 from ._results import PipelineResult, StepResult
+from ._safe_text import shown
 
 
 def _flatten(history: tuple[StepResult, ...], depth: int = 0) -> list[tuple[int, StepResult]]:
@@ -40,7 +39,7 @@ def steps_table(result: PipelineResult) -> Table:
         table.add_column(column, justify="right")
     for depth, step in _flatten(result.step_history):
         table.add_row(
-            "  " * depth + step.path,
+            "  " * depth + shown(step.path),
             _status(step, result.paused_at),
             str(step.attempts),
             f"{step.latency_s:.3f}",
@@ -50,16 +49,21 @@ def steps_table(result: PipelineResult) -> Table:
     return table
 
 
-def print_result(console: Console, result: PipelineResult) -> None:
-    """The step table, then the output, totals, status and run id."""
+def print_result(
+    console: Console, result: PipelineResult, pauses: Sequence[PauseRecord] = ()
+) -> None:
+    """The step table, the pauses waiting (``pauses``), then the output, totals, status, run id."""
     console.print(steps_table(result))
-    for path in result.paused_at:
-        console.print(f"[bold yellow]paused:[/] waiting for input at {escape(path)}")
+    for pause in pauses:
+        console.print(
+            f"[bold yellow]paused:[/] waiting for input at {shown(pause.path)}: "
+            f"{shown(pause.message)}"
+        )
     if result.paused_at:
         console.print(f"resume with: trioflow resume {result.run_id} --input ANSWER")
     if result.error is not None:
-        console.print(f"[bold red]error:[/] {escape(result.error)}", highlight=False)
-    console.print(f"[bold]output:[/] {escape(str(result.output))}", highlight=False)
+        console.print(f"[bold red]error:[/] {shown(result.error)}", highlight=False)
+    console.print(f"[bold]output:[/] {shown(result.output)}", highlight=False)
     console.print(
         f"[bold]status:[/] {result.status.value}   [bold]cost:[/] "
         f"{format_usd(result.usage.cost_usd)}   [bold]tokens:[/] {result.usage.total_tokens}"
@@ -68,8 +72,8 @@ def print_result(console: Console, result: PipelineResult) -> None:
     )
 
 
-def result_json(result: PipelineResult) -> str:
-    """The result as one JSON document (money as exact decimal strings)."""
+def result_json(result: PipelineResult, pauses: Sequence[PauseRecord] = ()) -> str:
+    """The result as one JSON document (money as exact decimal strings), with its ``pauses``."""
     document: dict[str, Any] = {
         "run_id": result.run_id,
         "status": result.status.value,
@@ -90,8 +94,9 @@ def result_json(result: PipelineResult) -> str:
             }
             for _, step in _flatten(result.step_history)
         ],
+        "paused": [pause_document(pause) for pause in pauses],
     }
-    return json.dumps(json.loads(pydantic_core.to_json(document, fallback=repr)), indent=2)
+    return json_text(document)
 
 
 def runs_table(runs: Sequence[RunRecord]) -> Table:
@@ -105,7 +110,7 @@ def runs_table(runs: Sequence[RunRecord]) -> Table:
     for run in runs:
         table.add_row(
             run.run_id,
-            run.pipeline_name,
+            shown(run.pipeline_name),
             run.status,
             run.started_at.strftime("%Y-%m-%d %H:%M"),
             format_usd(Decimal(run.total_cost_usd)),
@@ -121,20 +126,20 @@ def print_run(
     pauses: Sequence[PauseRecord],
 ) -> None:
     """A journaled run: its record, completion records and pauses."""
-    console.print(f"[bold]run:[/] {run.run_id}   [bold]pipeline:[/] {escape(run.pipeline_name)}")
+    console.print(f"[bold]run:[/] {run.run_id}   [bold]pipeline:[/] {shown(run.pipeline_name)}")
     console.print(
         f"[bold]status:[/] {run.status}   [bold]cost:[/] "
         f"{format_usd(Decimal(run.total_cost_usd))}   [bold]tokens:[/] {run.total_tokens}"
     )
     if run.error is not None:
-        console.print(f"[bold red]error:[/] {escape(run.error)}")
+        console.print(f"[bold red]error:[/] {shown(run.error)}")
     table = Table(title="completed steps", title_justify="left")
     table.add_column("path", overflow="fold")
     for column in ("status", "attempts", "cost", "tokens"):
         table.add_column(column, justify="right")
     for step in steps:
         table.add_row(
-            step.path,
+            shown(step.path),
             "ok" if step.success else "failed",
             str(step.attempts),
             format_usd(Decimal(step.cost_usd)),
@@ -143,5 +148,5 @@ def print_run(
     console.print(table)
     for pause in pauses:
         state = "answered" if pause.answered_at is not None else "waiting"
-        console.print(f"[bold]pause[/] {escape(pause.path)} ({state}): {escape(pause.message)}")
-    console.print(f"[bold]output:[/] {escape(str(run.output))}")
+        console.print(f"[bold]pause[/] {shown(pause.path)} ({state}): {shown(pause.message)}")
+    console.print(f"[bold]output:[/] {shown(run.output)}")

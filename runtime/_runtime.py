@@ -47,12 +47,14 @@ from ._governor import Governor, Totals
 from ._human import HumanStep
 from ._journal import Journal
 from ._messages import Execute, StepDone
+from ._nesting import check_nesting
 from ._paths import locate
 from ._pipeline import Pipeline, StepLike, as_pipeline
 from ._pipeline_actor import PipelineActor
 from ._replay import Replay, first_difference
 from ._results import PipelineResult, RunStatus
 from ._services import RunServices
+from ._stored import reading_run
 from ._trace_tree import RESUMED, STARTED, NoTrace, RunTrace, build_trace, clock_anchor
 from ._types import check_input
 from ._usage import NO_USAGE, Usage, UsageLimits
@@ -112,6 +114,7 @@ class Runtime:
         the command line does not import it again.
         """
         pipeline = as_pipeline(pipeline, where="run()")
+        check_nesting(pipeline)
         check_input(input, pipeline.input_type, step=pipeline.steps[0].name)
         context = _initial_context(context, pipeline)
         run_id = uuid.uuid4().hex
@@ -169,13 +172,14 @@ class Runtime:
         calls), and when the first one ends it raises :class:`RunTakenOver`
         instead of overwriting the new owner's outcome.
         """
-        record = await self.store.get_run(run_id)
-        _require_resumable(record, answered=human_input is not NO_INPUT)
-        found = self._pipeline_of(record, pipeline)
-        _require_context(record)
-        answers, answered = await self._answer(found, record, human_input, path)
-        records = {step.path: step for step in await self.store.steps_of(run_id)}
-        ledger = await self.store.ledger_of(run_id)
+        with reading_run(run_id):
+            record = await self.store.get_run(run_id)
+            _require_resumable(record, answered=human_input is not NO_INPUT)
+            found = self._pipeline_of(record, pipeline)
+            _require_context(record)
+            answers, answered = await self._answer(found, record, human_input, path)
+            records = {step.path: step for step in await self.store.steps_of(run_id)}
+            ledger = await self.store.ledger_of(run_id)
         journal = Journal(self.store, run_id, records, answers)
         claimed = await self._claim(record)
         return await self._drive(
@@ -207,12 +211,13 @@ class Runtime:
         :class:`NoTrace` for a run whose trace was never stored (it is still
         running, or its process stopped before the end of the run).
         """
-        record = await self.store.get_run(run_id)
-        events = await self.store.trace_of(run_id)
-        if not events:
-            raise NoTrace(run_id, record.status)
-        steps = await self.store.steps_of(run_id)
-        pauses = await self.store.pauses_of(run_id)
+        with reading_run(run_id):
+            record = await self.store.get_run(run_id)
+            events = await self.store.trace_of(run_id)
+            if not events:
+                raise NoTrace(run_id, record.status)
+            steps = await self.store.steps_of(run_id)
+            pauses = await self.store.pauses_of(run_id)
         return build_trace(record, events, steps, pauses)
 
     async def replay(
@@ -232,12 +237,13 @@ class Runtime:
         the order the replay completed them; the first difference is
         reported.
         """
-        record = await self.store.get_run(run_id)
-        found = self._pipeline_of(record, pipeline)
-        _require_context(record)
-        original = await self.store.steps_of(run_id)
+        with reading_run(run_id):
+            record = await self.store.get_run(run_id)
+            found = self._pipeline_of(record, pipeline)
+            _require_context(record)
+            original = await self.store.steps_of(run_id)
+            pauses = await self.store.pauses_of(run_id)
         replies = {key: reply for step in original for key, reply in step.replies}
-        pauses = await self.store.pauses_of(run_id)
         answers = {pause.path: pause.answer for pause in pauses if pause.answered_at is not None}
         sandbox = Runtime(InMemoryStore(), None, StepCache())
         copy = RunRecord(
@@ -266,6 +272,7 @@ class Runtime:
     def _pipeline_of(self, record: RunRecord, given: StepLike | None) -> Pipeline:
         if given is not None:
             pipeline = as_pipeline(given, where="resume()")
+            check_nesting(pipeline)
         elif record.run_id in self._pipelines:
             pipeline = self._pipelines[record.run_id]
         else:

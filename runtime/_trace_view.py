@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from ._money import format_usd
+from ._safe_text import shown
 from ._trace_tree import NodeKind, NodeStatus, RunTrace, TraceNode
 
 _STYLES = {
@@ -58,7 +58,7 @@ def print_trace(console: Console, trace: RunTrace, roots: Sequence[TraceNode]) -
     One line per node, never wrapped or cropped, so the output can be searched.
     """
     console.print(
-        f"[bold]run:[/] {trace.run_id}   [bold]pipeline:[/] {escape(trace.pipeline_name)}   "
+        f"[bold]run:[/] {trace.run_id}   [bold]pipeline:[/] {shown(trace.pipeline_name)}   "
         f"[bold]status:[/] {trace.status}   [bold]started:[/] "
         f"{trace.started_at.strftime('%Y-%m-%d %H:%M:%S')} UTC   "
         f"[bold]events:[/] {len(trace.events)}",
@@ -69,7 +69,7 @@ def print_trace(console: Console, trace: RunTrace, roots: Sequence[TraceNode]) -
     for guide, node in tree_lines(roots):
         style = _STYLES[node.status]
         status = node.status.value
-        line = escape(node_line(node))
+        line = shown(node_line(node))
         # Colour the status word: the first "  <status>  " (paths hold no double space).
         line = line.replace(f"  {status}  ", f"  [{style}]{status}[/]  ", 1)
         console.print(f"[dim]{guide}[/]{line}", soft_wrap=True, highlight=False)

@@ -129,7 +129,8 @@ def test_input_file_and_stdin(
     source.write_text("from a file\n")
     assert _main("run", f"{pipelines}:loud", "--input-file", str(source)) == ExitCode.OK
     assert "output: FROM A FILE!" in capsys.readouterr().out
-    monkeypatch.setattr("sys.stdin", io.StringIO("piped\n"))
+    # Standard input as Python opens it: text over a byte buffer, which the CLI reads.
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"piped\n")))
     assert _main("run", f"{pipelines}:loud") == ExitCode.OK
     assert "output: PIPED!" in capsys.readouterr().out
 

@@ -234,8 +234,8 @@ def test_a_corrupt_journal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert_error(
         capsys,
         f"{db} is not a readable SQLite database (file is not a database); it was moved aside "
-        f"to {aside} (nothing was deleted). Open the store with recover=True to start a fresh "
-        "database in its place.",
+        f"to {aside} (nothing was deleted). Give --recover to start a fresh journal in its "
+        "place.",
     )
 
 
