@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 import pydantic
@@ -84,15 +84,20 @@ Patch = tuple[PatchOp, ...]
 EMPTY_PATCH: Patch = ()
 
 
+#: The type of the output a :class:`WithPatch` carries.
+T = TypeVar("T")
+
+
 @attrs.frozen(slots=True)
-class WithPatch:
+class WithPatch(Generic[T]):
     """A step's output together with the context changes it wants.
 
     Return ``WithPatch(output, [AppendTo("notes", text)])`` from a step
-    function to change the context as well as produce an output.
+    function to change the context as well as produce an output. A step
+    function annotated ``-> WithPatch[str]`` outputs ``str``.
     """
 
-    output: object
+    output: T
     patch: Patch = attrs.field(converter=tuple)
 
 
