@@ -222,7 +222,7 @@ class FakeModel:
             self._cost(input_tokens, self.max_output_tokens), input_tokens, self.max_output_tokens
         )
 
-    async def run(self, data: Any, *, context: Any, resources: Any) -> Completion:
+    async def run(self, data: Any, *, context: Any, resources: Any) -> Completion[Any]:
         rng = self._rng(data)
         await trio.sleep(rng.uniform(*self.latency_s))
         if self.respond is not None:

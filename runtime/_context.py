@@ -9,9 +9,10 @@ tasks ever write to the same object.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 import pydantic
@@ -34,8 +35,30 @@ class BaseContext(pydantic.BaseModel):
     #: Every answered human-input step, in the order they were answered.
     hitl_history: tuple[Any, ...] = ()
 
+    @pydantic.field_validator("hitl_history")
+    @classmethod
+    def _in_answer_order(cls, history: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``history`` sorted by when each pause was answered.
+
+        Why here: each answer is appended by its own step, and parallel
+        branches (or map items) that paused are merged in declaration order,
+        whatever order their pauses were answered in. Every patch ends in
+        validation, so sorting here keeps the history in answer order
+        however the appends were merged. Entries without an answer time
+        (recorded before it was kept) come first, in their own order.
+        """
+        return tuple(sorted(history, key=_answer_time))
+
 
 C = TypeVar("C", bound=BaseContext)
+
+_NEVER = datetime.datetime.min.replace(tzinfo=datetime.UTC)
+
+
+def _answer_time(interaction: Any) -> datetime.datetime:
+    """When a ``hitl_history`` entry was answered, ``_NEVER`` if it does not say."""
+    answered_at = getattr(interaction, "answered_at", None)
+    return answered_at if isinstance(answered_at, datetime.datetime) else _NEVER
 
 
 @attrs.frozen(slots=True)
@@ -84,15 +107,20 @@ Patch = tuple[PatchOp, ...]
 EMPTY_PATCH: Patch = ()
 
 
+#: The type of the output a :class:`WithPatch` carries.
+T = TypeVar("T")
+
+
 @attrs.frozen(slots=True)
-class WithPatch:
+class WithPatch(Generic[T]):
     """A step's output together with the context changes it wants.
 
     Return ``WithPatch(output, [AppendTo("notes", text)])`` from a step
-    function to change the context as well as produce an output.
+    function to change the context as well as produce an output. A step
+    function annotated ``-> WithPatch[str]`` outputs ``str``.
     """
 
-    output: object
+    output: T
     patch: Patch = attrs.field(converter=tuple)
 
 

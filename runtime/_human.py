@@ -9,6 +9,7 @@ validates the answer against the schema, records it in the context's
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import attrs
@@ -24,13 +25,19 @@ class HumanInputInvalid(TrioflowError):
 
 
 class HumanInteraction(pydantic.BaseModel):
-    """One answered pause, as the context's ``hitl_history`` records it."""
+    """One answered pause, as the context's ``hitl_history`` records it.
+
+    ``answered_at`` (UTC) is when the resume that answered it was called:
+    it keeps ``hitl_history`` in the order the answers were given (see
+    :class:`~trioflow.runtime.BaseContext`).
+    """
 
     model_config = pydantic.ConfigDict(frozen=True)
 
     path: str
     message: str
     answer: Any
+    answered_at: datetime.datetime | None = None
 
 
 @attrs.frozen(eq=False)

@@ -37,8 +37,11 @@ class HumanActor(StepActor):
                 spec.name, self.path, feedback=f"waiting for input: {spec.message}"
             )
             return StepDone(waiting, paused=(self.path,))
-        answer = journal.answers[self.path]
-        interaction = HumanInteraction(path=self.path, message=spec.message, answer=answer)
+        answered = journal.answers[self.path]
+        answer = answered.answer
+        interaction = HumanInteraction(
+            path=self.path, message=spec.message, answer=answer, answered_at=answered.answered_at
+        )
         result = StepResult(
             spec.name,
             self.path,

@@ -35,12 +35,12 @@ from ._usage import Usage
 
 @attrs.define
 class Journal:
-    """The completion records of one run, and the human answers given to it."""
+    """The completion records of one run, and the human answers given to it (by path)."""
 
     store: RunStore
     run_id: str
     records: dict[str, StepRecord] = attrs.field(factory=dict)
-    answers: Mapping[str, Any] = attrs.field(factory=dict)
+    answers: Mapping[str, PauseRecord] = attrs.field(factory=dict)
 
     def replay(self, path: str) -> StepDone | None:
         """The recorded outcome of ``path``, if it completed before."""

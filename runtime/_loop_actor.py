@@ -10,6 +10,10 @@ Exit reasons (``metadata["exit_reason"]``): ``condition`` (success),
 ``max_loops`` (a failure), ``body_failed`` (the body's error is the
 loop's), ``usage_limit`` (a breach stops the loop in that iteration),
 ``callback_failed`` (a mapper or the condition raised).
+
+``iteration_input_mapper(output, context, i)`` maps iteration ``i``'s output
+to the input of iteration ``i + 1``, so it runs only when one follows: never
+after the iteration that meets the exit condition, nor after the last one.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ class LoopActor(StepActor):
                             "output_mapper", spec.output_mapper, output, progress.context
                         )
                     return self._done(progress, "condition", output=output, success=True)
-                if spec.iteration_input_mapper is not None:
+                if spec.iteration_input_mapper is not None and iteration < spec.max_loops:
                     output = await call_user(
                         "iteration_input_mapper",
                         spec.iteration_input_mapper,

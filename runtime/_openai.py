@@ -330,7 +330,7 @@ class OpenAIChat:
 
     # The call.
 
-    async def run(self, data: Any, *, context: Any, resources: Any) -> Completion:
+    async def run(self, data: Any, *, context: Any, resources: Any) -> Completion[Any]:
         body = self.request_body(data)
         response = await self._post(body)
         if not response.is_success:

@@ -10,22 +10,32 @@ since the run started):
   to its exit or cancellation, with the step's status, attempts, cost,
   tokens and reason as arguments; inside a step's slice, one slice per
   attempt (when it retried) and one for its fallback;
-* a flow arrow (``s`` then ``f`` with ``bp: "e"``, one id each) from every
-  message's send to its receipt, paired in order per (sender, receiver,
-  message type);
+* a flow arrow (``s`` then ``f``, one id each) from every message's send to
+  its receipt, paired in order per (sender, receiver, message type); each
+  end binds to a ``message`` marker (a thread-scoped instant of category
+  ``message``) at the exact time and on the track of the sender and of the
+  receiver, inside their slices;
 * counters (``C``): the cumulative cost and tokens the governor committed,
   and each actor's mailbox depth (messages sent to it and not yet received);
-* thread-scoped instants (``i``) for retries, fallbacks, redirects, cache
-  hits, replays, pauses, resumes, dropped messages, restarts and
-  cancellations (with the reason); the governor's denials, waits and
-  breaches are shown on the track of the step they concern.
+* thread-scoped instants (``i``, category ``note``) for retries, fallbacks,
+  redirects, cache hits, replays, pauses, resumes, dropped messages,
+  restarts and cancellations (with the reason); the governor's denials,
+  waits and breaches are shown on the track of the step they concern.
 
-Perfetto reads the events in timestamp order and binds a flow to the slice
-on top of its track's stack at that moment, so events at one timestamp are
-written in an order that keeps that binding right: slices before the flows
-that bind to them, longer slices before the ones they enclose, and an
-instant before a slice that starts where it happens (so the instant does not
-stay on top of the stack and catch the next flow).
+Every event has a category (``__metadata`` for names, ``counter`` for
+counters): some importers (TracerBench) fail on an event without one.
+
+Why markers: viewers bind a flow event differently. Chrome DevTools binds
+it only to an event of the same category, thread and exact timestamp;
+Perfetto binds it (``bp: "e"``) to the slice on top of its track's stack
+when the flow event is read, which may be a stale instant or a finished
+slice. A send happens in the middle of its actor's slice, where no slice
+starts; so each (track, timestamp) with message ends gets one marker, its
+flow events written right after it: both viewers then bind the arrow to
+that marker. At one timestamp, events are written metadata, counters,
+instants that start with a slice, slices (longer first), markers with their
+flows (in the order the messages happened, so a send precedes its receipt),
+then the other instants.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import attrs
 from trioflow.actors import TraceKind
 
 from ._trace_tree import (
@@ -61,7 +72,10 @@ _NOT_INSTANTS = frozenset({"grant", "commit", STARTED})
 _ABOUT_PEER = frozenset({"deny", "wait", "breach"})
 
 # Where an event goes among events at the same timestamp (see the module docstring).
-_METADATA, _COUNTER, _EARLY_INSTANT, _SLICE, _FLOW_START, _FLOW_END, _INSTANT = range(7)
+_METADATA, _COUNTER, _EARLY_INSTANT, _SLICE, _MESSAGE, _INSTANT = range(6)
+
+#: The category of flows and of the markers they bind to.
+MESSAGE_CATEGORY = "message"
 
 
 def perfetto_trace(trace: RunTrace) -> dict[str, Any]:
@@ -125,14 +139,22 @@ class _Export:
             {
                 "ph": "M",
                 "name": "process_name",
+                "cat": "__metadata",
                 "args": {"name": f"{trace.pipeline_name} (run {trace.run_id})"},
             },
         )
         for path, tid in self._tids.items():
-            name = {"ph": "M", "name": "thread_name", "tid": tid, "args": {"name": path}}
+            name = {
+                "ph": "M",
+                "name": "thread_name",
+                "cat": "__metadata",
+                "tid": tid,
+                "args": {"name": path},
+            }
             order = {
                 "ph": "M",
                 "name": "thread_sort_index",
+                "cat": "__metadata",
                 "tid": tid,
                 "args": {"sort_index": tid},
             }
@@ -179,28 +201,57 @@ class _Export:
     # -- flows
 
     def _flows(self) -> None:
-        sent: defaultdict[tuple[str, str, str], deque[float]] = defaultdict(deque)
+        ends = sorted(self._flow_ends(), key=lambda end: (end.ts, end.order))
+        markers: dict[tuple[int, int], dict[str, Any]] = {}
+        for end in ends:
+            marker = markers.get((end.tid, end.ts))
+            if marker is None:
+                marker = {
+                    "ph": "i",
+                    "s": "t",
+                    "name": "",
+                    "cat": MESSAGE_CATEGORY,
+                    "tid": end.tid,
+                    "args": {"messages": []},
+                }
+                markers[(end.tid, end.ts)] = marker
+                self._emit(end.ts, _MESSAGE, marker, tie=end.order)
+            marker["args"]["messages"].append(f"{end.verb} {end.label}")
+            flow = {
+                "ph": end.phase,
+                "bp": "e",
+                "name": end.label,
+                "cat": MESSAGE_CATEGORY,
+                "id": end.flow_id,
+                "tid": end.tid,
+            }
+            self._emit(end.ts, _MESSAGE, flow, tie=end.order)
+        for marker in markers.values():
+            marker["name"] = ", ".join(marker["args"]["messages"])
+
+    def _flow_ends(self) -> Iterator[_FlowEnd]:
+        """Both ends of each message's flow, ``order`` being the trace order of the event."""
+        sent: defaultdict[tuple[str, str, str], deque[tuple[float, int]]] = defaultdict(deque)
         flow_id = 0
-        for timed in self._trace.events:
+        for order, timed in enumerate(self._trace.events):
             event = timed.event
             if _is_anchor(event):
                 sent.clear()  # a message sent in an earlier drive is never received in this one
             elif event.kind is TraceKind.SEND and event.peer is not None:
-                sent[(event.path, event.peer, event.label)].append(timed.offset_s)
+                sent[(event.path, event.peer, event.label)].append((timed.offset_s, order))
             elif event.kind is TraceKind.RECEIVE:
                 sender = event.peer or RUN_PATH
                 queue = sent[(sender, event.path, event.label)]
                 if not queue:
                     continue
-                sent_s = queue.popleft()
+                sent_s, sent_order = queue.popleft()
                 source, target = self._track(sender), self._track(event.path)
                 if source is None or target is None:
                     continue
                 flow_id += 1
-                common = {"name": event.label, "cat": "message", "id": flow_id}
-                self._emit(_us(sent_s), _FLOW_START, {"ph": "s", "tid": source, **common})
-                received = {"ph": "f", "bp": "e", "tid": target, **common}
-                self._emit(_us(timed.offset_s), _FLOW_END, received)
+                label = event.label
+                yield _FlowEnd(_us(sent_s), sent_order, source, "s", "send", label, flow_id)
+                yield _FlowEnd(_us(timed.offset_s), order, target, "f", "receive", label, flow_id)
 
     # -- counters
 
@@ -262,7 +313,8 @@ class _Export:
                     yield timed, event.path, None
 
     def _counter(self, ts: int, tid: int, name: str, args: dict[str, Any]) -> None:
-        self._emit(ts, _COUNTER, {"ph": "C", "name": name, "tid": tid, "args": args})
+        counter = {"ph": "C", "name": name, "cat": "counter", "tid": tid, "args": args}
+        self._emit(ts, _COUNTER, counter)
 
     # -- instants
 
@@ -295,6 +347,20 @@ class _Export:
             rank = _EARLY_INSTANT if (tid, ts) in self._slice_starts else _INSTANT
             instant = {"ph": "i", "s": "t", "name": name, "cat": "note", "tid": tid, "args": args}
             self._emit(ts, rank, instant)
+
+
+@attrs.frozen
+class _FlowEnd:
+    """One end of a message's flow: where (track, time) and which way."""
+
+    ts: int
+    #: The position of the send or receipt in the trace: a send precedes its receipt.
+    order: int
+    tid: int
+    phase: str
+    verb: str
+    label: str
+    flow_id: int
 
 
 def _node_args(node: TraceNode) -> dict[str, Any]:

@@ -244,7 +244,7 @@ class Runtime:
             original = await self.store.steps_of(run_id)
             pauses = await self.store.pauses_of(run_id)
         replies = {key: reply for step in original for key, reply in step.replies}
-        answers = {pause.path: pause.answer for pause in pauses if pause.answered_at is not None}
+        answers = {pause.path: pause for pause in pauses if pause.answered_at is not None}
         sandbox = Runtime(InMemoryStore(), None, StepCache())
         copy = RunRecord(
             uuid.uuid4().hex,
@@ -297,7 +297,7 @@ class Runtime:
 
     async def _answer(
         self, pipeline: Pipeline, record: RunRecord, human_input: Any, path: str | None
-    ) -> tuple[dict[str, Any], PauseRecord | None]:
+    ) -> tuple[dict[str, PauseRecord], PauseRecord | None]:
         """The answers given so far with ``human_input`` validated, and its pause to journal.
 
         Nothing is written here: the answered pause is journaled only once
@@ -305,7 +305,7 @@ class Runtime:
         leaves the pause as it was.
         """
         pauses = await self.store.pauses_of(record.run_id)
-        answers = {p.path: p.answer for p in pauses if p.answered_at is not None}
+        answers = {p.path: p for p in pauses if p.answered_at is not None}
         pending = [p for p in pauses if p.answered_at is None]
         if human_input is NO_INPUT:
             # An interrupted run re-walks to its pauses and waits there again.
@@ -321,7 +321,7 @@ class Runtime:
             raise ConfigurationError(f"{pause.path!r} is not a human-input step of this pipeline")
         answer = step.validate(human_input, path=pause.path)
         answered = attrs.evolve(pause, answer=answer, answered_at=_now())
-        return {**answers, pause.path: answer}, answered
+        return {**answers, pause.path: answered}, answered
 
     async def _drive(
         self,

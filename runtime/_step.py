@@ -195,15 +195,22 @@ def _annotated_types(fn: Callable[..., Any]) -> tuple[Any, Any]:
         hints = typing.get_type_hints(fn)
     except (NameError, TypeError):  # unresolvable forward references: leave unchecked
         return Any, Any
-    output = hints.get("return", Any)
-    if output is None:
-        output = type(None)
-    if output in _WRAPPERS:
-        output = Any
+    output = _unwrapped(hints.get("return", Any))
     parameter = data_parameter(fn)
     if parameter is None:
         return type(None), output
     return hints.get(parameter, Any), output
+
+
+def _unwrapped(output: Any) -> Any:
+    """The output type a return annotation declares: ``T`` of ``Completion[T]`` or ``WithPatch[T]``.
+
+    A bare ``Completion`` or ``WithPatch`` says nothing about its output: ``Any``.
+    """
+    while output in _WRAPPERS or typing.get_origin(output) in _WRAPPERS:
+        args = typing.get_args(output)
+        output = args[0] if args else Any
+    return type(None) if output is None else output
 
 
 @overload

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Generic, TypeVar
 
 import attrs
 
@@ -87,15 +88,21 @@ class UsageLimits:
         return None
 
 
+#: The type of the output a :class:`Completion` carries.
+T = TypeVar("T")
+
+
 @attrs.frozen(slots=True)
-class Completion:
+class Completion(Generic[T]):
     """An agent's output together with what producing it cost.
 
     Agents return a bare output when they cost nothing, or a
-    ``Completion(output, Usage(...))`` when they paid for it.
+    ``Completion(output, Usage(...))`` when they paid for it. A step
+    function annotated ``-> Completion[str]`` outputs ``str``, which is what
+    ``>>`` checks its next step against.
     """
 
-    output: object
+    output: T
     usage: Usage = NO_USAGE
 
 

@@ -426,3 +426,88 @@ def test_a_bad_max_loops_is_refused_when_building(options: dict[str, Any], messa
 def test_an_exit_condition_must_be_callable() -> None:
     with pytest.raises(ConfigurationError, match=r"^step 'loop': exit_condition must be callable$"):
         Step.loop_until("loop", counting(), "done")  # type: ignore[arg-type]
+
+
+# --- iteration_input_mapper maps the input of the next iteration only ---------------------------
+
+
+def recording_mapper(calls: list[int], *, fail_from: int | None = None) -> Any:
+    def next_input(output: str, context: Ctx, iteration: int) -> str:
+        calls.append(iteration)
+        if fail_from is not None and iteration >= fail_from:
+            raise ValueError(f"no input after iteration {iteration}")
+        return f"{output}>"
+
+    return next_input
+
+
+async def test_the_iteration_mapper_is_not_called_after_the_last_iteration(
+    rt: Runtime, autojump_clock: Any
+) -> None:
+    calls: list[int] = []
+    loop = Step.loop_until(
+        "loop", counting(), reached(99), max_loops=2, iteration_input_mapper=recording_mapper(calls)
+    )
+
+    result = await rt.run(loop, "x", context=Ctx())
+
+    assert calls == [1]
+    assert result.status is RunStatus.FAILED
+    assert result.step_history[0].metadata == {"exit_reason": "max_loops", "iterations": 2}
+    assert result.error == (
+        "step 'main/0:loop' reached max_loops=2 without meeting its exit condition"
+    )
+
+
+async def test_a_mapper_that_cannot_map_past_the_last_iteration_leaves_max_loops_the_reason(
+    rt: Runtime, autojump_clock: Any
+) -> None:
+    calls: list[int] = []
+    mapper = recording_mapper(calls, fail_from=2)
+    loop = Step.loop_until(
+        "loop", counting(), reached(99), max_loops=2, iteration_input_mapper=mapper
+    )
+
+    result = await rt.run(loop, "x", context=Ctx())
+
+    assert calls == [1]
+    assert result.step_history[0].metadata == {"exit_reason": "max_loops", "iterations": 2}
+
+
+async def test_the_iteration_mapper_is_not_called_when_the_exit_condition_holds(
+    rt: Runtime, autojump_clock: Any
+) -> None:
+    calls: list[int] = []
+    loop = Step.loop_until(
+        "loop", counting(), reached(2), max_loops=5, iteration_input_mapper=recording_mapper(calls)
+    )
+
+    result = await rt.run(loop, "x", context=Ctx())
+
+    assert calls == [1]
+    assert result.status is RunStatus.COMPLETED
+    assert result.output == "v2"
+    assert result.step_history[0].metadata == {"exit_reason": "condition", "iterations": 2}
+
+
+async def test_the_iteration_mapper_across_a_pause_in_each_iteration(
+    rt: Runtime, autojump_clock: Any
+) -> None:
+    calls: list[int] = []
+    body = counting() >> Step.human_in_the_loop("ask", "Go on?", bool)
+    loop = Step.loop_until(
+        "loop", body, reached(99), max_loops=2, iteration_input_mapper=recording_mapper(calls)
+    )
+
+    first = await rt.run(loop, "x", context=Ctx())
+    assert (first.status, calls) == (RunStatus.PAUSED, [])
+
+    second = await rt.resume(first.run_id, True)
+    # Iteration 1 is answered, so iteration 2 gets its input; then it pauses.
+    assert (second.status, calls) == (RunStatus.PAUSED, [1])
+
+    third = await rt.resume(first.run_id, True)
+    # The resume re-walks iteration 1 (its mapper runs again for iteration 2's input);
+    # after iteration 2, the last, there is no next input to map.
+    assert (third.status, calls) == (RunStatus.FAILED, [1, 1])
+    assert third.step_history[0].metadata == {"exit_reason": "max_loops", "iterations": 2}

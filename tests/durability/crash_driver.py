@@ -97,10 +97,13 @@ async def drive(db: str, kill_after: int) -> dict[str, Any]:
             run_id = runs[0].run_id if runs else (await runtime.run(pipeline, "trio")).run_id
             await finish(runtime, run_id)
             record = await store.get_run(run_id)
+    context = record.final_context.model_dump(mode="json", exclude={"run_id"})
+    for interaction in context["hitl_history"]:
+        del interaction["answered_at"]  # when the answer was given: the wall clock of this run
     return {
         "status": record.status,
         "output": record.output,
-        "context": record.final_context.model_dump(mode="json", exclude={"run_id"}),
+        "context": context,
         "cost": record.total_cost_usd,
         "tokens": [record.input_tokens, record.output_tokens],
         "writes": store.writes,

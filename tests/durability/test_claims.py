@@ -202,14 +202,20 @@ async def paused_run(store: RunStore, pipeline: Pipeline) -> RunRecord:
     return await store.get_run(paused.run_id)
 
 
-def completed_by(paused: RunRecord, stored: RunRecord, answer: bool) -> RunRecord:
+async def completed_by(
+    store: RunStore, paused: RunRecord, stored: RunRecord, answer: bool
+) -> RunRecord:
     """The record a resume answering ``answer`` leaves: ``paused``, claimed and completed.
 
-    ``finished_at`` is taken from ``stored`` (the wall clock); the final
-    context is ``paused``'s context with the one answer in its history.
+    ``finished_at`` is taken from ``stored`` and the answer's time from the
+    journaled pause (the wall clock); the final context is ``paused``'s
+    context with the one answer in its history.
     """
     assert paused.context is not None  # the run's context, stored when it started
-    interaction = HumanInteraction(path=APPROVE, message="Publish?", answer=answer)
+    [pause] = await store.pauses_of(paused.run_id)
+    interaction = HumanInteraction(
+        path=APPROVE, message="Publish?", answer=answer, answered_at=pause.answered_at
+    )
     return attrs.evolve(
         paused,
         status="completed",
@@ -313,7 +319,7 @@ async def test_of_two_resumes_that_read_one_paused_run_exactly_one_proceeds(
     assert isinstance(result, PipelineResult)  # narrows the type; the winner's result
     assert (result.status, result.output) == ("completed", f"approved={winner}")
     stored = await stores[0].get_run(paused.run_id)
-    assert stored == completed_by(paused, stored, winner)
+    assert stored == await completed_by(stores[0], paused, stored, winner)
     [pause] = await stores[0].pauses_of(paused.run_id)
     assert (pause.path, pause.answer) == (APPROVE, winner)
     assert [entry.key for entry in await stores[0].ledger_of(paused.run_id)] == [
@@ -347,7 +353,7 @@ async def test_an_answer_for_a_run_another_resume_is_driving_is_refused_and_chan
     assert (claimed.status, claimed.revision) == ("running", paused.revision + 1)
     assert calls == ["draft", "publish:True"]
     stored = await stores[0].get_run(paused.run_id)
-    assert stored == completed_by(paused, stored, True)
+    assert stored == await completed_by(stores[0], paused, stored, True)
 
 
 async def test_a_resume_that_finds_the_pause_answered_since_it_read_the_run_was_claimed(
@@ -376,7 +382,7 @@ async def test_a_resume_that_finds_the_pause_answered_since_it_read_the_run_was_
     assert late.statuses_read == ["paused", "completed"]  # its read, then the check
     assert calls == ["draft", "publish:True"]
     stored = await stores[0].get_run(paused.run_id)
-    assert stored == completed_by(paused, stored, True)
+    assert stored == await completed_by(stores[0], paused, stored, True)
 
 
 # -- random schedules on the MockClock ---------------------------------------------------------
@@ -436,7 +442,7 @@ async def race_on_schedule(stores: tuple[RunStore, RunStore], first: Pace, secon
     assert (type(loser), str(loser)) == expected
     assert calls == ["draft", f"publish:{winner}"]
     stored = await stores[0].get_run(paused.run_id)
-    assert stored == completed_by(paused, stored, winner)
+    assert stored == await completed_by(stores[0], paused, stored, winner)
     [pause] = await stores[0].pauses_of(paused.run_id)
     assert pause.answer is winner
 

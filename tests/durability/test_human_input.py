@@ -33,6 +33,11 @@ from trioflow.runtime import (
 # -- stores and runtime --------------------------------------------------------------------
 
 
+async def answer_times(store: RunStore, run_id: str) -> dict[str, datetime.datetime | None]:
+    """When each pause of ``run_id`` was answered, by path (as its history entry records)."""
+    return {pause.path: pause.answered_at for pause in await store.pauses_of(run_id)}
+
+
 # The store (in memory and SQLite) and runtime fixtures are in conftest.py.
 
 
@@ -140,12 +145,16 @@ async def test_the_answer_is_validated_into_the_schema_type(rt: Runtime) -> None
     assert answer == Approval(approved=True, note="ok")
 
 
-async def test_the_answer_is_recorded_in_the_context_history(rt: Runtime) -> None:
+async def test_the_answer_is_recorded_in_the_context_history(rt: Runtime, store: RunStore) -> None:
     paused = await rt.run(approval_pipeline([]), "trio")
     result = await rt.resume(paused.run_id, {"approved": False})
+    answered_at = (await answer_times(store, paused.run_id))[APPROVE]
     assert result.context.hitl_history == (
         HumanInteraction(
-            path=APPROVE, message=APPROVE_MESSAGE, answer=Approval(approved=False, note="")
+            path=APPROVE,
+            message=APPROVE_MESSAGE,
+            answer=Approval(approved=False, note=""),
+            answered_at=answered_at,
         ),
     )
 
@@ -175,20 +184,25 @@ def two_approvals_pipeline() -> Pipeline:
 
 
 async def test_an_earlier_answer_keeps_its_type_when_replayed_from_the_journal(
-    rt: Runtime,
+    rt: Runtime, store: RunStore
 ) -> None:
     paused = await rt.run(two_approvals_pipeline(), None)
     await rt.resume(paused.run_id, {"approved": True, "note": "one"})  # pauses at the second
     result = await rt.resume(paused.run_id, {"approved": False, "note": "two"})
     assert result.status == "completed"
+    answered_at = await answer_times(store, paused.run_id)
     assert result.context.hitl_history == (
         HumanInteraction(
-            path=ASK_FIRST, message="First approval?", answer=Approval(approved=True, note="one")
+            path=ASK_FIRST,
+            message="First approval?",
+            answer=Approval(approved=True, note="one"),
+            answered_at=answered_at[ASK_FIRST],
         ),
         HumanInteraction(
             path=ASK_SECOND,
             message="Second approval?",
             answer=Approval(approved=False, note="two"),
+            answered_at=answered_at[ASK_SECOND],
         ),
     )
 
@@ -199,8 +213,9 @@ async def test_the_journaled_final_context_equals_the_result_context(
     pipeline = Pipeline.of(Step.human_in_the_loop("ok", "OK?", bool), name="one_question")
     paused = await rt.run(pipeline, None)
     result = await rt.resume(paused.run_id, True)
+    answered_at = (await answer_times(store, paused.run_id))["main/0:ok"]
     assert result.context.hitl_history == (
-        HumanInteraction(path="main/0:ok", message="OK?", answer=True),
+        HumanInteraction(path="main/0:ok", message="OK?", answer=True, answered_at=answered_at),
     )
     record = await store.get_run(result.run_id)
     assert record.final_context == result.context
@@ -357,7 +372,7 @@ async def test_resuming_without_a_path_while_two_branches_wait_names_both(
 
 
 async def test_answering_each_branch_by_path_completes_with_the_merged_context(
-    rt: Runtime,
+    rt: Runtime, store: RunStore
 ) -> None:
     paused = await rt.run(parallel_pipeline([]), "x")
     halfway = await rt.resume(paused.run_id, 1, path=ASK_A)
@@ -367,10 +382,32 @@ async def test_answering_each_branch_by_path_completes_with_the_merged_context(
     assert result.status == "completed"
     assert result.output == {"a": 1, "b": 2, "c": "c:x"}
     assert result.context.notes == ["a", "b", "c"]
+    answered_at = await answer_times(store, paused.run_id)
     assert result.context.hitl_history == (
-        HumanInteraction(path=ASK_A, message="A?", answer=1),
-        HumanInteraction(path=ASK_B, message="B?", answer=2),
+        HumanInteraction(path=ASK_A, message="A?", answer=1, answered_at=answered_at[ASK_A]),
+        HumanInteraction(path=ASK_B, message="B?", answer=2, answered_at=answered_at[ASK_B]),
     )
+
+
+async def test_branches_answered_in_reverse_order_are_in_answer_order_in_the_history(
+    rt: Runtime, store: RunStore
+) -> None:
+    paused = await rt.run(parallel_pipeline([]), "x")
+    halfway = await rt.resume(paused.run_id, 2, path=ASK_B)
+    assert (halfway.status, halfway.paused_at) == ("paused", (ASK_A,))
+
+    result = await rt.resume(paused.run_id, 1, path=ASK_A)
+
+    assert result.status == "completed"
+    assert result.output == {"a": 1, "b": 2, "c": "c:x"}
+    answered_at = await answer_times(store, paused.run_id)
+    assert answered_at[ASK_B] < answered_at[ASK_A]  # type: ignore[operator]
+    assert result.context.hitl_history == (
+        HumanInteraction(path=ASK_B, message="B?", answer=2, answered_at=answered_at[ASK_B]),
+        HumanInteraction(path=ASK_A, message="A?", answer=1, answered_at=answered_at[ASK_A]),
+    )
+    record = await store.get_run(paused.run_id)
+    assert record.final_context == result.context
 
 
 # -- pauses inside map items ---------------------------------------------------------------

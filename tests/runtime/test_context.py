@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,6 +13,7 @@ from trioflow.runtime import (
     AppendTo,
     BaseContext,
     ContextValidationError,
+    HumanInteraction,
     Pipeline,
     Remove,
     RetryPolicy,
@@ -374,3 +376,21 @@ def test_a_thousand_keys_and_appends_on_one_field_all_land_in_order() -> None:
 
     assert list(patched.tags.items()) == [(f"k{i}", i) for i in range(1000)]
     assert patched.notes == [f"n{i}" for i in range(1000)]
+
+
+def test_the_hitl_history_is_kept_in_answer_order() -> None:
+    earlier = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
+    later = earlier + datetime.timedelta(seconds=1)
+    first = HumanInteraction(path="main/0:p/a/0:ask", message="A?", answer=1, answered_at=later)
+    second = HumanInteraction(path="main/0:p/b/0:ask", message="B?", answer=2, answered_at=earlier)
+    unknown = HumanInteraction(path="main/0:old", message="Old?", answer=0)
+
+    context = BaseContext(hitl_history=(first, second))
+    patched = apply_patch(
+        BaseContext(hitl_history=(first,)), (AppendTo("hitl_history", second),), step="s"
+    )
+
+    assert context.hitl_history == (second, first)
+    assert patched.hitl_history == (second, first)
+    # An entry recorded before answer times were kept comes first.
+    assert BaseContext(hitl_history=(first, unknown)).hitl_history == (unknown, first)

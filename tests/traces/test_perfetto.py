@@ -5,9 +5,12 @@ import warnings: every event has its phase, timestamp (integer
 microseconds) and process, and a thread where it needs one; every thread
 used is named; complete slices never overlap partially on one track and
 start in order; every flow start has exactly one end with the same id,
-category and name. It also replays how Perfetto's importer binds a flow
+category and name. Every event has a category (TracerBench's importer
+fails on one without). It also replays how Perfetto's importer binds a flow
 event (to the slice on top of its track's stack when the event is read) and
-checks that this slice is a complete slice spanning the flow's time.
+checks that this is the ``message`` marker at the flow's exact time on its
+track, the event Chrome DevTools binds it to (same category, thread and
+timestamp): see ``test_third_party_viewers.py`` for DevTools itself.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def check_perfetto(document: dict[str, Any]) -> list[Event]:
     named = {e["tid"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
     assert [e["args"]["name"] for e in events if e["name"] == "process_name"] != []
     for event in events:
-        assert {"ph", "ts", "pid", "name"} <= event.keys(), event
+        assert {"ph", "ts", "pid", "name", "cat"} <= event.keys(), event
         assert isinstance(event["ts"], int), event
         assert event["ts"] >= 0, event  # Perfetto's rule for every event; tests assert exact ts
         assert event["pid"] == 1, event
@@ -102,29 +105,36 @@ def _check_flows(events: list[Event]) -> None:
 
 
 def _check_binding(events: list[Event]) -> None:
-    """Replay Perfetto's slice stacks: each flow event must land on an enclosing X slice."""
-    stacks: defaultdict[int, list[tuple[int, int, str]]] = defaultdict(list)
+    """Replay Perfetto's slice stacks: each flow event must land on its message marker."""
+    stacks: defaultdict[int, list[tuple[int, int, str, str]]] = defaultdict(list)
     for event in events:
         phase = event["ph"]
         if phase in ("X", "i"):
             ts, dur = event["ts"], event.get("dur", 0)
             stack = stacks[event["tid"]]
             while stack:
-                top_ts, top_dur, _ = stack[-1]
+                top_ts, top_dur, _, _ = stack[-1]
                 end = top_ts + top_dur
                 if end < ts or (end == ts and not (top_dur == 0 and dur == 0)):
                     stack.pop()
                     continue
                 break
-            for top_ts, top_dur, _ in stack:
+            for top_ts, top_dur, _, _ in stack:
                 assert not (ts < top_ts + top_dur < ts + dur), event
-            stack.append((ts, dur, phase))
+            stack.append((ts, dur, phase, event["cat"]))
         elif phase in ("s", "f"):
             stack = stacks[event["tid"]]
             assert stack, f"no enclosing slice for {event}"
-            top_ts, top_dur, top_phase = stack[-1]
-            assert top_phase == "X", f"{event} binds to an instant"
-            assert top_ts <= event["ts"] <= top_ts + top_dur, f"{event} binds to an ended slice"
+            top_ts, _, top_phase, top_cat = stack[-1]
+            assert (top_phase, top_cat) == ("i", "message"), f"{event} binds to no marker"
+            assert top_ts == event["ts"], f"{event} binds to an earlier marker"
+            # The marker is within a slice of its track (the sender's or the receiver's).
+            assert any(
+                other["ph"] == "X"
+                and other["tid"] == event["tid"]
+                and other["ts"] <= top_ts <= other["ts"] + other["dur"]
+                for other in events
+            ), f"{event}: its marker is outside every slice of its track"
 
 
 # -- runs to export --------------------------------------------------------------------------
@@ -155,6 +165,11 @@ def timed(name: str, delay: float, *, cost: str | None = None, fail: str | None 
 
 def by_phase(events: list[Event], phase: str) -> list[Event]:
     return [event for event in events if event["ph"] == phase]
+
+
+def notes(events: list[Event]) -> list[Event]:
+    """The instants that are notes (retries, pauses, ...), not message markers."""
+    return [event for event in by_phase(events, "i") if event["cat"] == "note"]
 
 
 def thread_names(events: list[Event]) -> dict[int, str]:
@@ -211,6 +226,22 @@ async def test_a_sequence_exports_tracks_slices_flows_and_counters(
         ("main", "main/1:b", "Execute", 1_000_000),
         ("main/1:b", "governor", "Commit", 3_000_000),
     ]
+    # Each end of an arrow binds to a marker at that message's time on its actor's track.
+    markers = [
+        (thread_names(events)[e["tid"]], e["name"], e["ts"])
+        for e in by_phase(events, "i")
+        if e["cat"] == "message"
+    ]
+    assert markers == [
+        ("main", "send Execute", 0),
+        ("main/0:a", "receive Execute", 0),
+        ("main/0:a", "send Commit", 1_000_000),
+        ("governor", "receive Commit", 1_000_000),
+        ("main", "send Execute", 1_000_000),
+        ("main/1:b", "receive Execute", 1_000_000),
+        ("main/1:b", "send Commit", 3_000_000),
+        ("governor", "receive Commit", 3_000_000),
+    ]
     usage = [(e["ts"], e["args"]) for e in by_phase(events, "C") if e["name"] == "usage"]
     assert usage == [
         (0, {"cost_usd": 0, "tokens": 0}),
@@ -260,7 +291,7 @@ async def test_retries_and_a_fallback_are_slices_inside_the_step(
         ("main/0:s", "attempt 2", 1_000_000, 1_000_000),
         ("main/0:s", "fallback:fb", 2_000_000, 0),
     ]
-    instants = [(e["name"], e["ts"], e["args"]) for e in by_phase(events, "i")]
+    instants = [(e["name"], e["ts"], e["args"]) for e in notes(events)]
     assert instants == [
         (
             "retry",
@@ -385,10 +416,10 @@ async def test_loops_maps_and_a_pause_then_resume_export_cleanly(
     assert done.status == "completed"
     events = check_perfetto(perfetto_trace(await rt.trace(done.run_id)))
     names = thread_names(events)
-    notes = [(names[e["tid"]], e["name"], e["ts"]) for e in by_phase(events, "i")]
+    found = [(names[e["tid"]], e["name"], e["ts"]) for e in notes(events)]
     # The first drive ends at 5 s (loop 1 s, items 2 + 2 s); the resume starts there. At one
     # timestamp an instant where a slice starts on its track comes first (see _perfetto).
-    assert notes == [
+    assert found == [
         ("main", "resumed", 5_000_000),
         ("main/3:approve", "pause", 5_000_000),
         ("main/0:loop", "replayed", 5_000_000),
@@ -454,3 +485,35 @@ def test_the_json_text_is_the_document() -> None:
     [main] = by_phase(check_perfetto(perfetto_trace(trace)), "X")
     assert (main["ts"], main["dur"], main["args"]["cost_usd"]) == (0, 250_000, "0")
     assert Decimal(main["args"]["cost_usd"]) == Decimal(0)
+
+
+def test_a_governor_wait_just_before_a_send_does_not_catch_its_arrow() -> None:
+    t0 = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    events = [
+        TraceEvent(TraceKind.NOTE, "", 10.0, "started", detail=t0.isoformat()),
+        TraceEvent(TraceKind.SPAWN, "gov", 10.0, peer=""),
+        TraceEvent(TraceKind.SPAWN, "item", 10.0, peer=""),
+        TraceEvent(TraceKind.RECEIVE, "item", 10.0, "Execute"),
+        TraceEvent(TraceKind.NOTE, "gov", 10.25, "wait", "item", "waits for room"),
+        TraceEvent(TraceKind.SEND, "item", 10.5, "Reserve", "gov"),
+        TraceEvent(TraceKind.RECEIVE, "gov", 10.5, "Reserve", "item"),
+        TraceEvent(TraceKind.EXIT, "item", 11.0, "ok"),
+        TraceEvent(TraceKind.EXIT, "gov", 11.0, "ok"),
+    ]
+    run = RunRecord("r1", "p", "completed", t0, None)
+
+    found = check_perfetto(perfetto_trace(build_trace(run, events, [])))
+
+    on_item = [(e["ph"], e["name"], e["cat"], e["ts"]) for e in found if e.get("tid") == 2]
+    assert on_item == [
+        ("M", "thread_name", "__metadata", 0),
+        ("M", "thread_sort_index", "__metadata", 0),
+        ("X", "item", "actor", 0),
+        ("i", "wait", "note", 250_000),
+        ("i", "send Reserve", "message", 500_000),
+        ("s", "Reserve", "message", 500_000),
+    ]
+    [end] = by_phase(found, "f")
+    assert (end["tid"], end["ts"], end["bp"]) == (1, 500_000, "e")
+    [counter] = [e for e in by_phase(found, "C") if e["name"] == "usage"]
+    assert counter["cat"] == "counter"
