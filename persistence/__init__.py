@@ -2,13 +2,15 @@
 
 from ._codec import CODEC, Codec, CorruptJournal, Unresolved, UnstorableValue, register_type
 from ._memory import InMemoryStore
-from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
+from ._records import LedgerEntry, PauseRecord, RunRecord, RunSummary, StepRecord
 from ._schema import SchemaTooNew
 from ._sqlite import CorruptDatabase, Durability, SQLiteStore
 from ._store import RunStore, StoreError, UnknownRun
+from ._trusted import NO_TYPES, TrustedTypes
 
 __all__ = [
     "CODEC",
+    "NO_TYPES",
     "Codec",
     "CorruptDatabase",
     "CorruptJournal",
@@ -18,10 +20,12 @@ __all__ = [
     "PauseRecord",
     "RunRecord",
     "RunStore",
+    "RunSummary",
     "SQLiteStore",
     "SchemaTooNew",
     "StepRecord",
     "StoreError",
+    "TrustedTypes",
     "UnknownRun",
     "Unresolved",
     "UnstorableValue",

@@ -7,7 +7,8 @@ from typing import Protocol
 
 from trioflow.actors import TraceEvent
 
-from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
+from ._records import LedgerEntry, PauseRecord, RunRecord, RunSummary, StepRecord
+from ._trusted import NO_TYPES, TrustedTypes
 
 
 class StoreError(Exception):
@@ -75,20 +76,25 @@ class RunStore(Protocol):
     async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None:
         """Append trace events to the run's trace."""
 
-    async def get_run(self, run_id: str) -> RunRecord:
-        """The run; :class:`UnknownRun` if there is none."""
+    async def get_run(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> RunRecord:
+        """The run; :class:`UnknownRun` if there is none.
+
+        Stored values are decoded with ``types`` (see
+        :meth:`~trioflow.persistence.Codec.from_document`): a class neither
+        there nor registered comes back :class:`~trioflow.persistence.Unresolved`.
+        """
         ...
 
-    async def list_runs(self) -> list[RunRecord]:
-        """Every run, oldest first."""
+    async def list_runs(self) -> list[RunSummary]:
+        """Every run's summary, oldest first; no input, output or context is decoded."""
         ...
 
-    async def steps_of(self, run_id: str) -> list[StepRecord]:
-        """The run's completion records, in the order they were first written."""
+    async def steps_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[StepRecord]:
+        """The run's completion records, in the order they were first written (see ``get_run``)."""
         ...
 
-    async def pauses_of(self, run_id: str) -> list[PauseRecord]:
-        """The run's pauses, in the order they were first written."""
+    async def pauses_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[PauseRecord]:
+        """The run's pauses, in the order they were first written (see ``get_run``)."""
         ...
 
     async def ledger_of(self, run_id: str) -> list[LedgerEntry]:

@@ -11,7 +11,7 @@ import pydantic_core
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from trioflow.persistence import PauseRecord, RunRecord, StepRecord
+from trioflow.persistence import PauseRecord, RunRecord, RunSummary, StepRecord
 
 from ._money import format_usd
 from ._results import PipelineResult, StepResult
@@ -94,7 +94,7 @@ def result_json(result: PipelineResult) -> str:
     return json.dumps(json.loads(pydantic_core.to_json(document, fallback=repr)), indent=2)
 
 
-def runs_table(runs: Sequence[RunRecord]) -> Table:
+def runs_table(runs: Sequence[RunSummary]) -> Table:
     """One line per run: id, pipeline, status, start, cost and tokens."""
     table = Table(title="runs", title_justify="left")
     table.add_column("run", no_wrap=True, min_width=32)

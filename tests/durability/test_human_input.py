@@ -28,6 +28,7 @@ from trioflow.runtime import (
     Step,
     WithPatch,
     step,
+    stored_types,
 )
 
 # -- stores and runtime --------------------------------------------------------------------
@@ -151,9 +152,10 @@ async def test_the_answer_is_recorded_in_the_context_history(rt: Runtime) -> Non
 
 
 async def test_the_answered_pause_is_journaled(rt: Runtime, store: RunStore) -> None:
-    paused = await rt.run(approval_pipeline([]), "trio")
+    pipeline = approval_pipeline([])
+    paused = await rt.run(pipeline, "trio")
     await rt.resume(paused.run_id, {"approved": True})
-    [pause] = await store.pauses_of(paused.run_id)
+    [pause] = await store.pauses_of(paused.run_id, types=stored_types(pipeline))
     assert pause.path == APPROVE
     assert pause.answer == Approval(approved=True, note="")
     assert type(pause.answer) is Approval
