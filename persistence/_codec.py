@@ -270,7 +270,11 @@ class Codec:
     def _unresolved(self, value: Unresolved) -> Any:
         """Written back as it was read, so a store round trip never loses it."""
         tag = f"${value.kind}"
-        return {tag: value.class_name, _DATA_KEY[tag]: self._to_json(value.data)}
+        data = value.data
+        if tag in ("$model", "$attrs") and isinstance(data, dict):  # fields, as _Reading reads them
+            fields = {key: self._to_json(item) for key, item in data.items()}
+            return {tag: value.class_name, _DATA_KEY[tag]: fields}
+        return {tag: value.class_name, _DATA_KEY[tag]: self._to_json(data)}
 
     def _enum(self, value: enum.Enum) -> Any:
         try:
@@ -324,9 +328,10 @@ class Codec:
         name = "None" if factory is None else getattr(factory, "__name__", "")
         if name not in _FACTORIES or _FACTORIES[name] is not factory:
             allowed = ", ".join(_FACTORIES)
+            named = getattr(factory, "__qualname__", type(factory).__qualname__)
             raise _Unplaced(
                 value,
-                f"cannot store a collections:defaultdict whose default_factory is {factory!r} "
+                f"cannot store a collections:defaultdict whose default_factory is {named} "
                 f"(a function cannot be stored); its factory must be one of {allowed}",
             )
         return {"$defaultdict": name, "value": self._dict(value)}
@@ -434,28 +439,39 @@ class _Reading:
         if not isinstance(name, str):
             raise CorruptJournal(f"a stored {tag} value names its class with {name!r}")
         cls = self._types.get(name) or self._trusted.get(name)
+        decoded = self._data(tag, name, data)
         if cls is None:
-            return Unresolved(name, self.value(data), tag[1:])
+            return Unresolved(name, decoded, tag[1:])
         if not _FITS[tag](cls, self._registered):
             raise CorruptJournal(f"the journal stores {name} as {tag[1:]}, which it is not")
         try:
-            return self._construct(tag, cls, data)
+            return self._construct(tag, cls, decoded)
         except (TypeError, ValueError, KeyError, AttributeError) as error:
             raise CorruptJournal(
                 f"the journal holds a {name} that does not fit that class: {error}"
             ) from None
 
-    def _construct(self, tag: str, cls: Any, data: Any) -> Any:
+    def _data(self, tag: str, name: str, data: Any) -> Any:
+        """The decoded data of a named value; a model's or attrs class's fields one by one.
+
+        One by one: a field (a model's extra) named like a tag is a field, not a tag.
+        """
+        if tag not in ("$model", "$attrs"):
+            return self.value(data)
+        if not isinstance(data, dict):
+            raise CorruptJournal(f"the journal holds a {name} whose fields are not a mapping")
+        return {key: self.value(item) for key, item in data.items()}
+
+    def _construct(self, tag: str, cls: Any, decoded: Any) -> Any:
         match tag:
             case "$enum":
-                return cls(self.value(data))
+                return cls(decoded)
             case "$model":
-                fields = {key: self.value(item) for key, item in data.items()}
                 # Not strict: a field kept in pydantic's JSON mode is validated from JSON values.
-                return cls.model_validate(fields, by_name=True, strict=False)
+                return cls.model_validate(decoded, by_name=True, strict=False)
             case "$attrs":
-                return cls(**{key: self.value(item) for key, item in data.items()})
-        return self._converter.structure(self.value(data), cls)
+                return cls(**decoded)
+        return self._converter.structure(decoded, cls)
 
 
 #: Per tag, whether a class is of the kind the tag says (so nothing else is ever called).

@@ -107,7 +107,8 @@ class _Walk:
         self.found[cls] = None
         for annotation in _field_annotations(cls):
             self.visit(annotation)
-        for subclass in cls.__subclasses__():
+        subclasses: list[type] = cls.__subclasses__()
+        for subclass in subclasses:
             self.visit(subclass)
 
 

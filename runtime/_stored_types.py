@@ -70,8 +70,9 @@ def _declared(node: Any) -> Iterator[Any]:
     elif isinstance(node, StepSpec):
         yield node.input_type
         yield node.output_type
-        if attrs.has(type(node)):
-            for field in attrs.fields(type(node)):
+        kind: Any = type(node)
+        if attrs.has(kind):
+            for field in attrs.fields(kind):
                 yield from _declared(getattr(node, field.name))
     elif isinstance(node, tuple | list):
         for item in node:

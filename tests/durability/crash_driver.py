@@ -79,14 +79,10 @@ class KillingStore:
     async def list_runs(self) -> list[RunSummary]:
         return await self._inner.list_runs()
 
-    async def steps_of(
-        self, run_id: str, *, types: TrustedTypes = NO_TYPES
-    ) -> list[StepRecord]:
+    async def steps_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[StepRecord]:
         return await self._inner.steps_of(run_id, types=types)
 
-    async def pauses_of(
-        self, run_id: str, *, types: TrustedTypes = NO_TYPES
-    ) -> list[PauseRecord]:
+    async def pauses_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[PauseRecord]:
         return await self._inner.pauses_of(run_id, types=types)
 
     async def ledger_of(self, run_id: str) -> list[LedgerEntry]:

@@ -116,15 +116,11 @@ class HookedStore:
         await self._hook("list_runs")
         return await self._inner.list_runs()
 
-    async def steps_of(
-        self, run_id: str, *, types: TrustedTypes = NO_TYPES
-    ) -> list[StepRecord]:
+    async def steps_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[StepRecord]:
         await self._hook("steps_of")
         return await self._inner.steps_of(run_id, types=types)
 
-    async def pauses_of(
-        self, run_id: str, *, types: TrustedTypes = NO_TYPES
-    ) -> list[PauseRecord]:
+    async def pauses_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[PauseRecord]:
         await self._hook("pauses_of")
         return await self._inner.pauses_of(run_id, types=types)
 
