@@ -503,12 +503,19 @@ def _json_mode(model: pydantic.BaseModel, name: str, error: _Unplaced) -> Any:
     down (no ``Any``: validation would not know what to rebuild), and which
     can hold no secret (JSON mode writes it redacted: the value would be lost).
     """
+    fields = type(model).model_fields
     if (
         error.reason is not None
         or any(segment.startswith(".") for segment in error.segments)
-        or name not in type(model).model_fields
-        or not _validation_rebuilds(type(model).model_fields[name].annotation)
+        or name not in fields
+        or not _names_its_classes(fields[name].annotation)
     ):
+        raise error
+    if _can_hold_a_secret(fields[name].annotation):
+        error.reason = (
+            f"cannot store a value of type {class_name(type(error.value))} in a field that can "
+            "hold a pydantic secret (which is never stored)"
+        )
         raise error
     try:
         dumped = model.model_dump(mode="json", include={name}, round_trip=True, warnings="error")
@@ -519,14 +526,15 @@ def _json_mode(model: pydantic.BaseModel, name: str, error: _Unplaced) -> Any:
     return {"$json": dumped[name]}
 
 
-def _validation_rebuilds(annotation: Any) -> bool:
-    """Whether validating JSON against ``annotation`` rebuilds values of the same types."""
-    for part in walk_parts(annotation):
-        if part is Any or part is object:
-            return False
-        if isinstance(part, type) and issubclass(part, _SECRETS):
-            return False
-    return True
+def _names_its_classes(annotation: Any) -> bool:
+    """Whether validating JSON against ``annotation`` knows which classes to rebuild."""
+    return not any(part is Any or part is object for part in walk_parts(annotation))
+
+
+def _can_hold_a_secret(annotation: Any) -> bool:
+    return any(
+        isinstance(part, type) and issubclass(part, _SECRETS) for part in walk_parts(annotation)
+    )
 
 
 class _Unplaced(Exception):
