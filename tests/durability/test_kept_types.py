@@ -43,9 +43,7 @@ def paused_after(produce: Any, output_type: Any, received: list[Any]) -> Pipelin
     )
 
 
-async def resumed_value(
-    store: RunStore, produce: Any, output_type: Any
-) -> tuple[list[Any], Any]:
+async def resumed_value(store: RunStore, produce: Any, output_type: Any) -> tuple[list[Any], Any]:
     """What the step after ``make`` received, and ``make``'s output replayed by a resume."""
     received: list[Any] = []
     pipeline = paused_after(produce, output_type, received)
