@@ -2,14 +2,16 @@
 
 from ._codec import CODEC, Codec, CorruptJournal, Unresolved, UnstorableValue, register_type
 from ._memory import InMemoryStore
-from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
+from ._records import LedgerEntry, PauseRecord, RunRecord, RunSummary, StepRecord
 from ._retention import PrunePolicy, prune_runs
 from ._schema import SchemaTooNew
 from ._sqlite import CorruptDatabase, Durability, SQLiteStore
 from ._store import RunStore, StoreError, UnknownRun
+from ._trusted import NO_TYPES, TrustedTypes
 
 __all__ = [
     "CODEC",
+    "NO_TYPES",
     "Codec",
     "CorruptDatabase",
     "CorruptJournal",
@@ -20,10 +22,12 @@ __all__ = [
     "PrunePolicy",
     "RunRecord",
     "RunStore",
+    "RunSummary",
     "SQLiteStore",
     "SchemaTooNew",
     "StepRecord",
     "StoreError",
+    "TrustedTypes",
     "UnknownRun",
     "Unresolved",
     "UnstorableValue",

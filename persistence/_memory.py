@@ -3,9 +3,11 @@
 It keeps each record as the codec's document (the JSON-ready structure
 the SQLite store prints as text), so a value that cannot be stored fails
 here too, and what comes back is a decoded copy, never the object that
-was written. The exception is a step record or ledger entry made only of
-immutable values and plain dicts and lists (see :class:`_KeptRecord`): it
-is kept with copies of its containers, which is as safe and spares an
+was written, with the same classes constructed as a read from SQLite
+(the same ``types``). The exception is a step record or ledger entry made
+only of immutable values, frozen attrs values of classes every read may
+construct, and plain dicts and lists (see :class:`_KeptRecord`): it is
+kept with copies of its containers, which is as safe and spares an
 encoding per step.
 """
 
@@ -24,9 +26,11 @@ import attrs
 from trioflow.actors import TraceEvent
 
 from ._codec import CODEC, CorruptJournal
-from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
+from ._records import LedgerEntry, PauseRecord, RunRecord, RunSummary, StepRecord
 from ._retention import RESUMABLE_STATUSES
 from ._store import UnknownRun, require_same_run
+from ._summary import run_summary
+from ._trusted import NO_TYPES, TrustedTypes
 
 R = TypeVar("R")
 
@@ -111,12 +115,12 @@ class InMemoryStore:
         self._require(run_id)
         self._traces[run_id].extend(events)
 
-    async def get_run(self, run_id: str) -> RunRecord:
-        return _decoded(self._require(run_id), RunRecord)
+    async def get_run(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> RunRecord:
+        return _decoded(self._require(run_id), RunRecord, types)
 
-    async def list_runs(self, *, limit: int | None = None, offset: int = 0) -> list[RunRecord]:
+    async def list_runs(self, *, limit: int | None = None, offset: int = 0) -> list[RunSummary]:
         end = None if limit is None else offset + limit
-        return [_decoded(self._runs[run_id], RunRecord) for *_, run_id in self._order[offset:end]]
+        return [run_summary(self._runs[run_id]) for *_, run_id in self._order[offset:end]]
 
     async def count_runs(self) -> int:
         return len(self._runs)
@@ -128,17 +132,17 @@ class InMemoryStore:
         self._forget(run_id)
         return True
 
-    async def steps_of(self, run_id: str) -> list[StepRecord]:
+    async def steps_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[StepRecord]:
         self._require(run_id)
-        return [_read(stored, StepRecord) for stored in self._steps[run_id].values()]
+        return [_read(stored, StepRecord, types) for stored in self._steps[run_id].values()]
 
-    async def pauses_of(self, run_id: str) -> list[PauseRecord]:
+    async def pauses_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[PauseRecord]:
         self._require(run_id)
-        return [_decoded(text, PauseRecord) for text in self._pauses[run_id].values()]
+        return [_decoded(text, PauseRecord, types) for text in self._pauses[run_id].values()]
 
     async def ledger_of(self, run_id: str) -> list[LedgerEntry]:
         self._require(run_id)
-        return [_read(stored, LedgerEntry) for stored in self._ledger[run_id].values()]
+        return [_read(stored, LedgerEntry, NO_TYPES) for stored in self._ledger[run_id].values()]
 
     async def trace_of(self, run_id: str) -> list[TraceEvent]:
         self._require(run_id)
@@ -303,14 +307,17 @@ _FROZEN_FIELDS: dict[type[Any], _Fields | None] = {}
 
 
 def _frozen_fields(cls: type[Any]) -> _Fields | None:
-    """The fields of a frozen attrs class the codec would find again by its name, else ``None``."""
+    """The fields of a frozen attrs class every read may construct, else ``None``.
+
+    Only such a class (the runtime's own, a registered one) may be kept as it
+    is: a read from SQLite constructs any other only when the reader vouches
+    for it, and an in-memory read must give the same answer.
+    """
     try:
         return _FROZEN_FIELDS[cls]
     except KeyError:
         pass
-    frozen = (
-        attrs.has(cls) and cls.__setattr__ is _FROZEN_SETATTR and "<locals>" not in cls.__qualname__
-    )
+    frozen = attrs.has(cls) and cls.__setattr__ is _FROZEN_SETATTR and CODEC.trusts(cls)
     fields = _fields_of(cls) if frozen else None
     _FROZEN_FIELDS[cls] = fields
     return fields
@@ -325,15 +332,15 @@ def _fields_of(cls: type[Any]) -> _Fields:
     return names, operator.attrgetter(*names)
 
 
-def _read(stored: Any, kind: type[Kept]) -> Kept:
+def _read(stored: Any, kind: type[Kept], types: TrustedTypes) -> Kept:
     """A stored step record or ledger entry: kept (see :class:`_KeptRecord`) or encoded."""
     if isinstance(stored, _KeptRecord):
         return stored.read(kind)
-    return _decoded(stored, kind)
+    return _decoded(stored, kind, types)
 
 
-def _decoded(document: Any, kind: type[R]) -> R:
-    record: Any = CODEC.from_document(document)
+def _decoded(document: Any, kind: type[R], types: TrustedTypes) -> R:
+    record: Any = CODEC.from_document(document, types=types)
     if not isinstance(record, kind):
         raise CorruptJournal(f"expected a {kind.__name__}, read {type(record).__name__}")
     return record

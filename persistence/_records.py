@@ -56,6 +56,57 @@ class RunRecord:
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
+    def summary(self) -> RunSummary:
+        """What :meth:`RunStore.list_runs` gives for this run."""
+        return RunSummary(**{name: getattr(self, name) for name in SUMMARY_FIELDS})
+
+
+def _optional(kind: type) -> Any:
+    return attrs.validators.optional(attrs.validators.instance_of(kind))
+
+
+_str = attrs.validators.instance_of(str)
+_int = attrs.validators.instance_of(int)
+
+
+@attrs.frozen
+class RunSummary:
+    """A run as a listing shows it: a :class:`RunRecord` without its values.
+
+    No input, output, context or limits: those are the user's values, and a
+    listing decodes none of them (see :func:`~trioflow.persistence.RunStore.list_runs`).
+    Each field is checked on the way in, so a damaged record is refused
+    here rather than failing whatever prints it.
+    """
+
+    run_id: str = attrs.field(validator=_str)
+    pipeline_name: str = attrs.field(validator=_str)
+    status: str = attrs.field(validator=_str)
+    started_at: datetime.datetime = attrs.field(
+        validator=attrs.validators.instance_of(datetime.datetime)
+    )
+    finished_at: datetime.datetime | None = attrs.field(
+        default=None, validator=_optional(datetime.datetime)
+    )
+    total_cost_usd: str = attrs.field(default="0", validator=_str)
+    input_tokens: int = attrs.field(default=0, validator=_int)
+    output_tokens: int = attrs.field(default=0, validator=_int)
+    error: str | None = attrs.field(default=None, validator=_optional(str))
+    target: str | None = attrs.field(default=None, validator=_optional(str))
+    paused_at: tuple[str, ...] = attrs.field(
+        default=(),
+        validator=attrs.validators.deep_iterable(_str, attrs.validators.instance_of(tuple)),
+    )
+    revision: int = attrs.field(default=0, validator=_int)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+#: The fields a summary copies from its run record.
+SUMMARY_FIELDS = tuple(field.name for field in attrs.fields(RunSummary))
+
 
 @attrs.frozen
 class StepRecord:

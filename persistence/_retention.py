@@ -22,7 +22,7 @@ from collections.abc import Collection
 
 import attrs
 
-from ._records import RunRecord
+from ._records import RunSummary
 from ._store import RunStore
 
 #: Statuses of runs that a resume would continue: pruned only when forced.
@@ -67,7 +67,7 @@ class PrunePolicy:
         if self.statuses is not None:
             _check_statuses(self.statuses)
 
-    def selects(self, run: RunRecord, now: datetime.datetime) -> bool:
+    def selects(self, run: RunSummary, now: datetime.datetime) -> bool:
         """Whether ``run`` is removed (``keep_last`` is applied by :func:`prune_runs`)."""
         if run.status in RESUMABLE_STATUSES and not self.force:
             return False
@@ -91,7 +91,7 @@ async def prune_runs(
     *,
     now: datetime.datetime | None = None,
     dry_run: bool = False,
-) -> list[RunRecord]:
+) -> list[RunSummary]:
     """Remove the runs ``policy`` selects from ``store``; the runs removed, oldest first.
 
     With ``dry_run`` nothing is removed and the runs that would be are
@@ -105,10 +105,10 @@ async def prune_runs(
     return [run for run in chosen if await store.delete_run(run.run_id, revision=run.revision)]
 
 
-async def _choose(store: RunStore, policy: PrunePolicy, now: datetime.datetime) -> list[RunRecord]:
+async def _choose(store: RunStore, policy: PrunePolicy, now: datetime.datetime) -> list[RunSummary]:
     """The runs ``policy`` selects, read a page at a time, the newest ``keep_last`` spared."""
     candidates = await store.count_runs() - (policy.keep_last or 0)
-    chosen: list[RunRecord] = []
+    chosen: list[RunSummary] = []
     offset = 0
     while offset < candidates:
         page = await store.list_runs(limit=min(_PAGE, candidates - offset), offset=offset)

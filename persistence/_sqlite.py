@@ -56,10 +56,12 @@ import attrs
 import trio
 from trioflow.actors import ActorRef, TraceEvent, TraceKind, TraceSink, open_supervisor
 
-from ._codec import CODEC, CorruptJournal
-from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
+from ._codec import CODEC, CorruptJournal, parse
+from ._records import LedgerEntry, PauseRecord, RunRecord, RunSummary, StepRecord
 from ._schema import CURRENT_VERSION, SchemaTooNew, migrate, schema_version, utc_text
 from ._store import StoreError, UnknownRun, require_same_run
+from ._summary import run_summary
+from ._trusted import NO_TYPES, TrustedTypes
 from ._writer import (
     AppendTrace,
     CreateRun,
@@ -215,33 +217,33 @@ class SQLiteStore:
 
     # -- reads: the read-only connection, in the caller's task ----------------------------
 
-    async def get_run(self, run_id: str) -> RunRecord:
+    async def get_run(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> RunRecord:
         rows = self._reader.execute("SELECT payload FROM runs WHERE run_id = ?", (run_id,))
         found = rows.fetchall()
         if not found:
             raise UnknownRun(run_id)
-        return _decoded(found[0][0], RunRecord)
+        return _decoded(found[0][0], RunRecord, types)
 
-    async def list_runs(self, *, limit: int | None = None, offset: int = 0) -> list[RunRecord]:
+    async def list_runs(self, *, limit: int | None = None, offset: int = 0) -> list[RunSummary]:
         # Walks the ``runs_by_start`` index: a page reads its own rows, not the table.
         rows = self._reader.execute(
             "SELECT payload FROM runs ORDER BY started_at, rowid LIMIT ? OFFSET ?",
             (-1 if limit is None else limit, offset),
         )
-        return [_decoded(payload, RunRecord) for (payload,) in rows.fetchall()]
+        return [run_summary(parse(_text(payload, RunRecord))) for (payload,) in rows.fetchall()]
 
     async def count_runs(self) -> int:
         rows: list[Any] = self._reader.execute("SELECT count(*) FROM runs").fetchall()
         return int(rows[0][0])
 
-    async def steps_of(self, run_id: str) -> list[StepRecord]:
-        return self._payloads("steps", run_id, StepRecord)
+    async def steps_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[StepRecord]:
+        return self._payloads("steps", run_id, StepRecord, types)
 
-    async def pauses_of(self, run_id: str) -> list[PauseRecord]:
-        return self._payloads("pauses", run_id, PauseRecord)
+    async def pauses_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[PauseRecord]:
+        return self._payloads("pauses", run_id, PauseRecord, types)
 
     async def ledger_of(self, run_id: str) -> list[LedgerEntry]:
-        return self._payloads("ledger", run_id, LedgerEntry)
+        return self._payloads("ledger", run_id, LedgerEntry, NO_TYPES)
 
     async def trace_of(self, run_id: str) -> list[TraceEvent]:
         self._require(run_id)
@@ -252,13 +254,13 @@ class SQLiteStore:
         )
         return [_trace_event(row) for row in rows.fetchall()]
 
-    def _payloads(self, table: str, run_id: str, kind: type[R]) -> list[R]:
+    def _payloads(self, table: str, run_id: str, kind: type[R], types: TrustedTypes) -> list[R]:
         # ``table`` is one of this module's constants, never caller input.
         self._require(run_id)
         rows = self._reader.execute(
             f"SELECT payload FROM {table} WHERE run_id = ? ORDER BY seq", (run_id,)
         )
-        return [_decoded(payload, kind) for (payload,) in rows.fetchall()]
+        return [_decoded(payload, kind, types) for (payload,) in rows.fetchall()]
 
     def _require(self, run_id: str) -> None:
         if not self._reader.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchall():
@@ -277,10 +279,14 @@ def _run_row(run: RunRecord) -> RunRow:
     )
 
 
-def _decoded(payload: Any, kind: type[R]) -> R:
+def _text(payload: Any, kind: type[Any]) -> str:
     if not isinstance(payload, str):
         raise CorruptJournal(f"expected a stored {kind.__name__} as text, read {payload!r}")
-    record: Any = CODEC.decode(payload)
+    return payload
+
+
+def _decoded(payload: Any, kind: type[R], types: TrustedTypes) -> R:
+    record: Any = CODEC.decode(_text(payload, kind), types=types)
     if not isinstance(record, kind):
         raise CorruptJournal(f"expected a {kind.__name__}, read {type(record).__name__}")
     return record

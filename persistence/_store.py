@@ -7,7 +7,8 @@ from typing import Protocol
 
 from trioflow.actors import TraceEvent
 
-from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
+from ._records import LedgerEntry, PauseRecord, RunRecord, RunSummary, StepRecord
+from ._trusted import NO_TYPES, TrustedTypes
 
 
 class StoreError(Exception):
@@ -75,16 +76,22 @@ class RunStore(Protocol):
     async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None:
         """Append trace events to the run's trace."""
 
-    async def get_run(self, run_id: str) -> RunRecord:
-        """The run; :class:`UnknownRun` if there is none."""
+    async def get_run(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> RunRecord:
+        """The run; :class:`UnknownRun` if there is none.
+
+        Stored values are decoded with ``types`` (see
+        :meth:`~trioflow.persistence.Codec.from_document`): a class neither
+        there nor registered comes back :class:`~trioflow.persistence.Unresolved`.
+        """
         ...
 
-    async def list_runs(self, *, limit: int | None = None, offset: int = 0) -> list[RunRecord]:
-        """Runs, oldest first (by start, then by creation): every one, or a page.
+    async def list_runs(self, *, limit: int | None = None, offset: int = 0) -> list[RunSummary]:
+        """Runs' summaries, oldest first (by start, then by creation): every one, or a page.
 
-        ``offset`` skips that many of the oldest; ``limit`` caps how many
-        are returned. A page costs what its runs cost, not what the journal
-        holds, so a caller can walk any number of runs in flat memory.
+        No input, output or context is decoded. ``offset`` skips that many
+        of the oldest; ``limit`` caps how many are returned. A page costs
+        what its runs cost, not what the journal holds, so a caller can
+        walk any number of runs in flat memory.
         """
         ...
 
@@ -102,12 +109,12 @@ class RunStore(Protocol):
         """
         ...
 
-    async def steps_of(self, run_id: str) -> list[StepRecord]:
-        """The run's completion records, in the order they were first written."""
+    async def steps_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[StepRecord]:
+        """The run's completion records, in the order they were first written (see ``get_run``)."""
         ...
 
-    async def pauses_of(self, run_id: str) -> list[PauseRecord]:
-        """The run's pauses, in the order they were first written."""
+    async def pauses_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[PauseRecord]:
+        """The run's pauses, in the order they were first written (see ``get_run``)."""
         ...
 
     async def ledger_of(self, run_id: str) -> list[LedgerEntry]:

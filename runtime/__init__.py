@@ -58,6 +58,7 @@ from ._retry import FailureKind, RetryPolicy, append_feedback
 from ._runtime import Runtime, default_db_path, open_runtime, run_sync
 from ._spec import StepSpec
 from ._step import MAX_FALLBACK_DEPTH, Cache, Step, step
+from ._stored_types import stored_types
 from ._trace_tree import (
     ActorSpan,
     NodeKind,
@@ -162,4 +163,5 @@ __all__ = [
     "perfetto_trace",
     "run_sync",
     "step",
+    "stored_types",
 ]

@@ -62,6 +62,7 @@ from trioflow.persistence import (
     PauseRecord,
     PrunePolicy,
     RunRecord,
+    RunSummary,
     StoreError,
     UnknownRun,
     prune_runs,
@@ -77,7 +78,7 @@ from ._cli_input import (
     parse_answer,
     parse_input,
 )
-from ._documents import json_text, replay_document, run_document, run_summary
+from ._documents import json_text, replay_document, run_document, summary_document
 from ._errors import (
     ConfigurationError,
     HumanInputRequired,
@@ -435,7 +436,7 @@ def _finish(
 
 
 def _runs_list_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
-    async def page(runtime: Runtime) -> tuple[int, int, list[RunRecord]]:
+    async def page(runtime: Runtime) -> tuple[int, int, list[RunSummary]]:
         store = runtime.store
         total = await store.count_runs()
         if arguments.all:
@@ -446,7 +447,7 @@ def _runs_list_command(arguments: argparse.Namespace, console: Console) -> ExitC
 
     total, start, runs = _with_runtime(arguments, page)
     if arguments.json:
-        _print_json(console, [run_summary(run) for run in runs])
+        _print_json(console, [summary_document(run) for run in runs])
         return ExitCode.OK
     console.print(runs_table(runs))
     if len(runs) < total:
@@ -467,7 +468,7 @@ def _runs_prune_command(arguments: argparse.Namespace, console: Console) -> Exit
     except ValueError as error:
         raise _Fail(ExitCode.BAD_ARGUMENTS, _cli_words(str(error))) from error
 
-    async def prune(runtime: Runtime) -> list[RunRecord]:
+    async def prune(runtime: Runtime) -> list[RunSummary]:
         return await prune_runs(runtime.store, policy, dry_run=arguments.dry_run)
 
     removed = _with_runtime(arguments, prune)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pydantic_core
-from trioflow.persistence import PauseRecord, RunRecord, StepRecord
+from trioflow.persistence import PauseRecord, RunRecord, RunSummary, StepRecord
 
 from ._replay import Replay
 
@@ -39,7 +39,7 @@ def pause_document(pause: PauseRecord) -> dict[str, Any]:
     }
 
 
-def run_summary(run: RunRecord) -> dict[str, Any]:
+def summary_document(run: RunSummary) -> dict[str, Any]:
     """A run as ``trioflow runs list --json`` gives it: no stored payloads."""
     return {
         "run_id": run.run_id,
@@ -59,7 +59,7 @@ def run_document(
 ) -> dict[str, Any]:
     """A run as ``trioflow runs show RUN --json`` gives it: summary, payloads, steps, pauses."""
     return {
-        **run_summary(run),
+        **summary_document(run.summary()),
         "target": run.target,
         "input": run.input,
         "output": run.output,

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from trioflow.persistence import PauseRecord, RunRecord, StepRecord
+from trioflow.persistence import PauseRecord, RunRecord, RunSummary, StepRecord
 
 from ._documents import json_text, pause_document
 from ._money import format_usd
@@ -99,7 +99,7 @@ def result_json(result: PipelineResult, pauses: Sequence[PauseRecord] = ()) -> s
     return json_text(document)
 
 
-def runs_table(runs: Sequence[RunRecord]) -> Table:
+def runs_table(runs: Sequence[RunSummary]) -> Table:
     """One line per run: id, pipeline, status, start, cost and tokens."""
     table = Table(title="runs", title_justify="left")
     table.add_column("run", no_wrap=True, min_width=32)

@@ -31,6 +31,7 @@ from trioflow.persistence import (
     RunStore,
     SQLiteStore,
     StoreError,
+    TrustedTypes,
 )
 
 from ._cache import StepCache
@@ -55,6 +56,7 @@ from ._replay import Replay, first_difference
 from ._results import PipelineResult, RunStatus
 from ._services import RunServices
 from ._stored import reading_run
+from ._stored_types import stored_types
 from ._trace_tree import RESUMED, STARTED, NoTrace, RunTrace, build_trace, clock_anchor
 from ._types import check_input
 from ._usage import NO_USAGE, Usage, UsageLimits
@@ -173,12 +175,11 @@ class Runtime:
         instead of overwriting the new owner's outcome.
         """
         with reading_run(run_id):
-            record = await self.store.get_run(run_id)
+            found, types, record = await self._pipeline_and_run(run_id, pipeline)
             _require_resumable(record, answered=human_input is not NO_INPUT)
-            found = self._pipeline_of(record, pipeline)
             _require_context(record)
-            answers, answered = await self._answer(found, record, human_input, path)
-            records = {step.path: step for step in await self.store.steps_of(run_id)}
+            answers, answered = await self._answer(found, record, human_input, path, types)
+            records = {step.path: step for step in await self.store.steps_of(run_id, types=types)}
             ledger = await self.store.ledger_of(run_id)
         journal = Journal(self.store, run_id, records, answers)
         claimed = await self._claim(record)
@@ -193,6 +194,25 @@ class Runtime:
         if claimed is None:
             raise _claimed_since(record)
         return claimed
+
+    async def _pipeline_and_run(
+        self, run_id: str, given: StepLike | None
+    ) -> tuple[Pipeline, TrustedTypes, RunRecord]:
+        """The run's pipeline, the classes it vouches for, and the run read with them.
+
+        The pipeline is found before anything is decoded: the journal's values
+        are constructed only as the classes it declares (see ``_stored_types``).
+        """
+        pipeline = await self._pipeline_for(run_id, given)
+        types = stored_types(pipeline)
+        record = await self.store.get_run(run_id, types=types)
+        if pipeline.name != record.pipeline_name:
+            raise ConfigurationError(
+                f"run {record.run_id!r} ran pipeline {record.pipeline_name!r}, "
+                f"not {pipeline.name!r}"
+            )
+        self._remember(run_id, pipeline)
+        return pipeline, types, record
 
     async def _require_unchanged(self, record: RunRecord) -> None:
         """Raise :class:`RunClaimed` if the stored run is no longer at ``record``'s revision.
@@ -238,11 +258,10 @@ class Runtime:
         reported.
         """
         with reading_run(run_id):
-            record = await self.store.get_run(run_id)
-            found = self._pipeline_of(record, pipeline)
+            found, types, record = await self._pipeline_and_run(run_id, pipeline)
             _require_context(record)
-            original = await self.store.steps_of(run_id)
-            pauses = await self.store.pauses_of(run_id)
+            original = await self.store.steps_of(run_id, types=types)
+            pauses = await self.store.pauses_of(run_id, types=types)
         replies = {key: reply for step in original for key, reply in step.replies}
         answers = {pause.path: pause for pause in pauses if pause.answered_at is not None}
         sandbox = Runtime(InMemoryStore(), None, StepCache())
@@ -269,25 +288,18 @@ class Runtime:
         difference = first_difference(original, again)
         return Replay(run_id, result, len(again), difference, record.limits)
 
-    def _pipeline_of(self, record: RunRecord, given: StepLike | None) -> Pipeline:
+    async def _pipeline_for(self, run_id: str, given: StepLike | None) -> Pipeline:
         if given is not None:
             pipeline = as_pipeline(given, where="resume()")
             check_nesting(pipeline)
-        elif record.run_id in self._pipelines:
-            pipeline = self._pipelines[record.run_id]
-        else:
-            raise ConfigurationError(
-                f"this runtime does not know the pipeline of run {record.run_id!r} (it was "
-                f"started elsewhere, or long ago): pass the pipeline {record.pipeline_name!r} "
-                "as pipeline=..."
-            )
-        if pipeline.name != record.pipeline_name:
-            raise ConfigurationError(
-                f"run {record.run_id!r} ran pipeline {record.pipeline_name!r}, "
-                f"not {pipeline.name!r}"
-            )
-        self._remember(record.run_id, pipeline)
-        return pipeline
+            return pipeline
+        if run_id in self._pipelines:
+            return self._pipelines[run_id]
+        record = await self.store.get_run(run_id)  # for its name: no class of the run's is built
+        raise ConfigurationError(
+            f"this runtime does not know the pipeline of run {run_id!r} (it was started "
+            f"elsewhere, or long ago): pass the pipeline {record.pipeline_name!r} as pipeline=..."
+        )
 
     def _remember(self, run_id: str, pipeline: Pipeline) -> None:
         self._pipelines[run_id] = pipeline
@@ -296,7 +308,12 @@ class Runtime:
             self._pipelines.popitem(last=False)
 
     async def _answer(
-        self, pipeline: Pipeline, record: RunRecord, human_input: Any, path: str | None
+        self,
+        pipeline: Pipeline,
+        record: RunRecord,
+        human_input: Any,
+        path: str | None,
+        types: TrustedTypes,
     ) -> tuple[dict[str, PauseRecord], PauseRecord | None]:
         """The answers given so far with ``human_input`` validated, and its pause to journal.
 
@@ -304,7 +321,7 @@ class Runtime:
         the resume has claimed the run, so a resume that loses the claim
         leaves the pause as it was.
         """
-        pauses = await self.store.pauses_of(record.run_id)
+        pauses = await self.store.pauses_of(record.run_id, types=types)
         answers = {p.path: p for p in pauses if p.answered_at is not None}
         pending = [p for p in pauses if p.answered_at is None]
         if human_input is NO_INPUT:
@@ -523,7 +540,7 @@ def _require_context(record: RunRecord) -> None:
         raise ConfigurationError(
             f"run {record.run_id!r} started from a context the journal stores as "
             f"{getattr(record.context, 'class_name', type(record.context).__name__)}, "
-            "which cannot be imported here: use code that defines it "
+            "which this pipeline does not declare: resume with the pipeline that ran it "
             "(from the command line: the same pipeline file)"
         )
 

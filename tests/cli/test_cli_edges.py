@@ -109,7 +109,11 @@ def stored(db: Path) -> list[tuple[RunRecord, list[StepRecord], list[PauseRecord
     async def read() -> list[tuple[RunRecord, list[StepRecord], list[PauseRecord]]]:
         async with SQLiteStore.open(db) as store:
             return [
-                (run, await store.steps_of(run.run_id), await store.pauses_of(run.run_id))
+                (
+                    await store.get_run(run.run_id),
+                    await store.steps_of(run.run_id),
+                    await store.pauses_of(run.run_id),
+                )
                 for run in await store.list_runs()
             ]
 

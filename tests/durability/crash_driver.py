@@ -19,14 +19,17 @@ from typing import Any
 import trio
 from trioflow.actors import TraceEvent
 from trioflow.persistence import (
+    NO_TYPES,
     LedgerEntry,
     PauseRecord,
     RunRecord,
     RunStore,
+    RunSummary,
     SQLiteStore,
     StepRecord,
+    TrustedTypes,
 )
-from trioflow.runtime import RunStatus, Runtime, open_runtime
+from trioflow.runtime import RunStatus, Runtime, open_runtime, stored_types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from crash_pipeline import pipeline
@@ -70,17 +73,17 @@ class KillingStore:
         await self._inner.save_trace(run_id, events)
         self._wrote()
 
-    async def get_run(self, run_id: str) -> RunRecord:
-        return await self._inner.get_run(run_id)
+    async def get_run(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> RunRecord:
+        return await self._inner.get_run(run_id, types=types)
 
-    async def list_runs(self) -> list[RunRecord]:
-        return await self._inner.list_runs()
+    async def list_runs(self, *, limit: int | None = None, offset: int = 0) -> list[RunSummary]:
+        return await self._inner.list_runs(limit=limit, offset=offset)
 
-    async def steps_of(self, run_id: str) -> list[StepRecord]:
-        return await self._inner.steps_of(run_id)
+    async def steps_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[StepRecord]:
+        return await self._inner.steps_of(run_id, types=types)
 
-    async def pauses_of(self, run_id: str) -> list[PauseRecord]:
-        return await self._inner.pauses_of(run_id)
+    async def pauses_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[PauseRecord]:
+        return await self._inner.pauses_of(run_id, types=types)
 
     async def ledger_of(self, run_id: str) -> list[LedgerEntry]:
         return await self._inner.ledger_of(run_id)
@@ -96,7 +99,7 @@ async def drive(db: str, kill_after: int) -> dict[str, Any]:
             runs = await store.list_runs()
             run_id = runs[0].run_id if runs else (await runtime.run(pipeline, "trio")).run_id
             await finish(runtime, run_id)
-            record = await store.get_run(run_id)
+            record = await store.get_run(run_id, types=stored_types(pipeline))
     context = record.final_context.model_dump(mode="json", exclude={"run_id"})
     for interaction in context["hitl_history"]:
         del interaction["answered_at"]  # when the answer was given: the wall clock of this run

@@ -33,13 +33,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trioflow.actors import TraceEvent
 from trioflow.persistence import (
+    NO_TYPES,
     InMemoryStore,
     LedgerEntry,
     PauseRecord,
     RunRecord,
     RunStore,
+    RunSummary,
     SQLiteStore,
     StepRecord,
+    TrustedTypes,
 )
 from trioflow.runtime import (
     Completion,
@@ -103,13 +106,13 @@ class HookedStore:
         await self._hook("save_trace")
         await self._inner.save_trace(run_id, events)
 
-    async def get_run(self, run_id: str) -> RunRecord:
+    async def get_run(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> RunRecord:
         await self._hook("get_run")
-        record = await self._inner.get_run(run_id)
+        record = await self._inner.get_run(run_id, types=types)
         self.statuses_read.append(record.status)
         return record
 
-    async def list_runs(self, *, limit: int | None = None, offset: int = 0) -> list[RunRecord]:
+    async def list_runs(self, *, limit: int | None = None, offset: int = 0) -> list[RunSummary]:
         await self._hook("list_runs")
         return await self._inner.list_runs(limit=limit, offset=offset)
 
@@ -121,13 +124,13 @@ class HookedStore:
         await self._hook("delete_run")
         return await self._inner.delete_run(run_id, revision=revision)
 
-    async def steps_of(self, run_id: str) -> list[StepRecord]:
+    async def steps_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[StepRecord]:
         await self._hook("steps_of")
-        return await self._inner.steps_of(run_id)
+        return await self._inner.steps_of(run_id, types=types)
 
-    async def pauses_of(self, run_id: str) -> list[PauseRecord]:
+    async def pauses_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[PauseRecord]:
         await self._hook("pauses_of")
-        return await self._inner.pauses_of(run_id)
+        return await self._inner.pauses_of(run_id, types=types)
 
     async def ledger_of(self, run_id: str) -> list[LedgerEntry]:
         await self._hook("ledger_of")
@@ -622,7 +625,8 @@ async def test_a_run_a_crash_left_running_takes_an_answer_only_after_a_takeover(
     async with open_runtime(store=crashing) as runtime:
         with pytest.raises(Killed):
             await runtime.run(pipeline, "in")
-    [crashed] = await stores[1].list_runs()
+    [listed] = await stores[1].list_runs()
+    crashed = await stores[1].get_run(listed.run_id)
     pauses = await stores[1].pauses_of(crashed.run_id)
     assert (crashed.status, crashed.revision, [p.answered_at for p in pauses]) == (
         "running",

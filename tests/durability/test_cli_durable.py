@@ -88,7 +88,7 @@ def table_rows(out: str) -> list[list[str]]:
 def stored_runs(db: Path) -> list[RunRecord]:
     async def read() -> list[RunRecord]:
         async with SQLiteStore.open(db) as store:
-            return await store.list_runs()
+            return [await store.get_run(run.run_id) for run in await store.list_runs()]
 
     return trio.run(read)
 

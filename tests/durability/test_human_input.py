@@ -28,6 +28,7 @@ from trioflow.runtime import (
     Step,
     WithPatch,
     step,
+    stored_types,
 )
 
 # -- stores and runtime --------------------------------------------------------------------
@@ -160,9 +161,10 @@ async def test_the_answer_is_recorded_in_the_context_history(rt: Runtime, store:
 
 
 async def test_the_answered_pause_is_journaled(rt: Runtime, store: RunStore) -> None:
-    paused = await rt.run(approval_pipeline([]), "trio")
+    pipeline = approval_pipeline([])
+    paused = await rt.run(pipeline, "trio")
     await rt.resume(paused.run_id, {"approved": True})
-    [pause] = await store.pauses_of(paused.run_id)
+    [pause] = await store.pauses_of(paused.run_id, types=stored_types(pipeline))
     assert pause.path == APPROVE
     assert pause.answer == Approval(approved=True, note="")
     assert type(pause.answer) is Approval
@@ -392,7 +394,8 @@ async def test_answering_each_branch_by_path_completes_with_the_merged_context(
 async def test_branches_answered_in_reverse_order_are_in_answer_order_in_the_history(
     rt: Runtime, store: RunStore
 ) -> None:
-    paused = await rt.run(parallel_pipeline([]), "x")
+    pipeline = parallel_pipeline([])
+    paused = await rt.run(pipeline, "x")
     halfway = await rt.resume(paused.run_id, 2, path=ASK_B)
     assert (halfway.status, halfway.paused_at) == ("paused", (ASK_A,))
 
@@ -406,7 +409,7 @@ async def test_branches_answered_in_reverse_order_are_in_answer_order_in_the_his
         HumanInteraction(path=ASK_B, message="B?", answer=2, answered_at=answered_at[ASK_B]),
         HumanInteraction(path=ASK_A, message="A?", answer=1, answered_at=answered_at[ASK_A]),
     )
-    record = await store.get_run(paused.run_id)
+    record = await store.get_run(paused.run_id, types=stored_types(pipeline))
     assert record.final_context == result.context
 
 

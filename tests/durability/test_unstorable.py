@@ -22,6 +22,7 @@ from trioflow.runtime import (
     WithPatch,
     open_runtime,
     step,
+    stored_types,
 )
 
 # -- stores and runtime --------------------------------------------------------------------
@@ -193,8 +194,8 @@ async def test_a_registered_type_round_trips_through_a_resume_on_sqlite(tmp_path
 
     async with SQLiteStore.open(db) as store, open_runtime(store=store) as runtime:
         result = await runtime.resume(run_id, True, pipeline=pipeline)
-        record = await store.get_run(run_id)
-        [quoted, *_] = await store.steps_of(run_id)
+        record = await store.get_run(run_id, types=stored_types(pipeline))
+        [quoted, *_] = await store.steps_of(run_id, types=stored_types(pipeline))
 
     assert calls == ["quote", "bill"]
     replayed = result.step("quote").output
@@ -208,7 +209,8 @@ async def test_a_registered_type_in_the_context_survives_a_pause_and_resume(
     rt: Runtime, store: RunStore
 ) -> None:
     calls: list[str] = []
-    paused = await rt.run(billing(calls, price_in_context=True), "order")
+    pipeline = billing(calls, price_in_context=True)
+    paused = await rt.run(pipeline, "order")
     assert paused.status == "paused"
 
     result = await rt.resume(paused.run_id, True)
@@ -216,5 +218,5 @@ async def test_a_registered_type_in_the_context_survives_a_pause_and_resume(
     assert (type(result.context.price), result.context.price) == (Money, Money(1250))
     assert result.output == Money(1251)
     assert calls == ["quote", "bill"]
-    record = await store.get_run(paused.run_id)
+    record = await store.get_run(paused.run_id, types=stored_types(pipeline))
     assert (type(record.final_context.price), record.final_context.price) == (Money, Money(1250))

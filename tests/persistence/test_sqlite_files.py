@@ -24,6 +24,7 @@ from trioflow.persistence import (
     LedgerEntry,
     PauseRecord,
     RunRecord,
+    RunSummary,
     SQLiteStore,
     StepRecord,
     StoreError,
@@ -73,7 +74,7 @@ async def test_open_creates_the_folder_and_a_wal_database_that_keeps_runs(tmp_pa
     assert raw_rows(path, "PRAGMA journal_mode") == [("wal",)]
     assert raw_rows(path, "PRAGMA user_version") == [(4,)]
     async with SQLiteStore.open(path) as again:
-        assert await again.list_runs() == [a_run()]
+        assert await again.list_runs() == [a_run().summary()]
         assert await again.steps_of("r1") == [a_step("main/0:a")]
     assert sorted(os.listdir(path.parent)) == ["runs.db"]
 
@@ -143,7 +144,7 @@ async def test_durability_full_keeps_runs(tmp_path: Path) -> None:
         await store.create_run(a_run())
 
     async with SQLiteStore.open(path) as store:
-        assert await store.list_runs() == [a_run()]
+        assert await store.list_runs() == [a_run().summary()]
 
 
 async def test_an_unknown_durability_is_refused(tmp_path: Path) -> None:
@@ -302,7 +303,7 @@ async def test_recover_moves_the_corrupt_file_aside_and_starts_fresh(tmp_path: P
     async with SQLiteStore.open(path, recover=True) as store:
         assert await store.list_runs() == []
         await store.create_run(a_run())
-        assert await store.list_runs() == [a_run()]
+        assert await store.list_runs() == [a_run().summary()]
         recovered = store.recovered_from
 
     assert isinstance(recovered, CorruptDatabase)
@@ -310,7 +311,7 @@ async def test_recover_moves_the_corrupt_file_aside_and_starts_fresh(tmp_path: P
     assert str(recovered).startswith(f"{path} is not a readable SQLite database (file is not a")
     assert sorted(os.listdir(tmp_path)) == sorted(["runs.db", recovered.moved_to.name])
     async with SQLiteStore.open(path) as store:
-        assert await store.list_runs() == [a_run()]
+        assert await store.list_runs() == [a_run().summary()]
 
 
 # -- locks: busy, never corrupt ---------------------------------------------------------------
@@ -396,7 +397,7 @@ async def test_opening_a_locked_database_waits_for_the_lock(tmp_path: Path) -> N
     other.execute("PRAGMA journal_mode = DELETE")
     other.execute("BEGIN EXCLUSIVE")  # in rollback mode this keeps readers out too
     opened = trio.Event()
-    runs: list[RunRecord] = []
+    runs: list[RunSummary] = []
 
     async def open_and_read() -> None:
         async with SQLiteStore.open(path) as store:
@@ -410,7 +411,7 @@ async def test_opening_a_locked_database_waits_for_the_lock(tmp_path: Path) -> N
         other.execute("COMMIT")
         other.close()
 
-    assert runs == [a_run()]
+    assert runs == [a_run().summary()]
     assert raw_rows(path, "PRAGMA journal_mode") == [("wal",)]
     assert sorted(os.listdir(tmp_path)) == ["runs.db"]
 
@@ -487,7 +488,8 @@ async def test_two_processes_writing_one_file_at_once_lose_nothing(tmp_path: Pat
         for run in runs:
             worker, _, number = run.run_id.partition("-")
             n = int(number)
-            assert (run.status, run.input, run.output) == ("completed", n, n * 2)
+            record = await store.get_run(run.run_id)
+            assert (record.status, record.input, record.output) == ("completed", n, n * 2)
             steps = await store.steps_of(run.run_id)
             assert [(s.path, s.output) for s in steps] == [
                 (f"main/{s}:s{s}", [worker, n, s]) for s in range(3)
@@ -531,7 +533,8 @@ async def test_of_processes_swapping_one_run_from_one_read_exactly_one_wins(
     [winner] = [worker for worker, outcome in outcomes.items() if outcome != "lost"]
     assert outcomes == {worker: "won 1" if worker == winner else "lost" for worker in workers}
     async with SQLiteStore.open(path) as store:
-        assert await store.list_runs() == [a_run(input=winner, revision=1)]
+        assert await store.list_runs() == [a_run(input=winner, revision=1).summary()]
+        assert await store.get_run("r1") == a_run(input=winner, revision=1)
 
 
 CREATING_PROCESS = """
@@ -592,7 +595,7 @@ async def test_a_committed_step_survives_the_process_being_killed(tmp_path: Path
     assert (tmp_path / "runs.db-wal").exists()  # the commits are still only in the WAL
 
     async with SQLiteStore.open(path) as store:
-        assert await store.list_runs() == [RunRecord("r1", "p", "running", T0, "in")]
+        assert await store.list_runs() == [RunRecord("r1", "p", "running", T0, "in").summary()]
         assert await store.steps_of("r1") == [
             StepRecord("r1", "main/0:a", "a", True, "out", 1, "0.01", 1, 2)
         ]

@@ -25,6 +25,7 @@ from trioflow.persistence import (
     LedgerEntry,
     PauseRecord,
     RunRecord,
+    RunSummary,
     SchemaTooNew,
     SQLiteStore,
     StepRecord,
@@ -213,7 +214,7 @@ async def test_a_database_of_an_earlier_version_migrates_with_its_data(
         if version == 0:
             assert await store.list_runs() == []
         else:
-            assert await store.list_runs() == [DONE, RUNNING]
+            assert await store.list_runs() == [DONE.summary(), RUNNING.summary()]
             assert await store.get_run("done") == DONE
             assert await store.steps_of("done") == STEPS
             assert await store.steps_of("running") == []
@@ -284,7 +285,7 @@ async def test_two_stores_opening_an_old_database_at_once_migrate_it_once(
 ) -> None:
     path = tmp_path / "runs.db"
     database_at(path, 1)
-    found: list[list[RunRecord]] = []
+    found: list[list[RunSummary]] = []
 
     async def open_and_list() -> None:
         async with SQLiteStore.open(path) as store:
@@ -294,7 +295,7 @@ async def test_two_stores_opening_an_old_database_at_once_migrate_it_once(
         nursery.start_soon(open_and_list)
         nursery.start_soon(open_and_list)
 
-    assert found == [[DONE, RUNNING], [DONE, RUNNING]]
+    assert found == [[DONE.summary(), RUNNING.summary()]] * 2
     assert rows(path, "PRAGMA user_version") == [(CURRENT_VERSION,)]
 
 

@@ -8,8 +8,10 @@ by identity, ``Decimal`` exponents, datetime offsets.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import enum
+import pathlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
@@ -29,7 +31,9 @@ from trioflow.persistence import (
     RunStore,
     SQLiteStore,
     StepRecord,
+    TrustedTypes,
     UnknownRun,
+    Unresolved,
     UnstorableValue,
     register_type,
 )
@@ -87,6 +91,15 @@ class Receipt:
     _note: str = "kept"
 
 
+class Source(pydantic.BaseModel):
+    """Standard pydantic field types the codec has no form of its own for."""
+
+    url: pydantic.HttpUrl
+    path: pathlib.Path
+    email: pydantic.AnyUrl
+    found: Decimal
+
+
 class Money:
     """A user type the codec only knows through ``register_type``."""
 
@@ -137,7 +150,19 @@ ROUND_TRIPS: dict[str, Any] = {
     "bytes": b"\x00\xffbinary",
     "registered type": {"price": Money(120, "USD"), "many": [Money(1, "EUR")]},
     "plain json": {"s": "text", "i": 10**30, "f": 0.1, "b": True, "n": None, "inf": -float("inf")},
+    "pydantic field types": Source(
+        url="https://example.org/a?b=1",
+        path="/tmp/notes.txt",
+        email="mailto:a@example.org",
+        found=Decimal("0.50"),
+    ),
+    "counter": collections.Counter({"b": 2, "a": 1, 3: 4}),
+    "ordered dict": collections.OrderedDict([("z", 1), ("a", (2,))]),
+    "defaultdict": collections.defaultdict(list, {"k": [Decimal("1.0")]}),
 }
+
+#: The classes of ``ROUND_TRIPS``, handed to each read as a pipeline's would be.
+TYPES = TrustedTypes.reachable_from(Invoice, Receipt, Source, Ratio)
 
 
 def assert_identical(got: Any, expected: Any, where: str = "value") -> None:
@@ -155,6 +180,8 @@ def assert_identical(got: Any, expected: Any, where: str = "value") -> None:
             assert_identical(g, e, f"{where}[{i}]")
     elif isinstance(expected, dict):
         assert list(got) == list(expected), where
+        if isinstance(expected, collections.defaultdict):
+            assert got.default_factory is expected.default_factory, where
         for key in expected:
             assert_identical(got[key], expected[key], f"{where}[{key!r}]")
     elif isinstance(expected, pydantic.BaseModel):
@@ -256,7 +283,7 @@ async def test_runs_are_listed_oldest_first_across_offsets(store: RunStore) -> N
     runs = await store.list_runs()
 
     assert [run.run_id for run in runs] == ["early", "middle", "late", "late-too"]
-    assert_identical(runs[0], a_run("early", started_at=at_10z))
+    assert_identical(runs[0], a_run("early", started_at=at_10z).summary())
 
 
 async def test_no_runs_list_empty(store: RunStore) -> None:
@@ -297,7 +324,7 @@ async def test_swap_run_replaces_an_unchanged_run_at_the_next_revision(store: Ru
 
     assert_identical(swapped, finished_run(revision=1))
     assert_identical(await store.get_run("r1"), finished_run(revision=1))
-    assert_identical(await store.list_runs(), [finished_run(revision=1)])
+    assert_identical(await store.list_runs(), [finished_run(revision=1).summary()])
 
 
 async def test_swap_run_sets_the_revision_whatever_the_replacement_says(store: RunStore) -> None:
@@ -335,7 +362,7 @@ async def test_swap_run_from_a_stale_read_loses_and_leaves_the_run_untouched(
 
     assert lost is None
     assert_identical(await store.get_run("r1"), a_run(input="one", revision=1))
-    assert_identical(await store.list_runs(), [a_run(input="one", revision=1)])
+    assert_identical(await store.list_runs(), [a_run(input="one", revision=1).summary()])
 
 
 async def test_swap_run_loses_to_any_later_revision_not_only_the_next(store: RunStore) -> None:
@@ -374,7 +401,7 @@ async def test_swap_run_refuses_the_record_of_another_run(store: RunStore) -> No
     with pytest.raises(ValueError, match=r"^cannot replace run 'r1' with the record of run 'r2'$"):
         await store.swap_run(a_run(), a_run("r2", status="failed"))
 
-    assert_identical(await store.list_runs(), [a_run(), a_run("r2")])
+    assert_identical(await store.list_runs(), [a_run().summary(), a_run("r2").summary()])
 
 
 UNKNOWN_RUN_CALLS: dict[str, Callable[[RunStore], Awaitable[object]]] = {
@@ -519,9 +546,35 @@ async def test_values_round_trip_exactly(store: RunStore, name: str) -> None:
     await store.record_step(step)
     await store.record_pause(a_pause("main/1:ask", answer=value))
 
-    assert_identical(await store.get_run("r1"), run)
-    assert_identical(await store.steps_of("r1"), [step])
-    assert_identical((await store.pauses_of("r1"))[0].answer, value)
+    assert_identical(await store.get_run("r1", types=TYPES), run)
+    assert_identical(await store.steps_of("r1", types=TYPES), [step])
+    assert_identical((await store.pauses_of("r1", types=TYPES))[0].answer, value)
+
+
+async def test_a_class_the_read_is_not_handed_comes_back_unresolved(store: RunStore) -> None:
+    """Both stores construct the same classes: memory keeps no user object for a later read."""
+    await store.create_run(a_run(output=Status.SENT))
+    await store.record_step(a_step("main/0:a", output="x", patch=(Receipt(1, ("x",)),)))
+
+    assert (await store.get_run("r1")).output == Unresolved(f"{__name__}:Status", "sent", "enum")
+    [step] = await store.steps_of("r1")
+    assert step.patch == (
+        Unresolved(f"{__name__}:Receipt", {"amount": 1, "parts": ("x",), "note": "kept"}, "attrs"),
+    )
+    assert (await store.get_run("r1", types=TYPES)).output is Status.SENT
+
+
+async def test_an_unresolved_value_is_written_back_as_it_was_read(store: RunStore) -> None:
+    """A record read without its classes and stored again loses nothing."""
+    await store.create_run(a_run(output=INVOICE, status="paused"))
+    read = await store.get_run("r1")
+    assert type(read.output) is Unresolved
+
+    await store.swap_run(read, attrs.evolve(read, status="running"))
+
+    assert_identical(
+        await store.get_run("r1", types=TYPES), a_run(output=INVOICE, status="running", revision=1)
+    )
 
 
 async def test_a_read_returns_a_copy_not_the_written_object(store: RunStore) -> None:
@@ -549,7 +602,7 @@ async def test_a_step_read_back_is_unaffected_by_changes_to_what_was_written_or_
     read_mutable.output.append(4)
 
     assert_identical(
-        await store.steps_of("r1"),
+        await store.steps_of("r1", types=TYPES),
         [
             a_step("main/0:a", output="done", patch=(Receipt(1, ("x",)),), metadata={"k": 1}),
             a_step("main/1:b", output=[1, 2], metadata={"k": (1, 2)}),
@@ -625,7 +678,7 @@ async def test_an_unstorable_run_is_not_created_or_swapped(store: RunStore) -> N
             a_run(output="first"), a_run(output={"items": [1, object()]}, status="completed")
         )
     assert str(raised.value) == "run.output['items'][1]" + UNSTORABLE_MESSAGE
-    assert_identical(await store.list_runs(), [a_run(output="first")])
+    assert_identical(await store.list_runs(), [a_run(output="first").summary()])
     # Nothing was written, so the revision read before still wins.
     swapped = await store.swap_run(a_run(output="first"), a_run(status="completed"))
     assert_identical(swapped, a_run(status="completed", revision=1))
@@ -656,6 +709,88 @@ async def test_an_unstorable_field_of_a_pydantic_model_is_named(store: RunStore)
 
     assert str(raised.value) == "step 'main/0:a'.output.handle" + UNSTORABLE_MESSAGE
     assert await store.steps_of("r1") == []
+
+
+class Tag(str):
+    pass
+
+
+class Count(int):
+    pass
+
+
+class Items(list[int]):
+    pass
+
+
+class Tally(collections.Counter[str]):
+    pass
+
+
+class Secrets(pydantic.BaseModel):
+    user: str
+    password: pydantic.SecretStr
+
+
+@pytest.mark.parametrize(
+    ("value", "where", "message"),
+    [
+        (
+            {"tag": Tag("x")},
+            "['tag']",
+            f"cannot store a value of type {__name__}:Tag, a subclass of str: it would come "
+            "back as a plain str; register it with "
+            "trioflow.persistence.register_type(cls, unstructure, structure)",
+        ),
+        (
+            [Count(3)],
+            "[0]",
+            f"cannot store a value of type {__name__}:Count, a subclass of int: it would come "
+            "back as a plain int; register it with "
+            "trioflow.persistence.register_type(cls, unstructure, structure)",
+        ),
+        (
+            Items([1]),
+            "",
+            f"cannot store a value of type {__name__}:Items, a subclass of list: it would come "
+            "back as a plain list; register it with "
+            "trioflow.persistence.register_type(cls, unstructure, structure)",
+        ),
+        (
+            (Tally("ab"),),
+            "[0]",
+            f"cannot store a value of type {__name__}:Tally, a subclass of dict: it would come "
+            "back as a plain dict; register it with "
+            "trioflow.persistence.register_type(cls, unstructure, structure)",
+        ),
+        (
+            {"d": collections.defaultdict(lambda: 0)},
+            "['d']",
+            "cannot store a collections:defaultdict whose default_factory is <lambda> (a "
+            "function cannot be stored); its factory must be one of None, list, dict, set, "
+            "frozenset, tuple, int, float, str, Decimal",
+        ),
+        (
+            Secrets(user="u", password="hunter2"),
+            ".password",
+            "a pydantic.types:SecretStr is never stored: the journal would hold the secret in "
+            "clear, or redacted and lost; keep secrets out of outputs and the context (pass "
+            "them in resources=)",
+        ),
+    ],
+)
+async def test_a_value_that_would_not_come_back_as_itself_is_refused(
+    store: RunStore, value: Any, where: str, message: str
+) -> None:
+    await store.create_run(a_run())
+
+    with pytest.raises(UnstorableValue) as raised:
+        await store.record_step(a_step("main/0:a", output=value))
+
+    assert str(raised.value) == f"step 'main/0:a'.output{where}: {message}"
+    assert raised.value.where == f"step 'main/0:a'.output{where}"
+    assert await store.steps_of("r1") == []
+    assert "hunter2" not in str(raised.value)
 
 
 @pytest.mark.parametrize(
