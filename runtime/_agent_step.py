@@ -403,8 +403,12 @@ async def _settle(
     commit = Commit(path, grant, usage, spec.limits, call.ledger_key)
     # Always an ask, even when no limit applies: the reply comes after the
     # ledger entry is journaled, so the step's completion record (written
-    # later) never exists without the usage it paid for.
-    breach: str | None = await services.governor.ask(commit, sender=path)
+    # later) never exists without the usage it paid for. Shielded: the call
+    # was paid, so a cancellation (a sibling's breach, the run's end) must not
+    # lose it; the governor is shielded too and answers while the run is
+    # cancelled. The cancellation takes effect at the step's next checkpoint.
+    with trio.CancelScope(shield=True):
+        breach: str | None = await services.governor.ask(commit, sender=path)
     return breach
 
 
