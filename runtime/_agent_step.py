@@ -1,9 +1,11 @@
 """Running an agent step: attempts, retries, fallbacks and caching.
 
-One attempt, in order: input processors; a reservation with the governor
+One attempt, in order: input processors; under a cost limit, the refusal
+of an agent that cannot price its call; a reservation with the governor
 (when the step or agent gives an upper-bound estimate and a limit
 applies); the agent call under the step's timeout; the commit of what it
-cost; output processors; plugins in priority order (a plugin may replace
+cost (which no cancellation interrupts: the call was paid); output
+processors; plugins in priority order (a plugin may replace
 the output, redirect the call to another agent, or fail with feedback);
 validators.
 
