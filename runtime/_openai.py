@@ -91,7 +91,7 @@ from ._errors import (
     ModelTimeout,
 )
 from ._prices import DEFAULT_PRICES, PriceTable
-from ._redaction import redact_secret
+from ._redaction import redact_secret, redacted_prefix
 from ._usage import Completion, Usage
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -438,8 +438,9 @@ class OpenAIChat:
             f"model {self.model!r} at {self.endpoint}: HTTP {status} "
             f"{response.reason_phrase or httpx.codes.get_reason_phrase(status)}"
         )
-        # Cut the key out first, then shorten: a key across the cut would leave a piece.
-        detail = _shortened(self._redact(_error_detail(response)))
+        # The key is cut out first, then the message shortened: a key across the cut
+        # would leave a piece of itself behind.
+        detail = redacted_prefix(_error_detail(response), self.api_key, _ERROR_DETAIL_CHARS)
         if detail:
             described = f"{described}: {detail}"
         if status in _RETRYABLE_STATUSES or status >= 500:
@@ -528,12 +529,6 @@ def _check_count(value: object, name: str, least: int, *, where: str) -> None:
         raise ConfigurationError(f"{where}: {name} must be an int, got {value!r}")
     if value < least:
         raise ConfigurationError(f"{where}: {name} must be >= {least}, got {value}")
-
-
-def _shortened(detail: str) -> str:
-    if len(detail) <= _ERROR_DETAIL_CHARS:
-        return detail
-    return detail[:_ERROR_DETAIL_CHARS] + "..."
 
 
 def _checked_url(url: object, *, where: str) -> str:

@@ -31,6 +31,29 @@ REDACTED = "[api key]"
 #: The shortest piece of the key that is cut out on its own.
 FRAGMENT_CHARS = 8
 
+#: The most characters one character of the key takes in any escaped form
+#: (``\\uD83D\\uDE00``, ``%F0%9F%98%80``).
+_LONGEST_FORM = 16
+
+
+def redacted_prefix(text: str, secret: str | None, chars: int) -> str:
+    """The first ``chars`` characters of ``text`` with ``secret`` cut out first ("..." if cut).
+
+    Only the part of ``text`` that can reach those characters is searched,
+    so a huge error page costs no more than a short one: a window that,
+    once redacted, still reaches past them by the longest form of the
+    secret (so no form cut by the window's end can reach the kept part).
+    """
+    if secret:
+        longest = _LONGEST_FORM * len(secret)
+        window = chars + longest
+        redacted = redact_secret(text[:window], secret)
+        while len(redacted) < chars + longest and window < len(text):
+            window *= 2  # redaction shortened the window too much: search further
+            redacted = redact_secret(text[:window], secret)
+        text = redacted + text[window : window + 1]
+    return text if len(text) <= chars else text[:chars] + "..."
+
 
 def redact_secret(text: str, secret: str) -> str:
     """``text`` with ``secret`` cut out, raw, escaped, base64-encoded or in pieces."""

@@ -233,6 +233,17 @@ async def test_an_echoed_key_is_cut_out_in_its_escaped_forms(form: str) -> None:
     assert "SECRET" not in detail
 
 
+async def test_a_body_full_of_escaped_keys_leaves_no_piece_in_the_kept_message() -> None:
+    # Each echo is 3 characters per key character; redacted, 9 characters: however far
+    # the redaction must look to fill the kept 300 characters, no echo is left half-cut.
+    percent = "".join(f"%{byte:02X}" for byte in LONG_KEY.encode())
+    with serving(api_key=None) as fake:
+        fake.script(Reply(status=400, raw=" ".join([percent] * 200).encode()))
+        detail = await _failure_of(fake.base_url, LONG_KEY)
+
+    assert detail == " ".join(["[api key]"] * 200)[:300] + "..."
+
+
 # --- The environment's key goes only to OpenAI ----------------------------------------------------
 
 
