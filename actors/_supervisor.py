@@ -15,6 +15,13 @@ When a child raises, the strategy decides:
   same mailbox (queued messages are kept; the one being handled is lost).
   More than ``max_restarts`` restarts within ``within_s`` seconds escalate,
   as in Erlang/OTP.
+
+A child spawned with ``shielded=True`` is a service its siblings depend on
+even while they are being cancelled (a run's governor: a call that returned
+must still be committed). Cancellation does not reach it; once the body has
+ended and every unshielded child has exited, its mailbox is closed, so it
+handles what was sent to it before it exits. A shielded actor must answer
+each message promptly: the supervisor's block waits for it.
 """
 
 from __future__ import annotations
@@ -67,6 +74,8 @@ class _Child:
     factory: Callable[[], Actor[Any]]
     ref: ActorRef[Any]
     mailbox: trio.MemoryReceiveChannel[Envelope[Any]]
+    #: Not cancelled with its siblings; closed once they are gone (see the module docstring).
+    shielded: bool = False
     #: When it was restarted lately (made on its first restart: most actors never are).
     restart_times: collections.deque[float] | None = None
 
@@ -84,6 +93,9 @@ class Supervisor:
         self._children: dict[str, _Child] = {}
         self.failure: ChildFailed | None = None
         self._closing = False
+        #: The body has ended (returned or raised): shielded children close
+        #: once the unshielded ones are gone.
+        self._body_ended = False
 
     def spawn(
         self,
@@ -91,11 +103,14 @@ class Supervisor:
         factory: Callable[[], Actor[M]],
         *,
         mailbox_size: int = DEFAULT_MAILBOX_SIZE,
+        shielded: bool = False,
     ) -> ActorRef[M]:
         """Start an actor made by ``factory`` at ``<supervisor path>/<name>``.
 
         The factory is called again for every restart. Names are unique
-        within a supervisor while their actor runs.
+        within a supervisor while their actor runs. A ``shielded`` actor
+        keeps answering while its siblings are cancelled (see the module
+        docstring).
         """
         path = f"{self.path}/{name}" if self.path else name
         if self._closing:
@@ -109,7 +124,7 @@ class Supervisor:
         receive: trio.MemoryReceiveChannel[Envelope[M]]
         send, receive = trio.open_memory_channel(mailbox_size)
         ref = ActorRef(path, send, self.trace)
-        child = _Child(path, factory, ref, receive)
+        child = _Child(path, factory, ref, receive, shielded)
         self._children[path] = child
         self.trace.record(TraceEvent(TraceKind.SPAWN, path, trio.current_time(), peer=self.path))
         self._nursery.start_soon(self._supervise, child, name=path)
@@ -125,30 +140,51 @@ class Supervisor:
         for child in list(self._children.values()):
             child.ref.close()
 
+    def end_body(self) -> None:
+        """The body has ended: close shielded children as soon as nothing else can ask them."""
+        self._body_ended = True
+        self._close_shielded_when_alone()
+
+    def _close_shielded_when_alone(self) -> None:
+        if not self._body_ended:
+            return
+        children = list(self._children.values())
+        if any(not child.shielded for child in children):
+            return
+        self._closing = True
+        for child in children:
+            child.ref.close()
+
     async def _supervise(self, child: _Child) -> None:
         try:
-            while True:
-                actor = child.factory()
-                actor.path = child.path
-                try:
-                    await run_actor(actor, child.mailbox, self.trace)
-                    return
-                except Exception as error:  # a child's failure goes to the strategy
-                    if not self._may_restart(child):
-                        self._escalate(child, error)
-                        return
-                    self.trace.record(
-                        TraceEvent(
-                            TraceKind.RESTART,
-                            child.path,
-                            trio.current_time(),
-                            detail=f"{type(error).__name__}: {error}",
-                        )
-                    )
+            with trio.CancelScope(shield=child.shielded):
+                await self._run_child(child)
         finally:
             refuse_queued(child.mailbox, child.path, self.trace)
             child.mailbox.close()
             del self._children[child.path]
+            self._close_shielded_when_alone()
+
+    async def _run_child(self, child: _Child) -> None:
+        """Run ``child``, restarting it as the strategy allows; escalate its failure."""
+        while True:
+            actor = child.factory()
+            actor.path = child.path
+            try:
+                await run_actor(actor, child.mailbox, self.trace)
+                return
+            except Exception as error:  # a child's failure goes to the strategy
+                if not self._may_restart(child):
+                    self._escalate(child, error)
+                    return
+                self.trace.record(
+                    TraceEvent(
+                        TraceKind.RESTART,
+                        child.path,
+                        trio.current_time(),
+                        detail=f"{type(error).__name__}: {error}",
+                    )
+                )
 
     def _may_restart(self, child: _Child) -> bool:
         strategy = self._strategy
@@ -186,7 +222,10 @@ async def open_supervisor(
     try:
         async with trio.open_nursery() as nursery:
             supervisor = Supervisor(path, nursery, strategy, trace)
-            yield supervisor
+            try:
+                yield supervisor
+            finally:
+                supervisor.end_body()
             # Only a body that finished lets the children drain; if it raised,
             # the nursery cancels them (an idle child must not "exit ok").
             supervisor.close_mailboxes()

@@ -20,9 +20,12 @@ Run it::
         python examples/real_model.py "structured concurrency"
     trioflow run examples/real_model.py:pipeline --input "structured concurrency"
 
-``OPENAI_MODEL`` picks the model (default ``gpt-4o-mini``). A base URL
-without a key is taken for a local endpoint that needs none; a model the
-price table does not know is priced at zero there.
+``OPENAI_MODEL`` picks the model (default ``gpt-4o-mini``). ``OPENAI_API_KEY``
+goes only to OpenAI's own endpoint: with ``OPENAI_BASE_URL`` pointing
+elsewhere (a local server) it is not sent, even when set. An endpoint there
+that needs a key gets the one in ``OPENAI_BASE_URL_KEY``; without it the
+endpoint is taken for one that needs none, and a model the price table does
+not know is priced at zero.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ from trioflow.runtime import (
     run_sync,
     step,
 )
+
+#: The variable holding the key of the endpoint at ``OPENAI_BASE_URL``.
+BASE_URL_KEY = "OPENAI_BASE_URL_KEY"
 
 SYSTEM_PROMPT = (
     "You review technologies for a team's tech radar. Give a verdict (adopt, trial or "
@@ -78,12 +84,16 @@ def choose_model() -> tuple[Agent, str]:
     prices = DEFAULT_PRICES
     if model not in prices:
         prices = prices.with_prices({model: (0, 0)})
-    options: dict[str, Any] = {} if base_url is None else {"base_url": base_url}
+    options: dict[str, Any] = {}
+    if base_url is not None:
+        # Never OPENAI_API_KEY for another host: this endpoint's own key, if it needs one.
+        options = {"base_url": base_url, "requires_key": False}
+        if os.environ.get(BASE_URL_KEY):
+            options.update(api_key_env=BASE_URL_KEY, requires_key=True)
     agent = OpenAIChat(
         model,
         system_prompt=SYSTEM_PROMPT,
         output_type=Review,
-        requires_key=bool(key),
         prices=prices,
         temperature=0,
         max_tokens=400,

@@ -1,9 +1,11 @@
 """Running an agent step: attempts, retries, fallbacks and caching.
 
-One attempt, in order: input processors; a reservation with the governor
+One attempt, in order: input processors; under a cost limit, the refusal
+of an agent that cannot price its call; a reservation with the governor
 (when the step or agent gives an upper-bound estimate and a limit
 applies); the agent call under the step's timeout; the commit of what it
-cost; output processors; plugins in priority order (a plugin may replace
+cost (which no cancellation interrupts: the call was paid); output
+processors; plugins in priority order (a plugin may replace
 the output, redirect the call to another agent, or fail with feedback);
 validators.
 
@@ -43,13 +45,14 @@ from ._errors import (
 )
 from ._governor import Commit, Denial, Grant, Release, Reserve, Wait
 from ._messages import Execute, StepDone
+from ._prices import PricedAgent
 from ._replies import RecordedError, ReplayedFailure, cache_hit_key
 from ._results import StepResult
 from ._retry import FEEDBACK_KINDS, RETRYABLE, FailureKind
 from ._services import RunServices
 from ._step import Step
 from ._step_actor import StepActor
-from ._usage import NO_USAGE, Completion, Usage
+from ._usage import NO_USAGE, Completion, Usage, UsageLimits
 
 #: How long a cancelled step waits to give its reservation back to the governor.
 RELEASE_TIMEOUT_S = 5.0
@@ -364,6 +367,8 @@ async def _paid_call(
 ) -> tuple[Any, Patch]:
     """Reserve, call the agent under the timeout, and commit what it cost."""
     budgeted = services.limits is not None or spec.limits is not None
+    if budgeted:
+        _refuse_unpriced(spec, agent, services)
     grant = await _reserve(spec, agent, path, data, services) if budgeted else None
     tally.calls += 1
     call = CallInfo(services.run_id, path, tally.attempts, tally.calls)
@@ -399,6 +404,25 @@ async def _paid_call(
     return output, patch
 
 
+def _refuse_unpriced(spec: Step, agent: Agent, services: RunServices) -> None:
+    """Refuse, before the call, an agent that cannot price it where a cost limit applies.
+
+    With or without an estimate (``usage_estimate=`` or the agent's own):
+    its cost would count as a silent ``$0`` against the budget. Under token
+    limits only, its price does not matter.
+    """
+    if not (_limits_cost(services.limits) or _limits_cost(spec.limits)):
+        return
+    if isinstance(agent, PricedAgent):
+        reason = agent.unpriced()
+        if reason is not None:
+            raise ConfigurationError(reason)
+
+
+def _limits_cost(limits: UsageLimits | None) -> bool:
+    return limits is not None and limits.total_cost_usd is not None
+
+
 async def _release(grant: Grant, path: str, services: RunServices) -> None:
     """Give a reservation back, even while this step is being cancelled."""
     with trio.CancelScope(shield=True):
@@ -424,8 +448,12 @@ async def _settle(
     commit = Commit(path, grant, usage, spec.limits, call.ledger_key)
     # Always an ask, even when no limit applies: the reply comes after the
     # ledger entry is journaled, so the step's completion record (written
-    # later) never exists without the usage it paid for.
-    breach: str | None = await services.governor.ask(commit, sender=path)
+    # later) never exists without the usage it paid for. Shielded: the call
+    # was paid, so a cancellation (a sibling's breach, the run's end) must not
+    # lose it; the governor is shielded too and answers while the run is
+    # cancelled. The cancellation takes effect at the step's next checkpoint.
+    with trio.CancelScope(shield=True):
+        breach: str | None = await services.governor.ask(commit, sender=path)
     return breach
 
 
@@ -512,7 +540,7 @@ async def _reserve(spec: Step, agent: Agent, path: str, data: Any, services: Run
     estimate = spec.usage_estimate
     if estimate is None and isinstance(agent, EstimatingAgent):
         estimate = agent.estimate_usage(data)
-    request = Reserve(path, estimate if estimate is not None else NO_USAGE, spec.limits)
+    request = Reserve(path, estimate, spec.limits)
     decision = await services.governor.ask(request, sender=path)
     while isinstance(decision, Wait):  # fits once calls in flight settle
         await decision.settled.wait()

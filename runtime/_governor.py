@@ -12,7 +12,9 @@ throttled by the budget, not failed by it); a call that could exceed a
 limit even alone is denied.
 After the call the step sends :class:`Commit` with what was actually
 spent; without an estimate (optimistic mode) this is where a breach is
-found, and the reply names it.
+found, and the reply names it. What was spent is counted as reported even
+when it is more than the reservation (an estimate that was not a true
+bound): the trace then notes the ``excess``.
 """
 
 from __future__ import annotations
@@ -34,10 +36,14 @@ from ._usage import NO_USAGE, Usage, UsageLimits
 
 @attrs.frozen(slots=True)
 class Reserve:
-    """Ask to set aside ``estimate`` for a call by the step at ``path``."""
+    """Ask to set aside ``estimate`` for a call by the step at ``path``.
+
+    Without an estimate (optimistic mode) nothing is set aside: the call is
+    only refused once a limit was exceeded.
+    """
 
     path: str
-    estimate: Usage
+    estimate: Usage | None
     step_limits: UsageLimits | None
 
 
@@ -46,7 +52,8 @@ class Grant:
     """A reservation; pass it back with the :class:`Commit`."""
 
     id: int
-    estimate: Usage
+    #: The upper bound set aside; None in optimistic mode.
+    estimate: Usage | None
 
 
 @attrs.frozen(slots=True)
@@ -173,34 +180,32 @@ class Governor(Actor[GovernorMessage]):
         raise TypeError(f"governor cannot handle {message!r}")
 
     def _reserve(self, request: Reserve) -> Grant | Denial | Wait:
+        estimate = NO_USAGE if request.estimate is None else request.estimate
         reserved = sum(self._reserved.values(), NO_USAGE)
         if self._breach is not None:
             detail = f"{self._breach}: no more calls are granted"
             self._note("deny", request.path, detail)
             return Denial(detail)
-        crowded = _exceeded(self._limits, self._committed + reserved + request.estimate)
-        if (
-            crowded is not None
-            and _exceeded(self._limits, self._committed + request.estimate) is None
-        ):
-            self._note("wait", request.path, str(request.estimate))
+        crowded = _exceeded(self._limits, self._committed + reserved + estimate)
+        if crowded is not None and _exceeded(self._limits, self._committed + estimate) is None:
+            self._note("wait", request.path, str(estimate))
             return Wait(self._settled)
         limit = crowded
         step_limit = _step_exceeded(
-            request.step_limits, self._by_path[request.path] + request.estimate, request.path
+            request.step_limits, self._by_path[request.path] + estimate, request.path
         )
         breach = limit or step_limit
         if breach is not None:
             detail = (
-                f"{breach} would be exceeded: step {request.path!r} needs up to {request.estimate} "
+                f"{breach} would be exceeded: step {request.path!r} needs up to {estimate} "
                 f"with {format_usd(self._committed.cost_usd)} committed and "
                 f"{format_usd(reserved.cost_usd)} reserved"
             )
             self._note("deny", request.path, detail)
             return Denial(detail)
         grant = Grant(next(self._ids), request.estimate)
-        self._reserved[grant.id] = request.estimate
-        self._note("grant", request.path, str(request.estimate))
+        self._reserved[grant.id] = estimate
+        self._note("grant", request.path, str(estimate))
         return grant
 
     def _wake_waiters(self) -> None:
@@ -213,6 +218,9 @@ class Governor(Actor[GovernorMessage]):
             self._wake_waiters()
         self._settle(commit.key, commit.path, commit.actual)
         self._note("commit", commit.path, str(commit.actual))
+        reserved = None if commit.grant is None else commit.grant.estimate
+        if reserved is not None and _beyond(commit.actual, reserved):
+            self._note("excess", commit.path, f"{commit.actual} spent, {reserved} reserved")
         limit = _exceeded(self._limits, self._committed) or _step_exceeded(
             commit.step_limits, self._by_path[commit.path], commit.path
         )
@@ -234,6 +242,15 @@ def _minus(total: Usage, part: Usage) -> Usage:
         total.cost_usd - part.cost_usd,
         total.input_tokens - part.input_tokens,
         total.output_tokens - part.output_tokens,
+    )
+
+
+def _beyond(actual: Usage, reserved: Usage) -> bool:
+    """Whether ``actual`` is more than ``reserved`` in cost or in either kind of token."""
+    return (
+        actual.cost_usd > reserved.cost_usd
+        or actual.input_tokens > reserved.input_tokens
+        or actual.output_tokens > reserved.output_tokens
     )
 
 

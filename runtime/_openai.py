@@ -19,12 +19,21 @@ input as feedback.
 Usage and cost. Tokens are the ``usage`` the endpoint reports (counted
 from the text, about four characters a token, when it reports none); the
 cost comes from the agent's :class:`~trioflow.runtime.PriceTable`. A model
-the table does not price costs ``$0`` outside of budgets, but under any
-usage limit it is a configuration error when the step asks for its
-estimate, never a silent zero against a budget (price a free model at
-zero explicitly). :meth:`OpenAIChat.estimate_usage` gives the governor an
-estimate to reserve: the prompt's tokens (about four characters a token)
-and ``max_tokens`` of output.
+the table does not price costs ``$0`` where no cost limit applies; under a
+cost limit (the run's or the step's) the step refuses it with a
+configuration error before the call, never a silent zero against a budget
+(price a free model at zero explicitly); see :meth:`OpenAIChat.unpriced`.
+
+Strict budgets. :meth:`OpenAIChat.estimate_usage` gives the governor a
+true upper bound to reserve, whatever the endpoint's tokenizer: a
+byte-level tokenizer's token covers at least one UTF-8 byte, so the prompt
+is at most one token per byte of its text (every message, plus any
+``response_format`` or ``options`` the endpoint may turn into prompt),
+plus ``template_tokens`` per message and once more for the reply's header
+(the chat template's role markers and separators); the reply is at most
+``max_tokens``, which an agent under a usage limit therefore needs. An
+endpoint that reports more than was reserved is recorded as it reported,
+and the governor notes the excess in the trace.
 
 Failures map to the runtime's classes, each message naming the model and
 the status. Retried (:class:`~trioflow.runtime.ModelCallFailed`): 408,
@@ -41,14 +50,17 @@ starts no earlier than the endpoint asked, whatever the retry policy's own
 backoff. The wait is part of the call, so it counts against the step's
 ``timeout_s``; on a step's last attempt it is waited out all the same.
 
-The API key comes from ``api_key=`` or the ``api_key_env`` environment
-variable (``OPENAI_API_KEY``), read when the agent is built. With
-``requires_key=False`` (a local endpoint that needs none) the variable is
-not read: only a key given as ``api_key=`` is sent, so a key meant for one
-provider never travels to another host. It is sent
-only in the ``Authorization`` header: it is not in the agent's repr or
-fingerprint, and it is cut out of every error message (an endpoint may
-echo it), so it never reaches the journal or the trace.
+The API key comes from ``api_key=``, or from the environment when the
+agent is built: ``OPENAI_API_KEY`` only for the official endpoint
+(``https://api.openai.com``), so a key meant for OpenAI never travels to
+another host (a local server named by ``base_url``); another host gets a
+key from ``api_key=`` or a variable named explicitly with
+``api_key_env=``. A missing key is an error, unless
+``requires_key=False`` (an endpoint that needs none). The key is sent only in the
+``Authorization`` header: it is not in the agent's repr or fingerprint,
+and it is cut out of every error message before the message is shortened
+(an endpoint may echo it, raw or escaped: see :mod:`._redaction`), so it
+never reaches the journal or the trace.
 """
 
 from __future__ import annotations
@@ -79,20 +91,36 @@ from ._errors import (
     ModelTimeout,
 )
 from ._prices import DEFAULT_PRICES, PriceTable
+from ._redaction import redact_secret, redacted_prefix
 from ._usage import Completion, Usage
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
+#: The variable holding the key for the official endpoint, and only for it.
+OPENAI_KEY_VARIABLE = "OPENAI_API_KEY"
+
+#: The official endpoint's host: the only one ``OPENAI_API_KEY`` is sent to by default.
+_OFFICIAL_HOST = "api.openai.com"
+
+#: How much of an endpoint's error message a failure keeps (after the key is cut out).
+_ERROR_DETAIL_CHARS = 300
+
 #: Statuses worth another attempt: timeout, conflict, rate limit (5xx too).
 _RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
-#: Body fields the agent sets itself; ``options`` may not replace them.
-_RESERVED_OPTIONS = frozenset({"model", "messages"})
+#: Body fields the agent sets itself; ``options`` may not replace them (``max_tokens``
+#: bounds what a strict budget reserves).
+_RESERVED_OPTIONS = frozenset({"model", "messages", "max_tokens"})
 
 _FENCED = re.compile(r"\A```[A-Za-z]*\s*\n(?P<body>.*?)\n?\s*```\Z", re.DOTALL)
 
-#: Tokens a chat message costs besides its text (role and separators).
+#: Tokens a chat message costs besides its text (role and separators), when
+#: counting a reply whose endpoint reported no usage.
 _MESSAGE_OVERHEAD_TOKENS = 4
+
+#: Default bound on the tokens a chat template adds per message (role markers,
+#: separators, a beginning-of-text token), for strict budgets.
+DEFAULT_TEMPLATE_TOKENS = 32
 
 
 class SchemaMode(enum.StrEnum):
@@ -139,11 +167,12 @@ class OpenAIChat:
     output_type: type[Any] = str
     base_url: str = DEFAULT_BASE_URL
     api_key: str | None = attrs.field(default=None, repr=False)
-    api_key_env: str = "OPENAI_API_KEY"
+    api_key_env: str | None = None
     requires_key: bool = True
     temperature: float | None = None
     top_p: float | None = None
-    max_tokens: int = 1024
+    max_tokens: int | None = 1024
+    template_tokens: int = DEFAULT_TEMPLATE_TOKENS
     options: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
     timeout_s: float = 60.0
     prices: PriceTable = DEFAULT_PRICES
@@ -166,10 +195,9 @@ class OpenAIChat:
                 f"got {self.output_type!r}"
             )
         object.__setattr__(self, "api_key", self._resolved_key(where))
-        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int):
-            raise ConfigurationError(f"{where}: max_tokens must be an int, got {self.max_tokens!r}")
-        if self.max_tokens < 1:
-            raise ConfigurationError(f"{where}: max_tokens must be >= 1, got {self.max_tokens}")
+        if self.max_tokens is not None:
+            _check_count(self.max_tokens, "max_tokens", 1, where=where)
+        _check_count(self.template_tokens, "template_tokens", 0, where=where)
         temperature = self.temperature
         if temperature is not None and not (_is_number(temperature) and 0 <= temperature <= 2):
             raise ConfigurationError(
@@ -201,14 +229,23 @@ class OpenAIChat:
             if not isinstance(self.api_key, str) or not self.api_key.strip():
                 raise ConfigurationError(f"{where}: api_key must be a non-empty string")
             return self.api_key
-        if not self.requires_key:  # never send a key from the environment to such a host
-            return None
-        key = os.environ.get(self.api_key_env, "").strip()
-        if key:
-            return key
+        variable = self.api_key_env
+        if variable is not None and (not isinstance(variable, str) or not variable):
+            raise ConfigurationError(f"{where}: api_key_env must name a variable, got {variable!r}")
+        if variable is None and _is_official(self.base_url):
+            variable = OPENAI_KEY_VARIABLE
+        key = os.environ.get(variable, "").strip() if variable is not None else ""
+        if key or not self.requires_key:
+            return key or None
+        if variable is not None:
+            raise ConfigurationError(
+                f"{where}: no API key for {self.base_url}: pass api_key=... or set ${variable} "
+                "(requires_key=False for an endpoint that needs none)"
+            )
         raise ConfigurationError(
-            f"{where}: no API key for {self.base_url}: pass api_key=... or set "
-            f"${self.api_key_env} (requires_key=False for an endpoint that needs none)"
+            f"{where}: no API key for {self.base_url}: ${OPENAI_KEY_VARIABLE} is sent only to "
+            f"https://{_OFFICIAL_HOST}; pass api_key=... or name the variable holding this "
+            "host's key with api_key_env=... (requires_key=False for an endpoint that needs none)"
         )
 
     @property
@@ -252,11 +289,9 @@ class OpenAIChat:
 
     def request_body(self, data: Any) -> dict[str, Any]:
         """The JSON body a call with ``data`` posts."""
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": self.messages(data),
-            "max_tokens": self.max_tokens,
-        }
+        body: dict[str, Any] = {"model": self.model, "messages": self.messages(data)}
+        if self.max_tokens is not None:
+            body["max_tokens"] = self.max_tokens
         if self.temperature is not None:
             body["temperature"] = self.temperature
         if self.top_p is not None:
@@ -291,22 +326,54 @@ class OpenAIChat:
 
     # Usage and cost.
 
-    def estimate_usage(self, data: Any) -> Usage:
-        """An estimate for the governor: the prompt's tokens and ``max_tokens`` of output.
+    def unpriced(self) -> str | None:
+        """Why this agent's cost cannot be counted against a cost limit (None: it can).
 
-        Asked only when a usage limit applies, so a model the price table
-        does not know is refused here, before anything is spent.
+        The step asks before every call under a cost limit, with or without
+        an estimate: a model the price table does not know is refused then,
+        before anything is spent, never counted as a silent ``$0``.
         """
-        price = self.prices.price_of(self.model)
-        if price is None:
+        if self.model in self.prices:
+            return None
+        return (
+            f"model {self.model!r} has no price in the agent's price table, so its cost "
+            "cannot be counted against a usage limit: add it with "
+            f"prices=DEFAULT_PRICES.with_prices({{{self.model!r}: (input, output)}}) "
+            "in dollars per million tokens (0 for a free model)"
+        )
+
+    def estimate_usage(self, data: Any) -> Usage:
+        """A true upper bound for the governor (see the module docstring, "Strict budgets").
+
+        Asked only when a usage limit applies. Without ``max_tokens`` the
+        reply is unbounded, so this is a configuration error. A model the
+        price table does not know gets no cost here: the step refuses it
+        first wherever a cost limit applies (see :meth:`unpriced`).
+        """
+        if self.max_tokens is None:
             raise ConfigurationError(
-                f"model {self.model!r} has no price in the agent's price table, so its cost "
-                "cannot be counted against a usage limit: add it with "
-                f"prices=DEFAULT_PRICES.with_prices({{{self.model!r}: (input, output)}}) "
-                "in dollars per million tokens (0 for a free model)"
+                f"OpenAIChat({self.model!r}) has max_tokens=None, so its reply has no upper "
+                "bound to reserve under a usage limit: set max_tokens=..."
             )
-        input_tokens = self._prompt_tokens(self.request_body(data))
-        return Usage(price.cost(input_tokens, self.max_tokens), input_tokens, self.max_tokens)
+        input_tokens = self.prompt_token_bound(self.request_body(data))
+        cost = self.prices.cost(self.model, input_tokens, self.max_tokens)
+        return Usage(cost if cost is not None else 0, input_tokens, self.max_tokens)
+
+    def prompt_token_bound(self, body: Mapping[str, Any]) -> int:
+        """The most prompt tokens ``body`` can cost with a byte-level tokenizer.
+
+        One token per UTF-8 byte of every message's text and of every other
+        field the endpoint may render into the prompt (``response_format``,
+        ``options`` such as tools), plus ``template_tokens`` per message and
+        once more for the header of the reply.
+        """
+        messages = body["messages"]
+        tokens = sum(_utf8_bytes(message["content"]) for message in messages)
+        tokens += self.template_tokens * (len(messages) + 1)
+        extra = {key: value for key, value in body.items() if key not in _COUNTED_FIELDS}
+        if extra:
+            tokens += len(pydantic_core.to_json(extra))
+        return tokens
 
     def _prompt_tokens(self, body: dict[str, Any]) -> int:
         tokens = sum(
@@ -371,7 +438,9 @@ class OpenAIChat:
             f"model {self.model!r} at {self.endpoint}: HTTP {status} "
             f"{response.reason_phrase or httpx.codes.get_reason_phrase(status)}"
         )
-        detail = self._redact(_error_detail(response))
+        # The key is cut out first, then the message shortened: a key across the cut
+        # would leave a piece of itself behind.
+        detail = redacted_prefix(_error_detail(response), self.api_key, _ERROR_DETAIL_CHARS)
         if detail:
             described = f"{described}: {detail}"
         if status in _RETRYABLE_STATUSES or status >= 500:
@@ -434,10 +503,32 @@ class OpenAIChat:
             ) from None
 
     def _redact(self, text: str) -> str:
-        """``text`` with the API key cut out (an endpoint may echo it back)."""
+        """``text`` with the API key cut out, raw or escaped (an endpoint may echo it back)."""
         if self.api_key is None:
             return text
-        return text.replace(self.api_key, "[api key]")
+        return redact_secret(text, self.api_key)
+
+
+#: Body fields the prompt bound counts on their own (or that are not prompt).
+_COUNTED_FIELDS = frozenset({"model", "messages", "max_tokens", "temperature", "top_p"})
+
+
+def _utf8_bytes(text: str) -> int:
+    # (A lone surrogate, which JSON can carry escaped, counts as its three bytes.)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _is_official(base_url: str) -> bool:
+    """Whether ``base_url`` is OpenAI's own endpoint, the only home of ``OPENAI_API_KEY``."""
+    url = httpx.URL(base_url)
+    return url.scheme == "https" and url.host == _OFFICIAL_HOST and url.port in (None, 443)
+
+
+def _check_count(value: object, name: str, least: int, *, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{where}: {name} must be an int, got {value!r}")
+    if value < least:
+        raise ConfigurationError(f"{where}: {name} must be >= {least}, got {value}")
 
 
 def _checked_url(url: object, *, where: str) -> str:
@@ -497,18 +588,18 @@ def _problems(error: pydantic.ValidationError, *, most: int = 5) -> str:
 
 
 def _error_detail(response: httpx.Response) -> str:
-    """The endpoint's own error message, when it sent one."""
+    """The endpoint's own error message, when it sent one (whole: the caller redacts, then cuts)."""
     try:
         body = response.json()
     except ValueError:
-        return response.text.strip()[:300]
+        return response.text.strip()
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
             return str(error["message"])
         if isinstance(error, str):
             return error
-    return response.text.strip()[:300]
+    return response.text.strip()
 
 
 def _retry_after(headers: httpx.Headers) -> float | None:

@@ -11,6 +11,10 @@ never changes under them)::
 Prices are exact ``Decimal`` (a float goes through ``str``, so ``0.15`` is
 the 0.15 written). A negative or non-finite price is a ``ValueError`` when
 the table is built, never a surprise in the middle of a run.
+
+An agent priced by a table says so with :class:`PricedAgent`: where a cost
+limit applies, a step refuses an agent whose model the table does not know
+before calling it, whatever estimate the step has.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -26,6 +31,15 @@ from ._money import format_usd, to_decimal
 PriceValue = Decimal | int | float | str
 
 _MILLION = Decimal(1_000_000)
+
+
+@runtime_checkable
+class PricedAgent(Protocol):
+    """An agent whose cost comes from a price table, which may not know its model."""
+
+    def unpriced(self) -> str | None:
+        """Why its cost cannot be counted against a cost limit; None when it can."""
+        ...
 
 
 def _per_mtok(value: PriceValue) -> Decimal:

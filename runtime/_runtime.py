@@ -424,7 +424,10 @@ class Runtime:
     ) -> tuple[StepDone, Usage]:
         limits = record.limits
         async with open_supervisor("", trace) as root:
-            governor = root.spawn(GOVERNOR_PATH, lambda: Governor(limits, trace, journal, ledger))
+            # Shielded: a call that returned is committed even while the run is cancelled.
+            governor = root.spawn(
+                GOVERNOR_PATH, lambda: Governor(limits, trace, journal, ledger), shielded=True
+            )
             services = RunServices(
                 record.run_id, governor, limits, resources, self.cache, trace, journal, replies
             )

@@ -32,7 +32,7 @@ def _environment(**variables: str) -> dict[str, str]:
     kept = {
         name: value
         for name, value in os.environ.items()
-        if name not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL")
+        if name not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_BASE_URL_KEY", "OPENAI_MODEL")
     }
     return {**kept, **variables}
 
@@ -132,7 +132,7 @@ def test_real_model_calls_the_endpoint_it_is_given() -> None:
         fake.script(Reply(valid, prompt_tokens=210, completion_tokens=60))
         done = _run(
             str(EXAMPLES / "real_model.py"),
-            env=_environment(OPENAI_API_KEY="sk-example", OPENAI_BASE_URL=fake.base_url),
+            env=_environment(OPENAI_BASE_URL_KEY="sk-example", OPENAI_BASE_URL=fake.base_url),
         )
     assert done.returncode == 0, done.stderr
     # gpt-4o-mini: $0.15 in, $0.60 out per million tokens.
@@ -152,13 +152,15 @@ def test_real_model_calls_the_endpoint_it_is_given() -> None:
     assert request.body["max_tokens"] == 400
 
 
-def test_real_model_on_a_local_endpoint_without_a_key() -> None:
+@pytest.mark.parametrize("openai_key", [{}, {"OPENAI_API_KEY": "sk-meant-for-openai"}])
+def test_real_model_on_a_local_endpoint_without_a_key(openai_key: dict[str, str]) -> None:
+    # OPENAI_API_KEY, when set, is not sent to the local endpoint.
     with serving(api_key=None) as fake:
         fake.script(Reply('{"verdict": "hold", "strengths": ["a"], "risks": ["b", "c"]}'))
         done = _run(
             str(EXAMPLES / "real_model.py"),
             "trio",
-            env=_environment(OPENAI_BASE_URL=fake.base_url, OPENAI_MODEL="llama3.2"),
+            env=_environment(OPENAI_BASE_URL=fake.base_url, OPENAI_MODEL="llama3.2", **openai_key),
         )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [

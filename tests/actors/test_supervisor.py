@@ -568,3 +568,94 @@ async def test_normal_exit_drains_mailboxes_and_leaves_no_orphans() -> None:
     assert life.finished == 9
     assert [n for n in task_names() if n.startswith("sup/")] == []
     assert trio.lowlevel.current_task().child_nurseries == baseline
+
+
+# --- shielded children ----------------------------------------------------------------------------
+
+
+class Ledger(Actor[Any]):
+    """Counts what it is told, after a checkpoint (as a journal write would take)."""
+
+    def __init__(self, entries: list[Any]) -> None:
+        self.entries = entries
+
+    async def receive(self, message: Any) -> Any:
+        await trio.sleep(1)
+        self.entries.append(message)
+        return len(self.entries)
+
+
+class Payer(Actor[Any]):
+    """On ``"pay"``: waits to be cancelled, then commits to the ledger under a shield."""
+
+    def __init__(self, ledger: Any, answers: list[Any]) -> None:
+        self.ledger = ledger
+        self.answers = answers
+
+    async def receive(self, message: Any) -> Any:
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                self.answers.append(await self.ledger.ask(f"{self.path} paid"))
+
+
+async def _pay_then_cancel(
+    cancelled_by: str, trace: MemoryTraceSink, entries: list[Any], answers: list[Any]
+) -> None:
+    """Three payers start paying; then the supervisor is cancelled ``cancelled_by``."""
+    with trio.CancelScope() as outer:
+        async with open_supervisor("sup", trace) as sup:
+            ledger = sup.spawn("ledger", lambda: Ledger(entries), shielded=True)
+            payers = [sup.spawn(f"p{i}", lambda: Payer(ledger, answers)) for i in range(3)]
+            for payer in payers:
+                await payer.tell("pay")
+            await trio.sleep(1)
+            if cancelled_by == "outer scope":
+                outer.cancel()
+            elif cancelled_by == "failed sibling":
+                failing = sup.spawn("failing", lambda: Worker(Lifecycle(), [], []))
+                await failing.tell("fail")
+            else:
+                raise Boom("body")
+            await trio.sleep_forever()
+
+
+@pytest.mark.parametrize(
+    ("cancelled_by", "raised"),
+    [("outer scope", None), ("failed sibling", ChildFailed), ("body error", Boom)],
+)
+async def test_a_shielded_child_answers_siblings_while_they_are_cancelled(
+    autojump_clock: trio.testing.MockClock, cancelled_by: str, raised: type[Exception] | None
+) -> None:
+    trace = MemoryTraceSink()
+    entries: list[Any] = []
+    answers: list[Any] = []
+    if raised is None:  # the outer scope absorbs its own cancellation
+        await _pay_then_cancel(cancelled_by, trace, entries, answers)
+    else:
+        with pytest.raises(raised):
+            await _pay_then_cancel(cancelled_by, trace, entries, answers)
+
+    # Every payer, cancelled, still got its commit answered, and the ledger holds each.
+    assert sorted(entries) == ["sup/p0 paid", "sup/p1 paid", "sup/p2 paid"]
+    assert sorted(answers) == [1, 2, 3]
+    exits = [
+        event.path for event in trace.events if event.kind in (TraceKind.EXIT, TraceKind.CANCEL)
+    ]
+    assert exits[-1] == "sup/ledger"  # the shielded child exits last, never cancelled
+    ended = (TraceKind.EXIT, TraceKind.CANCEL)
+    ledger_ends = [(e.kind, e.label) for e in trace.events if e.path == "sup/ledger"]
+    assert [end for end in ledger_ends if end[0] in ended] == [(TraceKind.EXIT, "ok")]
+    assert "sup/ledger" not in task_names()
+
+
+async def test_a_shielded_child_alone_exits_when_the_body_ends() -> None:
+    trace = MemoryTraceSink()
+    entries: list[Any] = []
+    async with open_supervisor("sup", trace) as sup:
+        sup.spawn("ledger", lambda: Ledger(entries), shielded=True)
+
+    assert [(e.kind, e.label) for e in trace.events if e.kind is TraceKind.EXIT] == [
+        (TraceKind.EXIT, "ok")
+    ]

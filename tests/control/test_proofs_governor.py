@@ -15,10 +15,15 @@ the order they happened.
   most what was in flight.
 * Both: the run's total is the exact ``Decimal`` sum of the costs of the
   calls that returned.
+* Cancellation: a call that returned is committed (and journaled in the
+  ledger) whatever cancellation arrives before its commit: the whole run
+  cancelled at each await between the call's return and its commit, or the
+  siblings cancelled by a breach while many commits wait for the governor.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import attrs
@@ -27,7 +32,7 @@ import trio.testing
 from hypothesis import event, example, given, note, settings
 from hypothesis import strategies as st
 from trioflow.actors import TraceEvent, TraceKind
-from trioflow.persistence import InMemoryStore
+from trioflow.persistence import InMemoryStore, LedgerEntry, RunRecord
 from trioflow.runtime import (
     Completion,
     Pipeline,
@@ -97,6 +102,8 @@ class Log:
     """What the step functions saw, in order: (event, call name, mock time)."""
 
     events: list[tuple[str, str, float]] = attrs.field(factory=list)
+    #: Called with a call's name as it returns (the cancellation proofs arm here).
+    on_return: Callable[[str], None] = lambda name: None
 
     def names(self, event: str) -> list[str]:
         return [name for kind, name, _ in self.events if kind == event]
@@ -120,6 +127,7 @@ def paid_call(call: Call, log: Log) -> Step:
         finally:
             log.events.append(("exit", call.name, trio.current_time()))
         log.events.append(("return", call.name, trio.current_time()))
+        log.on_return(call.name)
         return Completion(call.name, Usage(call.cost))
 
     return pay
@@ -151,9 +159,13 @@ def run_with_limit(plan: Plan, log: Log) -> Outcome:
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+#: More branches than the governor's mailbox holds (16): commits queue for room.
+CROWDED = st.integers(17, 40)
+
+
 @st.composite
 def plans(draw: st.DrawFn, *, strict: bool) -> Plan:
-    branches = draw(st.integers(1, 8))
+    branches = draw(st.integers(1, 8) | CROWDED)
     calls: list[Call] = []
     for branch in range(branches):
         for position in range(draw(st.integers(1, 2))):
@@ -427,6 +439,9 @@ def test_optimistic_overshoot_is_at_most_the_calls_in_flight_at_the_breach(plan:
 @example(plan=optimistic("0", *[[("0.01", 0.5)]] * 4))
 @example(plan=optimistic("0", *[[("0.01", 0.5)]] * 8))
 @example(plan=optimistic("0.02", *[[("0.01", 1)]] * 6))
+# More commits at once than the governor's mailbox holds: the breach cancels the
+# siblings while their commits wait for room.
+@example(plan=optimistic("0.10", *[[("0.01", 0.5)]] * 40))
 @settings(max_examples=150, deadline=None, database=None)
 def test_optimistic_breach_history_holds_exactly_the_completed_branches(plan: Plan) -> None:
     breach = run_optimistic(plan)
@@ -439,7 +454,7 @@ def test_optimistic_breach_history_holds_exactly_the_completed_branches(plan: Pl
     cancelled = {event.path for event in trace if event.kind is TraceKind.CANCEL}
     finished = [name for name in names if f"{PARALLEL_PATH}/{name}" in ended]
     stopped = [name for name in names if f"{PARALLEL_PATH}/{name}" in cancelled]
-    assert sorted(finished + stopped) == names
+    assert sorted(finished + stopped) == sorted(names)
     assert [(entry.name, entry.path) for entry in parallel.step_history] == [
         (plan.result_name(int(name[1:])), f"{PARALLEL_PATH}/{name}") for name in finished
     ]
@@ -489,3 +504,131 @@ def test_optimistic_breach_history_holds_exactly_the_completed_branches(plan: Pl
         Decimal(0),
     )
     assert breach.outcome.result.usage.cost_usd == paid_total
+
+
+# --- 5. cancellation between a call's return and its commit --------------------------------------
+
+#: The proof below cancels at each of the first ``CANCEL_POINTS`` awaits after a call
+#: returns; test_the_cancellation_points_cover_the_step_after_its_call checks that the
+#: step's task has ended by then, so every await between return and commit is covered.
+CANCEL_POINTS = 24
+
+
+class CancelAfterReturn(trio.abc.Instrument):
+    """Cancels ``scope`` at the ``steps``-th await of ``victim``'s task after its call returned.
+
+    ``steps=0`` cancels before the first await (as the call returns). A trio
+    instrument sees every time a task suspends (``after_task_step``), so the
+    cancellation is pending exactly at that await, whatever it is.
+    """
+
+    def __init__(self, victim: str, steps: int, scope: trio.CancelScope) -> None:
+        self.victim = victim
+        self.steps = steps
+        self.scope = scope
+        self.task: trio.lowlevel.Task | None = None
+        self.seen = 0
+        #: How many times the victim's task suspended after its call returned.
+        self.suspended = 0
+
+    def returned(self, name: str) -> None:
+        if name != self.victim:
+            return
+        self.task = trio.lowlevel.current_task()
+        if self.steps == 0:
+            self.scope.cancel(f"proof: as {name} returned")
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is not self.task:
+            return
+        self.suspended += 1
+        if self.suspended == self.steps:
+            self.scope.cancel(f"proof: at await {self.steps} after {self.victim} returned")
+
+
+@attrs.frozen
+class Cancelled:
+    """A run cancelled from outside, as the store holds it."""
+
+    record: RunRecord
+    ledger: list[LedgerEntry]
+    #: Whether the cancellation reached the run (it may have ended first).
+    cut_short: bool
+
+
+def run_cancelled(plan: Plan, log: Log, victim: str, steps: int) -> tuple[Cancelled, int]:
+    """Run ``plan`` in a scope cancelled at await ``steps`` after ``victim`` returns."""
+
+    async def main() -> tuple[Cancelled, int]:
+        store = InMemoryStore()
+        canceller = CancelAfterReturn(victim, steps, trio.CancelScope())
+        log.on_return = canceller.returned
+        trio.lowlevel.add_instrument(canceller)
+        cut_short = True
+        async with open_runtime(store=store) as rt:
+            with canceller.scope:
+                try:
+                    await rt.run(
+                        build(plan, log), "go", limits=UsageLimits(total_cost_usd=plan.limit)
+                    )
+                except UsageLimitExceeded as breach:  # a plan over its limit
+                    assert isinstance(breach.result, PipelineResult)  # noqa: PT017 (in trio.run)
+                    assert breach.result.status is RunStatus.USAGE_LIMIT  # noqa: PT017
+                cut_short = False
+        trio.lowlevel.remove_instrument(canceller)
+        [record] = await store.list_runs()
+        ledger = await store.ledger_of(record.run_id)
+        return Cancelled(record, ledger, cut_short), canceller.suspended
+
+    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+@given(
+    plan=st.booleans().flatmap(lambda strict: plans(strict=strict)),
+    victim=st.integers(0, 79),
+    # Mostly the first few awaits, where an uncrowded commit is.
+    steps=st.integers(0, 3) | st.integers(0, CANCEL_POINTS),
+)
+# One call, cancelled before its first await and at each of the next ones.
+@example(plan=optimistic("1.00", [("0.01", 0)]), victim=0, steps=0)
+@example(plan=optimistic("1.00", [("0.01", 0)]), victim=0, steps=1)
+@example(plan=optimistic("1.00", [("0.01", 0)]), victim=0, steps=2)
+@example(plan=optimistic("0", *[[("0.01", 0.5)]] * 20), victim=7, steps=1)
+@settings(max_examples=300, deadline=None, database=None)
+def test_a_returned_call_is_committed_whatever_cancels_the_run(
+    plan: Plan, victim: int, steps: int
+) -> None:
+    log = Log()
+    name = plan.calls[victim % len(plan.calls)].name
+
+    ended, _ = run_cancelled(plan, log, name, steps)
+
+    note(f"log: {log.events}")
+    by_name = {call.name: call for call in plan.calls}
+    returned = [by_name[returned] for returned in log.names("return")]
+    event("cancelled" if ended.cut_short else "ended before the cancellation")
+    # Every call that returned has its ledger entry, with what it cost; nothing else has one.
+    assert sorted((entry.path, Decimal(entry.cost_usd)) for entry in ended.ledger) == sorted(
+        (plan.path(call), call.cost) for call in returned
+    )
+    total = sum((call.cost for call in returned), Decimal(0))
+    assert Decimal(ended.record.total_cost_usd) == total
+    assert sorted(log.names("exit")) == sorted(log.names("start"))  # nothing left running
+    if ended.cut_short:
+        assert ended.record.status == RunStatus.CANCELLED.value
+    else:
+        assert ended.record.status in (RunStatus.COMPLETED.value, RunStatus.USAGE_LIMIT.value)
+    if all(call.estimate is not None for call in plan.calls):  # strict: still no overshoot
+        assert total <= plan.limit
+
+
+def test_the_cancellation_points_cover_the_step_after_its_call() -> None:
+    # Uncancelled (the cancellation is never reached), a call's task suspends this
+    # many times from its return until the step actor has exited; the proof above
+    # cancels at each of these points.
+    plan = optimistic("1.00", [("0.01", 0)])
+    ended, suspended = run_cancelled(plan, Log(), "c0_0", CANCEL_POINTS + 1_000)
+
+    assert ended.cut_short is False
+    assert ended.record.status == RunStatus.COMPLETED.value
+    assert suspended < CANCEL_POINTS, suspended

@@ -32,6 +32,12 @@ class Reply:
     usage (``None`` leaves the usage out); another status sends an OpenAI
     error body with ``error`` as its message. ``raw`` sends those bytes
     instead of either body. ``delay_s`` waits before answering.
+
+    ``worst_case_template_tokens`` reports instead the most a byte-level
+    tokenizer (every token at least one UTF-8 byte) could count: a prompt
+    token per byte of every message's text, plus this many tokens of chat
+    template per message and once more for the reply's header, and the
+    request's ``max_tokens`` of output.
     """
 
     content: str | None = "ok"
@@ -44,6 +50,7 @@ class Reply:
     raw: bytes | None = None
     refusal: str | None = None
     delay_s: float = 0.0
+    worst_case_template_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -195,10 +202,24 @@ def _completion(request: Any, reply: Reply) -> dict[str, Any]:
         "model": request.get("model", "?") if isinstance(request, dict) else "?",
         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
     }
-    if reply.prompt_tokens is not None and reply.completion_tokens is not None:
+    prompt_tokens, completion_tokens = reply.prompt_tokens, reply.completion_tokens
+    if reply.worst_case_template_tokens is not None:
+        prompt_tokens, completion_tokens = _worst_case(request, reply.worst_case_template_tokens)
+    if prompt_tokens is not None and completion_tokens is not None:
         completion["usage"] = {
-            "prompt_tokens": reply.prompt_tokens,
-            "completion_tokens": reply.completion_tokens,
-            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
         }
     return completion
+
+
+def worst_case_prompt_tokens(messages: list[dict[str, str]], template_tokens: int) -> int:
+    """The most prompt tokens a byte-level tokenizer could count for ``messages``."""
+    text_bytes = sum(len(message["content"].encode("utf-8")) for message in messages)
+    return text_bytes + template_tokens * (len(messages) + 1)
+
+
+def _worst_case(request: Any, template_tokens: int) -> tuple[int, int]:
+    prompt = worst_case_prompt_tokens(request["messages"], template_tokens)
+    return prompt, int(request["max_tokens"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from trioflow.runtime import (
     Step,
     open_runtime,
 )
+from trioflow.runtime._cli import ExitCode, main
 
 from tests.models.fake_openai import Reply, serving
 
@@ -147,3 +151,198 @@ async def test_an_endpoint_that_needs_no_key_never_gets_one(
     assert agent.api_key is None
     assert result.output == "echo: hello"
     assert "authorization" not in fake.requests[0].headers
+
+
+# --- Redacted before it is cut, in every form an endpoint may echo it ---------------------------
+
+LONG_KEY = "sk-proj-SECRET0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0"
+
+
+def _no_piece_of(key: str, text: str) -> list[str]:
+    """The pieces of ``key``, six characters or more, that ``text`` holds (none, it must be)."""
+    return [key[i : i + 6] for i in range(len(key) - 5) if key[i : i + 6] in text]
+
+
+async def _failure_of(fake_url: str, key: str) -> str:
+    agent = OpenAIChat("gpt-4o-mini", base_url=fake_url, api_key=key)
+    async with open_runtime(store=InMemoryStore()) as rt:
+        result = await rt.run(Step("ask", agent), "hello")
+    assert result.status is RunStatus.FAILED
+    assert result.error is not None  # narrows Optional; the exact text is checked by callers
+    prefix = (
+        "step 'main/0:ask' failed (configuration): model 'gpt-4o-mini' at "
+        f"{fake_url}/chat/completions: HTTP 400 Bad Request: "
+    )
+    assert result.error.startswith(prefix)
+    return result.error.removeprefix(prefix)
+
+
+@pytest.mark.parametrize("starts_at", [0, 1, 250, 290, 291, 295, 299, 300, 301, 340])
+@pytest.mark.parametrize("as_json", [True, False], ids=["json-message", "text-body"])
+async def test_an_echoed_key_is_cut_out_before_the_message_is_shortened(
+    starts_at: int, as_json: bool
+) -> None:
+    echoed = "x" * starts_at + LONG_KEY + " was rejected"
+    reply = Reply(status=400, error=echoed) if as_json else Reply(status=400, raw=echoed.encode())
+    with serving(api_key=None) as fake:
+        fake.script(reply)
+        detail = await _failure_of(fake.base_url, LONG_KEY)
+
+    redacted = "x" * starts_at + "[api key] was rejected"
+    expected = redacted if len(redacted) <= 300 else redacted[:300] + "..."
+    assert detail == expected
+    assert _no_piece_of(LONG_KEY, detail) == []
+
+
+def _base64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+ESCAPED_FORMS = {
+    # A JSON encoder that escapes every character (the body is not read as JSON: raw text).
+    "json-escapes": ("".join(f"\\u{ord(c):04x}" for c in SECRET), "[api key]"),
+    "json-escapes-upper-mixed": (
+        "".join(f"\\u{ord(c):04X}" if i % 2 else c for i, c in enumerate(SECRET)),
+        "[api key]",
+    ),
+    "url-encoded": ("".join(f"%{byte:02X}" for byte in SECRET.encode()), "[api key]"),
+    "url-in-query": (
+        f"https://x.example/?key={urllib.parse.quote(SECRET)}",
+        "https://x.example/?key=[api key]",
+    ),
+    "html-entities": ("".join(f"&#{ord(c)};" for c in SECRET), "[api key]"),
+    # The Authorization header dumped as base64, and HTTP Basic credentials: at most one
+    # character of the encoded run mixes a key byte with the bytes around it.
+    "base64-bearer": (_base64(f"Bearer {SECRET}"), "QmVhcmVyIH[api key]g=="),
+    "base64-basic": (_base64(f"user:{SECRET}"), "dXNlcjp[api key]I="),
+    "base64-alone": (_base64(SECRET), "[api key]"),
+    # A server that cut its own echo short, or kept only the key's end.
+    "cut-short": (SECRET[:14], "[api key]"),
+    "end-only": (SECRET[-10:], "[api key]"),
+}
+
+
+@pytest.mark.parametrize("form", sorted(ESCAPED_FORMS))
+async def test_an_echoed_key_is_cut_out_in_its_escaped_forms(form: str) -> None:
+    echoed, redacted = ESCAPED_FORMS[form]
+    with serving(api_key=None) as fake:
+        fake.script(Reply(status=400, raw=f"bad key: {echoed}.".encode()))
+        detail = await _failure_of(fake.base_url, SECRET)
+
+    assert detail == f"bad key: {redacted}."
+    assert "SECRET" not in detail
+
+
+async def test_a_body_full_of_escaped_keys_leaves_no_piece_in_the_kept_message() -> None:
+    # Each echo is 3 characters per key character; redacted, 9 characters: however far
+    # the redaction must look to fill the kept 300 characters, no echo is left half-cut.
+    percent = "".join(f"%{byte:02X}" for byte in LONG_KEY.encode())
+    with serving(api_key=None) as fake:
+        fake.script(Reply(status=400, raw=" ".join([percent] * 200).encode()))
+        detail = await _failure_of(fake.base_url, LONG_KEY)
+
+    assert detail == " ".join(["[api key]"] * 200)[:300] + "..."
+
+
+# --- The environment's key goes only to OpenAI ----------------------------------------------------
+
+
+async def test_the_environment_key_is_not_sent_to_another_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with serving(api_key=None) as fake:
+        with pytest.raises(ConfigurationError) as caught:
+            OpenAIChat("gpt-4o-mini", base_url=fake.base_url)
+        optional = OpenAIChat("gpt-4o-mini", base_url=fake.base_url, requires_key=False)
+        async with open_runtime(store=InMemoryStore()) as rt:
+            result = await rt.run(Step("ask", optional), "hello")
+
+    assert str(caught.value) == (
+        f"OpenAIChat('gpt-4o-mini'): no API key for {fake.base_url}: $OPENAI_API_KEY is sent "
+        "only to https://api.openai.com; pass api_key=... or name the variable holding this "
+        "host's key with api_key_env=... (requires_key=False for an endpoint that needs none)"
+    )
+    assert optional.api_key is None
+    assert result.output == "echo: hello"
+    [request] = fake.requests
+    assert "authorization" not in request.headers
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://api.openai.com/v1",  # not over TLS
+        "https://api.openai.com:8443/v1",
+        "https://api.openai.com.example.net/v1",
+        "https://eu.api.openai.com.example/v1",
+        "http://127.0.0.1:8080/v1",
+    ],
+)
+def test_only_the_official_endpoint_reads_the_environment_key(
+    monkeypatch: pytest.MonkeyPatch, base_url: str
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+
+    assert OpenAIChat("gpt-4o-mini", base_url=base_url, requires_key=False).api_key is None
+    assert OpenAIChat("gpt-4o-mini", base_url="https://api.openai.com/v1").api_key == SECRET
+    assert OpenAIChat("gpt-4o-mini", base_url="https://API.openai.com:443/v1/").api_key == SECRET
+
+
+async def test_a_variable_named_explicitly_is_sent_to_any_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    with serving(api_key=SECRET) as fake:
+        agent = OpenAIChat("gpt-4o-mini", base_url=fake.base_url, api_key_env="OPENAI_API_KEY")
+        async with open_runtime(store=InMemoryStore()) as rt:
+            result = await rt.run(Step("ask", agent), "hello")
+
+    assert result.output == "echo: hello"
+    assert [r.headers["authorization"] for r in fake.requests] == [f"Bearer {SECRET}"]
+
+
+# --- Never in what the CLI prints, its journal, its trace or the Perfetto export -----------------
+
+CLI_PIPELINE = """
+import os
+from trioflow.runtime import OpenAIChat, Step
+
+agent = OpenAIChat("gpt-4o-mini", base_url=os.environ["FAKE_BASE_URL"], api_key_env="HOUSE_KEY")
+pipeline = Step("ask", agent)
+"""
+
+
+def _cli(*arguments: str) -> int:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(arguments))
+    code = exit_info.value.code
+    assert isinstance(code, int)
+    return code
+
+
+def test_the_cli_never_shows_or_stores_an_echoed_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipeline = tmp_path / "pipeline.py"
+    pipeline.write_text(CLI_PIPELINE)
+    db = tmp_path / "runs.db"
+    monkeypatch.setenv("HOUSE_KEY", LONG_KEY)
+    echoed = "x" * 295 + LONG_KEY  # across the 300 characters an error message keeps
+    with serving(api_key=None) as fake:
+        monkeypatch.setenv("FAKE_BASE_URL", fake.base_url)
+        fake.script(Reply(status=400, error=echoed))
+        code = _cli("run", f"{pipeline}:pipeline", "--input", "hi", "--db", str(db), "--json")
+    printed = capsys.readouterr()
+    run_id = json.loads(printed.out)["run_id"]
+    assert code == ExitCode.PIPELINE_FAILED
+    perfetto = tmp_path / "trace.json"
+    assert _cli("trace", run_id, "--db", str(db), "--json") == ExitCode.OK
+    assert _cli("trace", run_id, "--db", str(db), "--perfetto", str(perfetto)) == ExitCode.OK
+    assert _cli("runs", "show", run_id, "--db", str(db)) == ExitCode.OK
+    shown = capsys.readouterr()
+
+    everything = "\n".join([printed.out, printed.err, shown.out, shown.err, perfetto.read_text()])
+    assert "x" * 295 + "[api ..." in everything  # the message is there, cut, without the key
+    assert _no_piece_of(LONG_KEY, everything) == []
+    assert _no_piece_of(LONG_KEY, _files_of(db).decode("latin-1")) == []

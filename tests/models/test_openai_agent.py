@@ -225,13 +225,16 @@ async def test_tokens_are_counted_from_text_when_the_endpoint_reports_none(
     assert result.usage == Usage(gpt_4o_mini_cost(8, 3), 8, 3)
 
 
-async def test_the_estimate_is_the_prompt_and_max_tokens(fake_openai: FakeOpenAI) -> None:
+async def test_the_estimate_bounds_the_prompt_by_its_bytes_and_the_reply_by_max_tokens(
+    fake_openai: FakeOpenAI,
+) -> None:
     agent = chat(fake_openai, system_prompt="x" * 40, max_tokens=200)
 
-    estimate = agent.estimate_usage("y" * 80)
+    estimate = agent.estimate_usage("y" * 78 + "é")  # é is two bytes in UTF-8
 
-    # System: 10 + 4 tokens; user: 20 + 4 tokens; output: max_tokens.
-    assert estimate == Usage(gpt_4o_mini_cost(38, 200), 38, 200)
+    # System: 40 bytes + 32 template tokens; user: 80 bytes + 32; the reply's header: 32.
+    # Output: max_tokens.
+    assert estimate == Usage(gpt_4o_mini_cost(216, 200), 216, 200)
 
 
 async def test_the_governor_reserves_the_estimate(
