@@ -27,7 +27,8 @@ Exit codes: 0 success; 1 the pipeline failed; 2 bad arguments or input;
 imported; 5 the run is paused, waiting for human input; 6 no such run;
 7 the journal cannot be used (corrupt, too new, unreadable); 8 the run
 has no trace (still running, or its process stopped first); 130
-interrupted.
+interrupted by Ctrl-C; 143 stopped by SIGTERM (the run is stored
+``interrupted`` either way, and resumable).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import enum
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
@@ -54,6 +56,7 @@ from ._errors import (
     UsageLimitExceeded,
 )
 from ._human import HumanInputInvalid
+from ._interrupts import CTRL_C, StopSignals, was_interrupted
 from ._loading import TargetError, UserImportError, load_target
 from ._perfetto import perfetto_json
 from ._pipeline import Pipeline
@@ -82,6 +85,7 @@ class ExitCode(enum.IntEnum):
     NO_TRACE = 8
     TAKEN_OVER = 9
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 class _Fail(Exception):
@@ -159,8 +163,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except _Fail as failure:
         errors.print(f"[bold red]error:[/] {failure.message}")
         code = failure.code
-    except KeyboardInterrupt:
-        errors.print("interrupted")
+    except (KeyboardInterrupt, BaseExceptionGroup) as error:
+        if not was_interrupted(error):
+            raise
+        errors.print(CTRL_C)  # before a run started, or after it ended
         code = ExitCode.INTERRUPTED
     sys.exit(int(code))
 
@@ -181,7 +187,13 @@ def _with_runtime(
     async def main() -> T:
         db = Path(arguments.db) if arguments.db else default_db_path()
         async with open_runtime(store=db, limits=limits, recover=arguments.recover) as runtime:
-            return await work(runtime)
+            with runtime.stop_on(signal.SIGTERM) as stops:
+                try:
+                    return await work(runtime)
+                except (KeyboardInterrupt, BaseExceptionGroup) as error:
+                    if not was_interrupted(error):
+                        raise
+                    raise _interrupted(stops, error) from error
 
     try:
         return trio.run(main)
@@ -193,6 +205,15 @@ def _with_runtime(
         raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
     except RunTakenOver as error:
         raise _Fail(ExitCode.TAKEN_OVER, str(error)) from error
+
+
+def _interrupted(stops: StopSignals, error: BaseException) -> _Fail:
+    code = ExitCode.INTERRUPTED if stops.received is None else ExitCode.TERMINATED
+    return _Fail(
+        code,
+        f"{stops.reason(error)}: a run it had started is stored as interrupted "
+        "(`trioflow runs list` shows it, `trioflow resume RUN` goes on with it)",
+    )
 
 
 def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
@@ -235,6 +256,7 @@ def _resume_command(arguments: argparse.Namespace, console: Console) -> ExitCode
         record = await runtime.store.get_run(arguments.run_id)
         pipeline = _load(record.target) if record.target else None
         given = {} if answer is _NO_ANSWER else {"human_input": answer}
+        progress.spent_before(await runtime.store.ledger_of(arguments.run_id))
         return await runtime.resume(
             arguments.run_id, path=arguments.path, pipeline=pipeline, watch=progress, **given
         )
