@@ -223,12 +223,13 @@ def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     stored_target = _absolute_target(target)
     limits = _limits(arguments)
     with _progress(arguments) as progress:
-        return _finish(
-            console,
+        result, code = _outcome(
             arguments,
             lambda runtime: runtime.run(pipeline, data, target=stored_target, watch=progress),
             limits,
         )
+    _show(console, result, arguments.json)  # once the live progress has gone
+    return code
 
 
 def _replay_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
@@ -262,7 +263,9 @@ def _resume_command(arguments: argparse.Namespace, console: Console) -> ExitCode
         )
 
     with _progress(arguments) as progress:
-        return _finish(console, arguments, resume)
+        result, code = _outcome(arguments, resume)
+    _show(console, result, arguments.json)  # once the live progress has gone
+    return code
 
 
 def _progress(arguments: argparse.Namespace) -> RunProgress:
@@ -271,23 +274,21 @@ def _progress(arguments: argparse.Namespace) -> RunProgress:
     return RunProgress(errors, live=errors.is_terminal and not arguments.quiet)
 
 
-def _finish(
-    console: Console,
+def _outcome(
     arguments: argparse.Namespace,
     work: Callable[[Runtime], Awaitable[PipelineResult]],
     limits: UsageLimits | None = None,
-) -> ExitCode:
+) -> tuple[PipelineResult, ExitCode]:
+    """The result of a run or resume, and the exit code it calls for."""
     try:
         result = _with_runtime(arguments, work, limits)
     except UsageLimitExceeded as breach:
         if breach.result is None:  # raised by a step's own code, not by this run's governor
             raise _Fail(ExitCode.USAGE_LIMIT, str(breach)) from breach
-        _show(console, breach.result, arguments.json)
-        return ExitCode.USAGE_LIMIT
-    _show(console, result, arguments.json)
+        return breach.result, ExitCode.USAGE_LIMIT
     if result.status is RunStatus.PAUSED:
-        return ExitCode.PAUSED
-    return ExitCode.OK if result.success else ExitCode.PIPELINE_FAILED
+        return result, ExitCode.PAUSED
+    return result, ExitCode.OK if result.success else ExitCode.PIPELINE_FAILED
 
 
 def _runs_list_command(arguments: argparse.Namespace, console: Console) -> ExitCode:

@@ -6,16 +6,19 @@ before it was made), ``over limit`` (its call went over a usage limit),
 ``paused`` (it waits for human input), ``cancelled``, or ``replayed``
 (completed before, taken from the journal on resume), with what the run
 has spent so far: on a resume that includes what it spent before the
-pause or crash. On a terminal a small panel below the lines also refreshes
-a few times a second: the steps running now, how many are done, the cost
-so far and the elapsed time (``--quiet``, a pipe or a log file get the
-lines alone). Both go to standard error, so standard output holds only
-the result.
+pause or crash. On a terminal a small panel below the lines also shows
+the steps running now, how many have finished and the cost so far
+(``--quiet``, a pipe or a log file get the lines alone). Both go to
+standard error, so standard output holds only the result.
+
+The panel is redrawn when a step starts or ends, from the thread that
+runs the steps, never from a refresh thread of its own: rich's thread
+would draw between a step line's cursor moves and its text, which erases
+lines above the panel.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from decimal import Decimal
 from types import TracebackType
@@ -55,7 +58,6 @@ class RunProgress:
 
     def __init__(self, console: Console, *, live: bool) -> None:
         self._console = console
-        self._started = time.monotonic()
         self._running: dict[str, float] = {}
         # How each step that finished is shown (from its notes), until its actor exits.
         self._marks: dict[str, str] = {}
@@ -65,7 +67,7 @@ class RunProgress:
         self._cost = Decimal(0)
         # Built last: rich's Live renders once as it is made, which needs the fields above.
         self._live = (
-            Live(console=console, refresh_per_second=4, transient=True, get_renderable=self._render)
+            Live(console=console, auto_refresh=False, transient=True, get_renderable=self._render)
             if live
             else None
         )
@@ -98,6 +100,10 @@ class RunProgress:
             self._running[event.path] = event.time
         elif event.kind in (TraceKind.EXIT, TraceKind.CANCEL):
             self._finished(event)
+        else:
+            return
+        if self._live is not None:
+            self._live.refresh()
 
     def _finished(self, event: TraceEvent) -> None:
         started = self._running.pop(event.path, event.time)
@@ -130,10 +136,9 @@ class RunProgress:
         return "refused" if refused else "over limit"
 
     def _render(self) -> RenderableType:
-        elapsed = time.monotonic() - self._started
         header = Text(
             f"{self._done} step(s) finished, {len(self._running)} running, "
-            f"{format_usd(self._cost)} so far, {elapsed:.1f}s"
+            f"{format_usd(self._cost)} so far"
         )
         running = [Text(f"  running {path}") for path in list(self._running)[-8:]]
         return Group(header, *running)

@@ -23,7 +23,6 @@ from trioflow.actors import Actor, TraceEvent, TraceKind
 from ._messages import Execute, StepDone
 from ._services import RunServices
 
-
 #: The label of the note a step actor leaves when its step has finished.
 OUTCOME = "outcome"
 
