@@ -9,7 +9,8 @@ import textwrap
 from pathlib import Path
 
 import trio
-from trioflow.persistence import SQLiteStore
+from trioflow.persistence import SQLiteStore, StoreError
+from trioflow.runtime._interrupts import StopSignals
 
 #: How long the child may take before the test gives up on it (a deadline, not a measurement).
 PATIENCE_S = 120
@@ -77,3 +78,18 @@ def test_sigterm_stops_the_run_as_ctrl_c_does(tmp_path: Path) -> None:
             return run.status, run.error, [step.path for step in steps]
 
     assert trio.run(stored) == ("interrupted", "interrupted by SIGTERM", ["main/0:ready"])
+
+
+def test_the_reason_says_what_stopped_the_run() -> None:
+    stops = StopSignals()
+    # How trio hands on a KeyboardInterrupt that reached a nursery's body.
+    grouped = BaseExceptionGroup(
+        "Code block inside nursery contextmanager raised exception KeyboardInterrupt()",
+        [KeyboardInterrupt()],
+    )
+
+    assert stops.reason(grouped) == "interrupted by Ctrl-C"
+    assert stops.reason(KeyboardInterrupt()) == "interrupted by Ctrl-C"
+    assert stops.reason(StoreError("disk full")) == "StoreError: disk full"
+    stops.received = signal.SIGTERM
+    assert stops.reason(grouped) == "interrupted by SIGTERM"
