@@ -256,9 +256,20 @@ async def _fall_back(
             "fallback_step": fallback.name,
             "original_error": failed.feedback,
         },
-        step_history=(failed, ran),
+        step_history=(_own_attempts(failed), ran),
     )
     return StepDone(result, breach=done.breach, replies=done.replies)
+
+
+def _own_attempts(failed: StepResult) -> StepResult:
+    """The step's own failed attempts, as the first of the two results beneath its fallback.
+
+    Its path names the attempts (``main/5:polish#1-2``, as the trace names
+    attempt ``#1``): under the step's own path it would read as a step
+    nested in itself in tables and JSON.
+    """
+    attempts = "1" if failed.attempts == 1 else f"1-{failed.attempts}"
+    return attrs.evolve(failed, path=f"{failed.path}#{attempts}")
 
 
 async def _attempts(

@@ -40,7 +40,8 @@ Exit codes: 0 success; 1 the pipeline failed; 2 bad arguments or input;
 imported; 5 the run is paused, waiting for human input; 6 no such run;
 7 the journal cannot be used (corrupt, too new, unreadable); 8 the run
 has no trace (still running, or its process stopped first); 130
-interrupted.
+interrupted by Ctrl-C; 143 stopped by SIGTERM (the run is stored
+``interrupted`` either way, and resumable).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import enum
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
@@ -87,6 +89,7 @@ from ._errors import (
     UsageLimitExceeded,
 )
 from ._human import HumanInputInvalid
+from ._interrupts import CTRL_C, StopSignals, was_interrupted
 from ._loading import LoadedPipeline, TargetError, UserImportError, load_recorded, load_target
 from ._nesting import check_nesting
 from ._perfetto import perfetto_json
@@ -118,6 +121,7 @@ class ExitCode(enum.IntEnum):
     NO_TRACE = 8
     TAKEN_OVER = 9
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 class _Fail(Exception):
@@ -250,8 +254,10 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except _Fail as failure:
         errors.print(f"[bold red]error:[/] {shown(failure.message)}")
         code = failure.code
-    except KeyboardInterrupt:
-        errors.print("interrupted")
+    except (KeyboardInterrupt, BaseExceptionGroup) as error:
+        if not was_interrupted(error):
+            raise
+        errors.print(CTRL_C)  # before a run started, or after it ended
         code = ExitCode.INTERRUPTED
     sys.exit(int(code))
 
@@ -272,7 +278,13 @@ def _with_runtime(
     async def main() -> T:
         db = Path(arguments.db) if arguments.db else default_db_path()
         async with open_runtime(store=db, limits=limits, recover=arguments.recover) as runtime:
-            return await work(runtime)
+            with runtime.stop_on(signal.SIGTERM) as stops:
+                try:
+                    return await work(runtime)
+                except (KeyboardInterrupt, BaseExceptionGroup) as error:
+                    if not was_interrupted(error):
+                        raise
+                    raise _interrupted(stops, error) from error
 
     try:
         return trio.run(main)
@@ -295,14 +307,22 @@ def _with_runtime(
         raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
 
 
+def _interrupted(stops: StopSignals, error: BaseException) -> _Fail:
+    code = ExitCode.INTERRUPTED if stops.received is None else ExitCode.TERMINATED
+    return _Fail(
+        code,
+        f"{stops.reason(error)}: a run it had started is stored as interrupted "
+        "(`trioflow runs list` shows it, `trioflow resume RUN` goes on with it)",
+    )
+
+
 def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     loaded = _load(arguments.target)
     _require_default_context(loaded.pipeline)
     data = _parse_input(loaded.pipeline, _read_input(arguments))
     limits = _limits(arguments)
     with _progress(arguments) as progress:
-        return _finish(
-            console,
+        result, pauses, code = _outcome(
             arguments,
             lambda runtime: runtime.run(
                 loaded.pipeline,
@@ -313,6 +333,8 @@ def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
             ),
             limits,
         )
+    _show(console, result, arguments.json, pauses)  # once the live progress has gone
+    return code
 
 
 def _require_default_context(pipeline: Pipeline) -> None:
@@ -366,12 +388,15 @@ def _resume_command(arguments: argparse.Namespace, console: Console) -> ExitCode
             given["human_input"] = await _answer(runtime, arguments, text)
         elif record.status == RunStatus.PAUSED.value:
             await _require_answer(runtime, record.run_id)
+        progress.spent_before(await runtime.store.ledger_of(arguments.run_id))
         return await runtime.resume(
             arguments.run_id, path=arguments.path, pipeline=pipeline, watch=progress, **given
         )
 
     with _progress(arguments) as progress:
-        return _finish(console, arguments, resume)
+        result, pauses, code = _outcome(arguments, resume)
+    _show(console, result, arguments.json, pauses)  # once the live progress has gone
+    return code
 
 
 async def _waiting(runtime: Runtime, run_id: str) -> list[PauseRecord]:
@@ -409,12 +434,13 @@ def _progress(arguments: argparse.Namespace) -> RunProgress:
     return RunProgress(errors, live=errors.is_terminal and not arguments.quiet)
 
 
-def _finish(
-    console: Console,
+def _outcome(
     arguments: argparse.Namespace,
     work: Callable[[Runtime], Awaitable[PipelineResult]],
     limits: UsageLimits | None = None,
-) -> ExitCode:
+) -> tuple[PipelineResult, list[PauseRecord], ExitCode]:
+    """The result of a run or resume, the pauses it waits at, and the exit code it calls for."""
+
     async def with_pauses(runtime: Runtime) -> tuple[PipelineResult, list[PauseRecord]]:
         result = await work(runtime)
         if not result.paused_at:
@@ -427,12 +453,10 @@ def _finish(
     except UsageLimitExceeded as breach:
         if breach.result is None:  # raised by a step's own code, not by this run's governor
             raise _Fail(ExitCode.USAGE_LIMIT, str(breach)) from breach
-        _show(console, breach.result, arguments.json)
-        return ExitCode.USAGE_LIMIT
-    _show(console, result, arguments.json, pauses)
+        return breach.result, [], ExitCode.USAGE_LIMIT
     if result.status is RunStatus.PAUSED:
-        return ExitCode.PAUSED
-    return ExitCode.OK if result.success else ExitCode.PIPELINE_FAILED
+        return result, pauses, ExitCode.PAUSED
+    return result, pauses, ExitCode.OK if result.success else ExitCode.PIPELINE_FAILED
 
 
 def _runs_list_command(arguments: argparse.Namespace, console: Console) -> ExitCode:

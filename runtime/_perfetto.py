@@ -49,6 +49,7 @@ from typing import Any
 import attrs
 from trioflow.actors import TraceKind
 
+from ._step_actor import OUTCOME
 from ._trace_tree import (
     RUN_PATH,
     STARTED,
@@ -65,8 +66,9 @@ from ._trace_tree import is_anchor as _is_anchor
 PID = 1
 
 #: Notes that are not instants: governor bookkeeping (commits become the usage
-#: counters) and the start of the first drive (the start of the timeline).
-_NOT_INSTANTS = frozenset({"grant", "commit", STARTED})
+#: counters), the start of the first drive (the start of the timeline) and a
+#: step's outcome (its slice already ends there).
+_NOT_INSTANTS = frozenset({"grant", "commit", STARTED, OUTCOME})
 #: Governor notes shown on the track of the step they concern (their ``peer``): a
 #: reservation refused or waiting for room, a limit breached.
 _ABOUT_PEER = frozenset({"deny", "wait", "breach"})

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 import uuid
 import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from ._errors import (
 )
 from ._governor import Governor, Totals
 from ._human import HumanStep
+from ._interrupts import StopSignals
 from ._journal import Journal
 from ._messages import Execute, StepDone
 from ._nesting import check_nesting
@@ -90,6 +92,20 @@ class Runtime:
         # The pipelines of the latest runs, so resume() and replay() can find them
         # again; bounded, so a long-lived runtime does not keep every pipeline.
         self._pipelines: OrderedDict[str, Pipeline] = OrderedDict()
+        self._stops = StopSignals()
+
+    def stop_on(self, *signals: signal.Signals) -> AbstractContextManager[StopSignals]:
+        """While inside, each of ``signals`` stops runs as Ctrl-C does; a context manager.
+
+        A run stopped so is stored ``interrupted`` (resumable) with the
+        signal named in its reason (``interrupted by SIGTERM``), and
+        ``KeyboardInterrupt`` goes on to the caller; ``received`` on the
+        value it gives says which signal came. The ``trioflow`` command
+        uses it for SIGTERM; a program that embeds the runtime chooses
+        (signal handlers belong to its process, and only its main thread
+        may install them).
+        """
+        return self._stops.installed(*signals)
 
     async def run(
         self,
@@ -467,7 +483,7 @@ class Runtime:
                     total_cost_usd=str(spent.cost_usd),
                     input_tokens=spent.input_tokens,
                     output_tokens=spent.output_tokens,
-                    error=f"{type(error).__name__}: {error}",
+                    error=self._stops.reason(error),
                 ),
             )
         except StoreError:

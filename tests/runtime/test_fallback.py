@@ -67,10 +67,12 @@ async def test_fallback_runs_after_primary_exhausts_its_attempts(rt: Runtime) ->
     )
     # the run's totals (the governor's ledger) agree with the step's
     assert result.usage == Usage(Decimal("0.25"), 250, 50)
+    # The step's own two attempts, then its fallback: nothing is nested in itself.
     assert [inner.path for inner in step.step_history] == [
-        "main/0:primary",
+        "main/0:primary#1-2",
         "main/0:primary/fallback:backup",
     ]
+    assert [inner.attempts for inner in step.step_history] == [2, 1]
     assert [inner.success for inner in step.step_history] == [False, True]
 
 
@@ -142,8 +144,9 @@ async def test_fallback_chain_runs_in_order(rt: Runtime) -> None:
     )
     via_b = step.step_history[1]
     assert via_b.path == "main/0:a/fallback:b"
+    assert [inner.path for inner in step.step_history] == ["main/0:a#1", "main/0:a/fallback:b"]
     assert [inner.path for inner in via_b.step_history] == [
-        "main/0:a/fallback:b",
+        "main/0:a/fallback:b#1",
         "main/0:a/fallback:b/fallback:c",
     ]
 
