@@ -18,9 +18,14 @@
   narrow it; ``--perfetto FILE`` writes Chrome/Perfetto trace-event JSON
   instead, for ui.perfetto.dev.
 
+* ``trioflow doctor`` checks every page of the journal (opening one never
+  does): exit code 0 when it is sound, 7 when it is damaged.
+
 Runs are journaled in ``--db PATH``, else ``$TRIOFLOW_DB``, else
-``.trioflow/trioflow.db``; ``--recover`` replaces a corrupt journal with a
-fresh one (the damaged file is moved aside, never deleted).
+``.trioflow/trioflow.db``. A damaged journal is refused (exit code 7) and
+left in place until ``--recover`` repairs it or moves it aside (never
+deleting it) for a fresh one. ``--busy-timeout SECONDS`` is how long a
+write waits for another process's lock on the journal.
 
 Exit codes: 0 success; 1 the pipeline failed; 2 bad arguments or input;
 3 a usage limit stopped the run; 4 the pipeline file raised while being
@@ -35,6 +40,7 @@ from __future__ import annotations
 import argparse
 import enum
 import json
+import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
@@ -44,8 +50,15 @@ from typing import Any, NoReturn, TypeVar
 import pydantic
 import trio
 from rich.console import Console
-from trioflow.persistence import StoreError, UnknownRun
+from trioflow.persistence import (
+    DEFAULT_BUSY_TIMEOUT_S,
+    SQLiteStore,
+    StoreError,
+    UnknownRun,
+    UnreadableRuns,
+)
 
+from ._doctor import doctor
 from ._errors import (
     ConfigurationError,
     HumanInputRequired,
@@ -100,7 +113,15 @@ def _parser() -> argparse.ArgumentParser:
     journal.add_argument(
         "--recover",
         action="store_true",
-        help="replace a corrupt journal with a fresh one (the old file is kept)",
+        help="repair a damaged journal, or move it aside for a fresh one (nothing is deleted)",
+    )
+    journal.add_argument(
+        "--busy-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=DEFAULT_BUSY_TIMEOUT_S,
+        help="how long to wait for another process's lock on the journal "
+        f"(default: {DEFAULT_BUSY_TIMEOUT_S:g})",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -138,7 +159,18 @@ def _parser() -> argparse.ArgumentParser:
     trace.add_argument(
         "--perfetto", metavar="FILE", help="write Chrome/Perfetto trace-event JSON to FILE"
     )
+    commands.add_parser("doctor", parents=[journal], help="check every page of the journal")
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise argparse.ArgumentTypeError(f"expected 0 or more seconds, got {text!r}")
+    return seconds
 
 
 def _input_arguments(parser: argparse.ArgumentParser) -> None:
@@ -179,8 +211,15 @@ def _with_runtime(
     """Run ``work`` in a runtime over the chosen journal, mapping errors to exit codes."""
 
     async def main() -> T:
-        db = Path(arguments.db) if arguments.db else default_db_path()
-        async with open_runtime(store=db, limits=limits, recover=arguments.recover) as runtime:
+        opening = open_runtime(
+            store=_db(arguments),
+            limits=limits,
+            recover=arguments.recover,
+            busy_timeout_s=arguments.busy_timeout,
+        )
+        async with opening as runtime:
+            if arguments.recover:
+                _report_recovery(runtime)
             return await work(runtime)
 
     try:
@@ -193,6 +232,20 @@ def _with_runtime(
         raise _Fail(ExitCode.BAD_ARGUMENTS, str(error)) from error
     except RunTakenOver as error:
         raise _Fail(ExitCode.TAKEN_OVER, str(error)) from error
+
+
+def _db(arguments: argparse.Namespace) -> Path:
+    return Path(arguments.db) if arguments.db else default_db_path()
+
+
+def _report_recovery(runtime: Runtime) -> None:
+    """Say what ``--recover`` did: where a damaged journal went, or that it was sound."""
+    store = runtime.store
+    if isinstance(store, SQLiteStore):
+        errors = Console(stderr=True, highlight=False, soft_wrap=True)
+        done = store.recovered_from
+        said = f"the journal {store.path} is sound: nothing to recover" if done is None else done
+        errors.print(f"--recover: {said}", markup=False)
 
 
 def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
@@ -270,10 +323,30 @@ def _finish(
 
 def _runs_list_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     async def runs(runtime: Runtime) -> Any:
-        return await runtime.store.list_runs()
+        try:
+            return await runtime.store.list_runs(), None
+        except UnreadableRuns as unreadable:  # list the others, then name the bad ones
+            return unreadable.readable, unreadable
 
-    console.print(runs_table(_with_runtime(arguments, runs)))
+    listed, unreadable = _with_runtime(arguments, runs)
+    console.print(runs_table(listed))
+    if unreadable is not None:
+        raise _Fail(ExitCode.STORE_ERROR, str(unreadable))
     return ExitCode.OK
+
+
+def _doctor_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
+    if arguments.recover:  # repair first, then check what is left
+        _with_runtime(arguments, _nothing)
+    try:
+        sound = doctor(console, _db(arguments), arguments.busy_timeout)
+    except StoreError as error:
+        raise _Fail(ExitCode.STORE_ERROR, str(error)) from error
+    return ExitCode.OK if sound else ExitCode.STORE_ERROR
+
+
+async def _nothing(runtime: Runtime) -> None:
+    return None
 
 
 def _runs_show_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
@@ -332,6 +405,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitCode]] = {
     "runs show": _runs_show_command,
     "trace": _trace_command,
     "replay": _replay_command,
+    "doctor": _doctor_command,
 }
 
 
