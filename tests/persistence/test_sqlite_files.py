@@ -315,7 +315,8 @@ async def test_a_journal_whose_rows_break_its_schema_is_recovered_by_a_copy(
         assert await store.trace_of("r1") == [TraceEvent(TraceKind.SPAWN, "run", 0.0)]
         recovered = store.recovered_from
 
-    assert recovered is not None and recovered.moved_to is not None
+    assert recovered is not None
+    assert recovered.moved_to is not None
     assert (recovered.damage, recovered.action) == (
         "NULL value in trace_events.peer",
         "every run was copied into a fresh journal in its place",
@@ -335,7 +336,8 @@ async def test_recover_moves_companion_files_with_the_damaged_file(tmp_path: Pat
         recovered = store.recovered_from
         assert await store.list_runs() == []
 
-    assert recovered is not None and recovered.moved_to is not None
+    assert recovered is not None
+    assert recovered.moved_to is not None
     moved = recovered.moved_to
     assert STAMPED.match(moved.name), moved.name
     assert sorted(os.listdir(tmp_path)) == [
@@ -364,7 +366,8 @@ async def test_moving_aside_never_overwrites_an_earlier_corrupt_file(tmp_path: P
     async with SQLiteStore.open(path, recover=True) as store:
         recovered = store.recovered_from
 
-    assert recovered is not None and recovered.moved_to is not None
+    assert recovered is not None
+    assert recovered.moved_to is not None
     assert recovered.moved_to in {taken.with_name(taken.name + ".1") for taken in earlier}
     assert recovered.moved_to.read_bytes() == bad
     assert {taken: taken.read_bytes() for taken in earlier} == earlier
@@ -383,7 +386,8 @@ async def test_recover_moves_an_unreadable_journal_aside_and_starts_fresh(
         assert await store.list_runs() == [a_run()]
         recovered = store.recovered_from
 
-    assert recovered is not None and recovered.moved_to is not None
+    assert recovered is not None
+    assert recovered.moved_to is not None
     assert recovered.moved_to.read_bytes() == bad
     assert str(recovered) == (
         f"the journal {path} was damaged (file is not a database): its tables cannot be read; "
@@ -723,6 +727,7 @@ async def test_a_damaged_journal_is_left_with_its_wal_intact_until_recover(
 
     async with SQLiteStore.open(copy, recover=True) as store:
         recovered = store.recovered_from
-    assert recovered is not None and recovered.moved_to is not None
+    assert recovered is not None
+    assert recovered.moved_to is not None
     assert await trio.Path(f"{recovered.moved_to}-wal").read_bytes() == wal
     assert recovered.moved_to.read_bytes() == damaged
