@@ -84,15 +84,12 @@ def check_file(path: Path, busy_ms: int) -> None:
     """
     if is_new(path):
         return
-    has_wal = with_suffix(path, "-wal").exists()
     if path.stat().st_size > 0 and not has_sqlite_header(path):
         if looks_like_journal(path):
             raise CorruptDatabase(path, "file is not a database")
         raise NotAJournal(path, "it does not start as an SQLite database")
-    flags = apsw.SQLITE_OPEN_READONLY if has_wal else apsw.SQLITE_OPEN_READWRITE
-    connection = apsw.Connection(str(path), flags=flags)
+    connection = _reading(path, busy_ms)
     try:
-        connection.set_busy_timeout(busy_ms)
         # One read transaction, so every check sees one snapshot even while another
         # process creates or migrates the database (tables and version change together).
         connection.execute("BEGIN")
@@ -132,6 +129,22 @@ def _require_ours(path: Path, version: int, tables: list[str]) -> None:
         )
 
 
+def _reading(path: Path, busy_ms: int) -> apsw.Connection:
+    """A connection to read ``path`` with, which leaves no file behind and deletes none.
+
+    When a ``-wal`` file exists the connection is read-only, because a
+    read-write connection closing on a damaged database deletes its
+    ``-wal`` file, which holds the last commits. Without one, read-write
+    is right: it removes the ``-wal`` and ``-shm`` files it made itself
+    when it closes (a read-only one would leave them).
+    """
+    has_wal = with_suffix(path, "-wal").exists()
+    flags = apsw.SQLITE_OPEN_READONLY if has_wal else apsw.SQLITE_OPEN_READWRITE
+    connection = apsw.Connection(str(path), flags=flags)
+    connection.set_busy_timeout(busy_ms)
+    return connection
+
+
 def problems(path: Path, busy_ms: int, *, full: bool) -> list[str]:
     """What SQLite's check finds wrong in the database at ``path`` (empty: sound).
 
@@ -140,11 +153,10 @@ def problems(path: Path, busy_ms: int, *, full: bool) -> list[str]:
     """
     pragma = "integrity_check" if full else "quick_check"
     try:
-        connection = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        connection = _reading(path, busy_ms)
     except apsw.Error as error:
         return [str(error)]
     try:
-        connection.set_busy_timeout(busy_ms)
         rows: list[Any] = connection.execute(f"PRAGMA {pragma}").fetchall()
     except DAMAGE as error:
         return [str(error)]
@@ -188,9 +200,8 @@ def examine_journal(path: Path, busy_ms: int) -> JournalHealth:
     found = problems(path, busy_ms, full=True)
     if found:
         return JournalHealth(path, tuple(found), None, size)
-    connection = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    connection = _reading(path, busy_ms)
     try:
-        connection.set_busy_timeout(busy_ms)
         counted: list[Any] = connection.execute("SELECT count(*) FROM runs").fetchall()
     finally:
         connection.close()
@@ -253,9 +264,8 @@ def _reindexed(path: Path, busy_ms: int) -> bool:
 
 
 def _schema_readable(path: Path, busy_ms: int) -> bool:
-    connection = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    connection = _reading(path, busy_ms)
     try:
-        connection.set_busy_timeout(busy_ms)
         connection.execute("SELECT count(*) FROM sqlite_master").fetchall()
     except DAMAGE:
         return False
