@@ -3,11 +3,11 @@
 A full check reads every page (``PRAGMA integrity_check``: about 2 s for
 600 MB), so it is never part of opening a journal: opening costs the same
 at 1 GB as at 1 MB. It runs where it is asked for (``trioflow doctor``,
-:func:`examine`) or needed: when SQLite reports damage during use (to say
+:func:`examine_journal`) or needed: when SQLite reports damage during use (to say
 what is damaged) and for ``--recover``.
 
-Recovering (:func:`recover_journal`) keeps every run that can be read, in order of
-preference:
+Recovering (:func:`recover_journal`) keeps every run that can be read, in
+order of preference:
 
 1. ``REINDEX`` in place, when the damage is in indexes whose pages are
    sound (an index that disagrees with its table): nothing moves.
@@ -76,11 +76,7 @@ def check_file(path: Path, busy_ms: int) -> None:
     trioflow journal, :class:`CorruptDatabase` for one SQLite cannot open,
     :class:`SchemaTooNew`, or :class:`StoreError`; in every case the file is
     left as it was. A file without SQLite's header is refused before SQLite
-    opens it. The others are only read; when a ``-wal`` file exists the
-    connection is read-only, because a read-write connection closing on a
-    damaged database deletes its ``-wal`` file (without one, read-write is
-    right: it removes the ``-wal`` and ``-shm`` files it made itself when it
-    closes).
+    opens it; the others are only read (see :func:`_reading`).
     """
     if is_new(path):
         return
@@ -145,19 +141,19 @@ def _reading(path: Path, busy_ms: int) -> apsw.Connection:
     return connection
 
 
-def problems(path: Path, busy_ms: int, *, full: bool) -> list[str]:
-    """What SQLite's check finds wrong in the database at ``path`` (empty: sound).
+def problems(path: Path, busy_ms: int) -> list[str]:
+    """What SQLite's full check finds wrong in the database at ``path`` (empty: sound).
 
-    ``full`` runs ``integrity_check`` (indexes against tables too), else
-    ``quick_check``. The connection is read-only: the check changes nothing.
+    ``integrity_check`` reads every page and checks every index against its
+    table (``quick_check`` would skip the latter: a stale index is damage
+    too). The file is only read (see :func:`_reading`).
     """
-    pragma = "integrity_check" if full else "quick_check"
     try:
         connection = _reading(path, busy_ms)
     except apsw.Error as error:
         return [str(error)]
     try:
-        rows: list[Any] = connection.execute(f"PRAGMA {pragma}").fetchall()
+        rows: list[Any] = connection.execute("PRAGMA integrity_check").fetchall()
     except DAMAGE as error:
         return [str(error)]
     finally:
@@ -197,7 +193,7 @@ def examine_journal(path: Path, busy_ms: int) -> JournalHealth:
         check_file(path, busy_ms)
     except CorruptDatabase as damaged:
         return JournalHealth(path, (damaged.reason,), None, size)
-    found = problems(path, busy_ms, full=True)
+    found = problems(path, busy_ms)
     if found:
         return JournalHealth(path, tuple(found), None, size)
     connection = _reading(path, busy_ms)
@@ -221,7 +217,7 @@ def recover_journal(path: Path, busy_ms: int) -> Recovery | None:
     Run by ``recover=True`` before the store opens the file: see the module
     docstring for what is tried, in order.
     """
-    found = problems(path, busy_ms, full=True)
+    found = problems(path, busy_ms)
     if not found:
         return None
     damage = summary(found)
@@ -260,7 +256,7 @@ def _reindexed(path: Path, busy_ms: int) -> bool:
             connection.close()
     except DAMAGE:
         return False  # an index page itself is damaged: REINDEX cannot free it
-    return not problems(path, busy_ms, full=True)
+    return not problems(path, busy_ms)
 
 
 def _schema_readable(path: Path, busy_ms: int) -> bool:

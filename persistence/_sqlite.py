@@ -53,7 +53,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -294,8 +293,8 @@ class SQLiteStore:
         """What SQLite's ``error`` means for the user; damage is described by a full check."""
         if not isinstance(error, DAMAGE):
             return storage_error(self.path, error, self.busy_timeout_s)
-        check = partial(problems, self.path, round(self.busy_timeout_s * 1000), full=True)
-        found = await trio.to_thread.run_sync(check)
+        busy_ms = round(self.busy_timeout_s * 1000)
+        found = await trio.to_thread.run_sync(problems, self.path, busy_ms)
         return CorruptDatabase(self.path, summary(found) if found else str(error))
 
 
