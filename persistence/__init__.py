@@ -1,13 +1,13 @@
 """Where trioflow keeps runs: the store protocol, its stores, and the codec."""
 
 from ._codec import CODEC, Codec, CorruptJournal, Unresolved, UnstorableValue, register_type
-from ._failures import CorruptDatabase, JournalBusy
+from ._failures import DEFAULT_BUSY_TIMEOUT_S, CorruptDatabase, JournalBusy
 from ._files import NotAJournal
 from ._health import JournalHealth, Recovery, examine_journal
 from ._memory import InMemoryStore
 from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
 from ._schema import SchemaTooNew
-from ._sqlite import DEFAULT_BUSY_TIMEOUT_S, Durability, SQLiteStore, UnreadableRuns
+from ._sqlite import Durability, SQLiteStore, UnreadableRuns
 from ._store import RunStore, StoreError, UnknownRun
 
 __all__ = [

@@ -36,6 +36,10 @@ class CorruptDatabase(StoreError):
         self.reason = reason
 
 
+#: How long a write waits for another process's write lock before it fails.
+DEFAULT_BUSY_TIMEOUT_S = 30.0
+
+
 class JournalBusy(StoreError):
     """Another process held the journal's write lock for longer than the busy timeout."""
 

@@ -34,7 +34,7 @@ from typing import Any
 import apsw
 import attrs
 
-from ._failures import DAMAGE, CorruptDatabase
+from ._failures import DAMAGE, DEFAULT_BUSY_TIMEOUT_S, CorruptDatabase
 from ._files import (
     NotAJournal,
     has_sqlite_header,
@@ -178,12 +178,16 @@ class JournalHealth:
         return not self.problems
 
 
-def examine_journal(path: Path, busy_ms: int) -> JournalHealth:
-    """Check every page of the journal at ``path``; nothing is changed.
+def examine_journal(
+    path: str | os.PathLike[str], *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
+) -> JournalHealth:
+    """Check every page of the journal at ``path`` (``trioflow doctor``); nothing is changed.
 
     Raises :class:`NotAJournal`, :class:`SchemaTooNew`, or :class:`StoreError`
     when there is no journal at ``path``.
     """
+    path = Path(path)
+    busy_ms = round(busy_timeout_s * 1000)
     if not path.exists():
         raise StoreError(f"there is no journal at {path}")
     size = path.stat().st_size

@@ -62,7 +62,7 @@ import trio
 from trioflow.actors import ActorRef, TraceEvent, TraceKind, TraceSink, open_supervisor
 
 from ._codec import CODEC, CorruptJournal
-from ._failures import DAMAGE, CorruptDatabase, storage_error
+from ._failures import DAMAGE, DEFAULT_BUSY_TIMEOUT_S, CorruptDatabase, storage_error
 from ._files import is_new, make_private, make_private_folder
 from ._health import Recovery, check_file, problems, recover_journal, summary
 from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
@@ -86,9 +86,6 @@ R = TypeVar("R")
 Durability = Literal["normal", "full"]
 
 _SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}
-
-#: How long a write waits for another process's write lock before it fails.
-DEFAULT_BUSY_TIMEOUT_S = 30.0
 
 
 class UnreadableRuns(StoreError):

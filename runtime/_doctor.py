@@ -23,7 +23,7 @@ def doctor(console: Console, path: Path, busy_timeout_s: float) -> bool:
     Raises :class:`~trioflow.persistence.StoreError` when there is no journal
     at ``path`` or it is not one.
     """
-    health = examine_journal(path, round(busy_timeout_s * 1000))
+    health = examine_journal(path, busy_timeout_s=busy_timeout_s)
     if health.sound:
         console.print(
             f"{path}: sound (every page checked; {health.runs} run(s), "

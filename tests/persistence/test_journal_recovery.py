@@ -99,7 +99,7 @@ async def test_a_damaged_index_page_hides_no_run_and_recover_keeps_them_all(
     assert recovered is not None
     assert recovered.moved_to is not None
     assert recovered.action == "every run was copied into a fresh journal in its place"
-    assert examine_journal(path, 1000).problems == ()
+    assert examine_journal(path).problems == ()
 
 
 async def test_a_stale_index_is_rebuilt_in_place(tmp_path: Path) -> None:
@@ -108,7 +108,7 @@ async def test_a_stale_index_is_rebuilt_in_place(tmp_path: Path) -> None:
     unlink_index_from_its_table(
         path, "runs_by_start", "UPDATE runs SET started_at = 'x' || started_at"
     )
-    found = examine_journal(path, 1000).problems
+    found = examine_journal(path).problems
     assert found[:2] == (
         "row 1 missing from index runs_by_start",
         "row 2 missing from index runs_by_start",
@@ -125,7 +125,7 @@ async def test_a_stale_index_is_rebuilt_in_place(tmp_path: Path) -> None:
     )
     assert recovered.damage == "; ".join(found[:3]) + f" (and {len(found) - 3} more)"
     assert sorted(os.listdir(tmp_path)) == ["runs.db"]
-    assert examine_journal(path, 1000).problems == ()
+    assert examine_journal(path).problems == ()
 
 
 async def test_a_run_that_cannot_be_decoded_is_named_and_the_others_listed(
