@@ -19,31 +19,36 @@ awaited call returns:
 There is no weaker mode: no write is ever acknowledged before its commit.
 
 Threads: a wait for a lock held by another process (``database is
-locked`` is retried for ``busy_timeout_s``, never taken for corruption),
-an fsync or a WAL checkpoint never blocks the event loop. The writer
-commits in a worker thread whenever one of them may happen: always with
-``"full"``, and with ``"normal"`` when the write lock is taken; an
-uncontended ``"normal"`` commit needs none of them and runs in the
-writer's task, saving the thread hand-off (see :mod:`._writer`). Reads
+locked`` is retried for ``busy_timeout_s``, 30 s by default, never taken
+for corruption), an fsync or a WAL checkpoint never blocks the event loop.
+The writer commits in a worker thread whenever one of them may happen:
+always with ``"full"``, and with ``"normal"`` when the write lock is
+taken; an uncontended ``"normal"`` commit needs none of them and runs in
+the writer's task, saving the thread hand-off (see :mod:`._writer`). Reads
 run in the caller's task on a second, read-only connection: in WAL mode
 readers never wait for writers and read the last commit, and the queries
 are short index lookups.
 
-Files: the parent folder is created if needed. A file that is not a
-database, or is damaged (caught by ``PRAGMA quick_check`` on open, which
-reads the whole file once), is moved aside with its ``-wal``/``-shm``
-files to ``NAME.corrupt-<UTC time>`` (a counter is added if that name is
-taken; nothing is overwritten or deleted). Then :class:`CorruptDatabase`
-says where it went, or, with ``recover=True``, a fresh database is started
-at ``path`` and :attr:`SQLiteStore.recovered_from` holds that error. A
-database newer than this code raises :class:`SchemaTooNew`; a valid
-SQLite database that trioflow did not create raises :class:`StoreError`;
-both files are left untouched.
+Files (see :mod:`._files`): a missing parent folder is created ``0700``
+and the database ``0600`` (its ``-wal`` and ``-shm`` follow). Opening
+reads the header, the first page and the schema, never the whole file, so
+it costs the same at any size. Only a recognisable trioflow journal is
+ever changed: anything else (a text file, another program's database,
+``/dev/null``) raises :class:`NotAJournal` and is left untouched; a
+journal newer than this code raises :class:`SchemaTooNew`. A damaged
+journal raises :class:`CorruptDatabase`, when opening or whenever SQLite
+meets the damage later (the message then quotes a full check of the
+file), and is left in place, so every later open meets it again: nothing
+starts an empty journal in its place on its own. ``recover=True`` checks
+the whole file first and repairs it or moves it aside (:mod:`._health`);
+:attr:`SQLiteStore.recovered_from` says what it did. Every other SQLite
+failure (a lock held past the busy timeout, a full disk, a read-only
+file or folder) is raised as one :class:`StoreError` naming the journal
+(:mod:`._failures`).
 """
 
 from __future__ import annotations
 
-import datetime
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -57,8 +62,11 @@ import trio
 from trioflow.actors import ActorRef, TraceEvent, TraceKind, TraceSink, open_supervisor
 
 from ._codec import CODEC, CorruptJournal, parse
+from ._failures import DAMAGE, DEFAULT_BUSY_TIMEOUT_S, CorruptDatabase, storage_error
+from ._files import is_new, make_private, make_private_folder
+from ._health import Recovery, check_file, problems, recover_journal, summary
 from ._records import LedgerEntry, PauseRecord, RunRecord, RunSummary, StepRecord
-from ._schema import CURRENT_VERSION, SchemaTooNew, migrate, schema_version, utc_text
+from ._schema import CURRENT_VERSION, migrate, schema_version, utc_text
 from ._store import StoreError, UnknownRun, require_same_run
 from ._summary import run_summary
 from ._trusted import NO_TYPES, TrustedTypes
@@ -82,29 +90,18 @@ Durability = Literal["normal", "full"]
 
 _SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}
 
-#: The first bytes of every SQLite database file.
-_HEADER = b"SQLite format 3\x00"
 
-#: Files SQLite keeps next to a database; moved aside with it.
-_COMPANIONS = ("-wal", "-shm", "-journal")
+class UnreadableRuns(StoreError):
+    """Some stored runs cannot be decoded; ``readable`` holds all the others, in order."""
 
-
-class CorruptDatabase(StoreError):
-    """The file was not a readable SQLite database; it was moved to ``moved_to``."""
-
-    def __init__(self, path: Path, moved_to: Path, reason: str) -> None:
+    def __init__(self, unreadable: dict[str, str], readable: list[RunSummary]) -> None:
+        named = "; ".join(f"run {run_id!r}: {reason}" for run_id, reason in unreadable.items())
         super().__init__(
-            f"{path} is not a readable SQLite database ({reason}); it was moved aside to "
-            f"{moved_to} (nothing was deleted). Open the store with recover=True to start "
-            "a fresh database in its place."
+            f"{len(unreadable)} stored run(s) cannot be read and were left out ({named}); "
+            f"the other {len(readable)} run(s) are intact"
         )
-        self.path = path
-        self.moved_to = moved_to
-        self.reason = reason
-
-
-class _Damaged(Exception):
-    """Raised while checking a file: it is not a database or it is damaged."""
+        self.unreadable = unreadable
+        self.readable = readable
 
 
 class _DiscardTrace:
@@ -124,13 +121,15 @@ class SQLiteStore:
         self,
         path: Path,
         durability: Durability,
+        busy_timeout_s: float,
         reader: apsw.Connection,
         writer: ActorRef[WriteRequest],
-        recovered_from: CorruptDatabase | None,
+        recovered_from: Recovery | None,
     ) -> None:
         self.path = path
         self.durability = durability
-        #: With ``recover=True``: the corrupt file this store replaced (where it went).
+        self.busy_timeout_s = busy_timeout_s
+        #: With ``recover=True``: what was done with a damaged file (``None``: it was sound).
         self.recovered_from = recovered_from
         self._reader = reader
         self._writer = writer
@@ -143,13 +142,13 @@ class SQLiteStore:
         *,
         recover: bool = False,
         durability: Durability = "normal",
-        busy_timeout_s: float = 5.0,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
         trace: TraceSink | None = None,
     ) -> AsyncIterator[SQLiteStore]:
         """Open (creating or migrating) the journal at ``path``; see the module docstring.
 
         ``trace`` receives the writer actor's kernel events (by default they
-        are discarded). Raises :class:`CorruptDatabase`,
+        are discarded). Raises :class:`NotAJournal`, :class:`CorruptDatabase`,
         :class:`SchemaTooNew` or :class:`StoreError` as described there.
         """
         if durability not in _SYNCHRONOUS:
@@ -164,10 +163,17 @@ class SQLiteStore:
             )
         except OSError as error:  # a folder, a missing permission, a full disk
             raise StoreError(f"cannot open the journal at {file}: {error}") from error
+        except DAMAGE as error:
+            raise CorruptDatabase(file, str(error)) from error
+        except apsw.Error as error:
+            raise storage_error(file, error, busy_timeout_s) from error
         reader: apsw.Connection | None = None
         try:
-            reader = _connect(file, busy_ms)
-            reader.execute("PRAGMA query_only = ON")
+            try:
+                reader = _connect(file, busy_ms)
+                reader.execute("PRAGMA query_only = ON")
+            except apsw.Error as error:
+                raise storage_error(file, error, busy_timeout_s) from error
             async with open_supervisor("journal", trace or _DiscardTrace()) as supervisor:
                 writer = supervisor.spawn(
                     "writer",
@@ -177,7 +183,7 @@ class SQLiteStore:
                         commit_inline=durability == "normal",
                     ),
                 )
-                yield cls(file, durability, reader, writer, recovered_from)
+                yield cls(file, durability, busy_timeout_s, reader, writer, recovered_from)
         finally:
             if reader is not None:
                 reader.close()
@@ -186,7 +192,7 @@ class SQLiteStore:
     # -- writes: encoded here, in the caller's task, then committed by the writer ----------
 
     async def create_run(self, run: RunRecord) -> None:
-        await self._writer.ask(CreateRun(_run_row(run)))
+        await self._write(CreateRun(_run_row(run)))
 
     async def swap_run(self, expected: RunRecord, replacement: RunRecord) -> RunRecord | None:
         # Compared and written by the writer in one IMMEDIATE transaction: no other
@@ -194,23 +200,30 @@ class SQLiteStore:
         require_same_run(expected, replacement)
         swapped = attrs.evolve(replacement, revision=expected.revision + 1)
         swap = SwapRun(_run_row(swapped), expected.revision)
-        return swapped if await self._writer.ask(swap) else None
+        return swapped if await self._write(swap) else None
 
     async def record_step(self, step: StepRecord) -> None:
         payload = CODEC.encode(step, where=f"step {step.path!r}")
         with trio.CancelScope(shield=True):  # finishes even if the caller is cancelled
-            await self._writer.ask(PutStep(step.run_id, step.path, payload))
+            await self._write(PutStep(step.run_id, step.path, payload))
 
     async def record_usage(self, entry: LedgerEntry) -> None:
         payload = CODEC.encode(entry, where="ledger")
-        await self._writer.ask(PutUsage(entry.run_id, entry.key, payload))
+        await self._write(PutUsage(entry.run_id, entry.key, payload))
 
     async def record_pause(self, pause: PauseRecord) -> None:
         payload = CODEC.encode(pause, where=f"pause {pause.path!r}")
-        await self._writer.ask(PutPause(pause.run_id, pause.path, payload))
+        await self._write(PutPause(pause.run_id, pause.path, payload))
 
     async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None:
-        await self._writer.ask(AppendTrace(run_id, tuple(events)))
+        await self._write(AppendTrace(run_id, tuple(events)))
+
+    async def _write(self, request: WriteRequest) -> bool:
+        try:
+            applied: bool = await self._writer.ask(request)
+        except apsw.Error as error:
+            raise await self._failure(error) from error
+        return applied
 
     async def delete_run(self, run_id: str, *, revision: int) -> bool:
         return bool(await self._writer.ask(DeleteRun(run_id, revision)))
@@ -218,53 +231,84 @@ class SQLiteStore:
     # -- reads: the read-only connection, in the caller's task ----------------------------
 
     async def get_run(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> RunRecord:
-        rows = self._reader.execute("SELECT payload FROM runs WHERE run_id = ?", (run_id,))
-        found = rows.fetchall()
+        found = await self._rows("SELECT payload FROM runs WHERE run_id = ?", (run_id,))
         if not found:
             raise UnknownRun(run_id)
-        return _decoded(found[0][0], RunRecord, types)
+        try:
+            return _decoded(found[0][0], RunRecord, types)
+        except CorruptJournal as error:
+            raise CorruptJournal(f"run {run_id!r} cannot be read: {error}") from error
 
     async def list_runs(self, *, limit: int | None = None, offset: int = 0) -> list[RunSummary]:
-        # Walks the ``runs_by_start`` index: a page reads its own rows, not the table.
-        rows = self._reader.execute(
-            "SELECT payload FROM runs ORDER BY started_at, rowid LIMIT ? OFFSET ?",
+        """Runs' summaries, oldest first; :class:`UnreadableRuns` names any that cannot be read.
+
+        One unreadable run does not hide the others: the error holds them.
+        The page walks the ``runs_by_start`` index: it reads its own rows, not the table.
+        """
+        rows = await self._rows(
+            "SELECT run_id, payload FROM runs ORDER BY started_at, rowid LIMIT ? OFFSET ?",
             (-1 if limit is None else limit, offset),
         )
-        return [run_summary(parse(_text(payload, RunRecord))) for (payload,) in rows.fetchall()]
+        runs: list[RunSummary] = []
+        unreadable: dict[str, str] = {}
+        for run_id, payload in rows:
+            try:
+                runs.append(run_summary(parse(_text(payload, RunRecord))))
+            except CorruptJournal as error:
+                unreadable[str(run_id)] = str(error)
+        if unreadable:
+            raise UnreadableRuns(unreadable, runs)
+        return runs
 
     async def count_runs(self) -> int:
-        rows: list[Any] = self._reader.execute("SELECT count(*) FROM runs").fetchall()
+        rows = await self._rows("SELECT count(*) FROM runs")
         return int(rows[0][0])
 
     async def steps_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[StepRecord]:
-        return self._payloads("steps", run_id, StepRecord, types)
+        return await self._payloads("steps", run_id, StepRecord, types)
 
     async def pauses_of(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> list[PauseRecord]:
-        return self._payloads("pauses", run_id, PauseRecord, types)
+        return await self._payloads("pauses", run_id, PauseRecord, types)
 
     async def ledger_of(self, run_id: str) -> list[LedgerEntry]:
-        return self._payloads("ledger", run_id, LedgerEntry, NO_TYPES)
+        return await self._payloads("ledger", run_id, LedgerEntry, NO_TYPES)
 
     async def trace_of(self, run_id: str) -> list[TraceEvent]:
-        self._require(run_id)
-        rows = self._reader.execute(
+        await self._require(run_id)
+        rows = await self._rows(
             "SELECT kind, path, time, label, peer, detail FROM trace_events"
             " WHERE run_id = ? ORDER BY seq",
             (run_id,),
         )
-        return [_trace_event(row) for row in rows.fetchall()]
+        return [_trace_event(row) for row in rows]
 
-    def _payloads(self, table: str, run_id: str, kind: type[R], types: TrustedTypes) -> list[R]:
+    async def _payloads(
+        self, table: str, run_id: str, kind: type[R], types: TrustedTypes
+    ) -> list[R]:
         # ``table`` is one of this module's constants, never caller input.
-        self._require(run_id)
-        rows = self._reader.execute(
+        await self._require(run_id)
+        rows = await self._rows(
             f"SELECT payload FROM {table} WHERE run_id = ? ORDER BY seq", (run_id,)
         )
-        return [_decoded(payload, kind, types) for (payload,) in rows.fetchall()]
+        return [_decoded(payload, kind, types) for (payload,) in rows]
 
-    def _require(self, run_id: str) -> None:
-        if not self._reader.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchall():
+    async def _require(self, run_id: str) -> None:
+        if not await self._rows("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)):
             raise UnknownRun(run_id)
+
+    async def _rows(self, query: str, bindings: tuple[Any, ...] = ()) -> list[Any]:
+        try:
+            return self._reader.execute(query, bindings).fetchall()
+        except apsw.Error as error:
+            raise await self._failure(error) from error
+
+    async def _failure(self, error: apsw.Error) -> StoreError:
+        """What SQLite's ``error`` means for the user; damage is described by a full check."""
+        if not isinstance(error, DAMAGE):
+            return storage_error(self.path, error, self.busy_timeout_s)
+        busy_ms = round(self.busy_timeout_s * 1000)
+        found = await trio.to_thread.run_sync(problems, self.path, busy_ms)
+        return CorruptDatabase(self.path, summary(found) if found else str(error))
 
 
 def _run_row(run: RunRecord) -> RunRow:
@@ -301,7 +345,7 @@ def _trace_event(row: tuple[Any, ...]) -> TraceEvent:
     return TraceEvent(known, path, time, label, peer, detail)
 
 
-# -- opening: runs in a worker thread (it may wait for locks and reads the whole file) ----
+# -- opening: runs in a worker thread (it may wait for locks) -------------------------------
 
 
 def _connect(path: Path, busy_ms: int) -> apsw.Connection:
@@ -313,17 +357,16 @@ def _connect(path: Path, busy_ms: int) -> apsw.Connection:
 
 def _open_journal(
     path: Path, recover: bool, durability: Durability, busy_ms: int
-) -> tuple[apsw.Connection, CorruptDatabase | None]:
-    """The write connection to a checked, current journal at ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    recovered_from: CorruptDatabase | None = None
+) -> tuple[apsw.Connection, Recovery | None]:
+    """The write connection to a checked, current, private journal at ``path``."""
+    make_private_folder(path.parent)
     try:
-        _check(path, busy_ms)
-    except _Damaged as damage:
-        corrupt = CorruptDatabase(path, _move_aside(path), str(damage))
+        check_file(path, busy_ms)
+    except CorruptDatabase:
         if not recover:
-            raise corrupt from damage.__cause__
-        recovered_from = corrupt
+            raise
+    recovered_from = recover_journal(path, busy_ms) if recover and not is_new(path) else None
+    make_private(path)
     connection = _connect(path, busy_ms)
     try:
         _prepare(connection, path, durability, busy_ms)
@@ -333,73 +376,21 @@ def _open_journal(
     return connection, recovered_from
 
 
-def _check(path: Path, busy_ms: int) -> None:
-    """Make sure ``path`` is absent, empty, or a sound database this code can read.
-
-    Raises :class:`_Damaged` for a file that is not a database or is
-    damaged, :class:`SchemaTooNew` or :class:`StoreError` (not ours). The
-    check changes nothing: a file that does not start with SQLite's header
-    is refused before SQLite opens it. The others are only read; when a
-    ``-wal`` file exists the connection is read-only, because a read-write
-    connection closing on a damaged database deletes its ``-wal`` file
-    (without one, read-write is right: it removes the ``-wal`` and ``-shm``
-    files it made itself when it closes).
-    """
-    size = path.stat().st_size if path.exists() else 0
-    has_wal = _with_suffix(path, "-wal").exists()
-    if size == 0 and not has_wal:
-        return  # a new database
-    if size > 0:
-        with path.open("rb") as file:
-            if file.read(len(_HEADER)) != _HEADER:
-                raise _Damaged("file is not a database")
-    flags = apsw.SQLITE_OPEN_READONLY if has_wal else apsw.SQLITE_OPEN_READWRITE
-    connection = apsw.Connection(str(path), flags=flags)
-    try:
-        connection.set_busy_timeout(busy_ms)
-        # One read transaction, so every check sees one snapshot even while another
-        # process creates or migrates the database (tables and version change together).
-        connection.execute("BEGIN")
-        try:
-            version = schema_version(connection)
-            problems = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
-        except (apsw.NotADBError, apsw.CorruptError) as error:
-            raise _Damaged(str(error)) from error
-        if problems != ["ok"]:
-            raise _Damaged("; ".join(str(problem) for problem in problems))
-        if version > CURRENT_VERSION:
-            raise SchemaTooNew(str(path), version, CURRENT_VERSION)
-        if version == 0:
-            _require_empty(connection, path)
-    finally:
-        if not connection.get_autocommit():
-            connection.execute("ROLLBACK")
-        connection.close()
-
-
-def _require_empty(connection: apsw.Connection, path: Path) -> None:
-    """Refuse a version-0 database that already has tables: trioflow did not create it."""
-    tables = [
-        row[0]
-        for row in connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-        ).fetchall()
-    ]
-    if tables:
-        raise StoreError(
-            f"{path} is an SQLite database that trioflow did not create (schema version 0, "
-            f"tables: {', '.join(str(table) for table in tables)}); it was left untouched"
-        )
-
-
 def _prepare(connection: apsw.Connection, path: Path, durability: Durability, busy_ms: int) -> None:
     """WAL mode, the durability's ``synchronous``, and the schema at the current version."""
     _use_wal(connection, path, busy_ms)
     connection.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
     connection.execute("PRAGMA foreign_keys = ON")
-    if schema_version(connection) != CURRENT_VERSION:
-        with ImmediateTransaction(connection):  # one process migrates; the others wait
-            migrate(connection, str(path))
+    found = schema_version(connection)
+    if found != CURRENT_VERSION:
+        try:
+            with ImmediateTransaction(connection):  # one process migrates; the others wait
+                migrate(connection, str(path))
+        except apsw.SQLError as error:  # rolled back: the file is as it was
+            raise StoreError(
+                f"{path} says it is at journal schema version {found}, but its tables are not "
+                f"that version's ({error}): was its user_version changed? It was left unchanged"
+            ) from error
 
 
 def _use_wal(connection: apsw.Connection, path: Path, busy_ms: int) -> None:
@@ -423,46 +414,3 @@ def _use_wal(connection: apsw.Connection, path: Path, busy_ms: int) -> None:
             continue
         if mode != "wal":
             raise StoreError(f"{path}: SQLite cannot use WAL mode here (journal mode is {mode})")
-
-
-def _move_aside(path: Path) -> Path:
-    """Move ``path`` and its companion files to a fresh ``NAME.corrupt-<UTC time>``.
-
-    Hard links make each move refuse to overwrite (``os.rename`` would
-    replace a file silently); where the filesystem has no hard links, a
-    rename to a name checked to be free is used.
-    """
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-    counter = 0
-    while True:
-        name = f"{path.name}.corrupt-{stamp}" + (f".{counter}" if counter else "")
-        target = path.with_name(name)
-        counter += 1
-        if any(_with_suffix(target, s).exists() for s in ("", *_COMPANIONS)):
-            continue
-        try:
-            _move(path, target)
-        except FileExistsError:  # taken since we looked: try the next name
-            continue
-        for suffix in _COMPANIONS:
-            companion = _with_suffix(path, suffix)
-            if companion.exists():
-                _move(companion, _with_suffix(target, suffix))
-        return target
-
-
-def _with_suffix(path: Path, suffix: str) -> Path:
-    return path.with_name(path.name + suffix)
-
-
-def _move(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except FileExistsError:
-        raise
-    except OSError:  # no hard links on this filesystem
-        if target.exists():
-            raise FileExistsError(target) from None
-        os.rename(source, target)
-    else:
-        os.unlink(source)

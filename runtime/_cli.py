@@ -27,13 +27,19 @@
   narrow it; ``--perfetto FILE`` writes Chrome/Perfetto trace-event JSON
   instead, for ui.perfetto.dev.
 
+* ``trioflow doctor`` checks every page of the journal (opening one never
+  does): exit code 0 when it is sound, 7 when it is damaged.
+
 Runs are journaled in ``--db PATH``, else ``$TRIOFLOW_DB``, else
-``.trioflow/trioflow.db``; ``--recover`` replaces a corrupt journal with a
-fresh one (the damaged file is moved aside, never deleted). Both go before
-or after the command's name. ``--json`` (run, resume, runs list, runs show,
-replay, trace) prints one ASCII JSON document (``_documents``); text for
-people prints stored text inert (``_safe_text``). Error messages name what a
-command-line user types (``--recover``, ``--path``), not Python arguments.
+``.trioflow/trioflow.db``. A damaged journal is refused (exit code 7) and
+left in place until ``--recover`` repairs it or moves it aside (never
+deleting it) for a fresh one. ``--busy-timeout SECONDS`` is how long a
+write waits for another process's lock on the journal. These options go
+before or after the command's name. ``--json`` (run, resume, runs list,
+runs show, replay, trace) prints one ASCII JSON document (``_documents``);
+text for people prints stored text inert (``_safe_text``). Error messages
+name what a command-line user types (``--recover``, ``--path``), not
+Python arguments.
 
 Exit codes: 0 success; 1 the pipeline failed; 2 bad arguments or input;
 3 a usage limit stopped the run; 4 the pipeline file raised while being
@@ -49,6 +55,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import enum
+import math
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -60,13 +67,16 @@ import pydantic
 import trio
 from rich.console import Console
 from trioflow.persistence import (
+    DEFAULT_BUSY_TIMEOUT_S,
     CorruptDatabase,
     PauseRecord,
     PrunePolicy,
     RunRecord,
     RunSummary,
+    SQLiteStore,
     StoreError,
     UnknownRun,
+    UnreadableRuns,
     prune_runs,
 )
 
@@ -80,6 +90,7 @@ from ._cli_input import (
     parse_answer,
     parse_input,
 )
+from ._doctor import doctor
 from ._documents import json_text, replay_document, run_document, summary_document
 from ._errors import (
     ConfigurationError,
@@ -195,6 +206,7 @@ def _parser() -> argparse.ArgumentParser:
     trace.add_argument(
         "--perfetto", metavar="FILE", help="write Chrome/Perfetto trace-event JSON to FILE"
     )
+    commands.add_parser("doctor", parents=[journal], help="check every page of the journal")
     return parser
 
 
@@ -206,8 +218,26 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recover",
         action="store_true",
-        help="replace a corrupt journal with a fresh one (the old file is kept)",
+        help="repair a damaged journal, or move it aside for a fresh one (nothing is deleted)",
     )
+    parser.add_argument(
+        "--busy-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=DEFAULT_BUSY_TIMEOUT_S,
+        help="how long to wait for another process's lock on the journal "
+        f"(default: {DEFAULT_BUSY_TIMEOUT_S:g})",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise argparse.ArgumentTypeError(f"expected 0 or more seconds, got {text!r}")
+    return seconds
 
 
 def _input_arguments(parser: argparse.ArgumentParser) -> None:
@@ -276,8 +306,15 @@ def _with_runtime(
     """Run ``work`` in a runtime over the chosen journal, mapping errors to exit codes."""
 
     async def main() -> T:
-        db = Path(arguments.db) if arguments.db else default_db_path()
-        async with open_runtime(store=db, limits=limits, recover=arguments.recover) as runtime:
+        opening = open_runtime(
+            store=_db(arguments),
+            limits=limits,
+            recover=arguments.recover,
+            busy_timeout_s=arguments.busy_timeout,
+        )
+        async with opening as runtime:
+            if arguments.recover:
+                _report_recovery(runtime)
             with runtime.stop_on(signal.SIGTERM) as stops:
                 try:
                     return await work(runtime)
@@ -290,12 +327,12 @@ def _with_runtime(
         return trio.run(main)
     except UnknownRun as error:
         raise _Fail(ExitCode.UNKNOWN_RUN, str(error)) from error
-    except CorruptDatabase as error:
+    except CorruptDatabase as error:  # its own message names Python's recover=True too
         raise _Fail(
             ExitCode.STORE_ERROR,
-            f"{error.path} is not a readable SQLite database ({error.reason}); it was moved "
-            f"aside to {error.moved_to} (nothing was deleted). Give --recover to start a fresh "
-            "journal in its place.",
+            f"the journal {error.path} is damaged ({error.reason}); it was left in place: "
+            f"`trioflow doctor --db {error.path}` shows the damage, and --recover repairs it "
+            "or moves it aside (nothing is deleted)",
         ) from error
     except StoreError as error:
         raise _Fail(ExitCode.STORE_ERROR, str(error)) from error
@@ -314,6 +351,20 @@ def _interrupted(stops: StopSignals, error: BaseException) -> _Fail:
         f"{stops.reason(error)}: a run it had started is stored as interrupted "
         "(`trioflow runs list` shows it, `trioflow resume RUN` goes on with it)",
     )
+
+
+def _db(arguments: argparse.Namespace) -> Path:
+    return Path(arguments.db) if arguments.db else default_db_path()
+
+
+def _report_recovery(runtime: Runtime) -> None:
+    """Say what ``--recover`` did: where a damaged journal went, or that it was sound."""
+    store = runtime.store
+    if isinstance(store, SQLiteStore):
+        errors = Console(stderr=True, highlight=False, soft_wrap=True)
+        done = store.recovered_from
+        said = f"the journal {store.path} is sound: nothing to recover" if done is None else done
+        errors.print(f"--recover: {said}", markup=False)
 
 
 def _run_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
@@ -460,25 +511,41 @@ def _outcome(
 
 
 def _runs_list_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
-    async def page(runtime: Runtime) -> tuple[int, int, list[RunSummary]]:
+    async def page(runtime: Runtime) -> tuple[int, int, list[RunSummary], UnreadableRuns | None]:
         store = runtime.store
         total = await store.count_runs()
-        if arguments.all:
-            return total, 0, await store.list_runs()
-        end = max(0, total - (arguments.page - 1) * arguments.limit)
-        start = max(0, end - arguments.limit)
-        return total, start, await store.list_runs(limit=end - start, offset=start)
+        start = 0
+        if not arguments.all:
+            end = max(0, total - (arguments.page - 1) * arguments.limit)
+            start = max(0, end - arguments.limit)
+        try:
+            runs = await store.list_runs(
+                limit=None if arguments.all else end - start, offset=start
+            )
+        except UnreadableRuns as unreadable:  # list the others, then name the bad ones
+            return total, start, unreadable.readable, unreadable
+        return total, start, runs, None
 
-    total, start, runs = _with_runtime(arguments, page)
+    total, start, runs, unreadable = _with_runtime(arguments, page)
     if arguments.json:
         _print_json(console, [summary_document(run) for run in runs])
-        return ExitCode.OK
-    console.print(runs_table(runs))
-    if len(runs) < total:
-        listed = f"runs {start + 1}-{start + len(runs)}" if runs else "no runs"
-        older = f"; --page {arguments.page + 1} for older ones" if start > 0 else ""
-        console.print(f"{listed} of {total}, oldest first{older}", markup=False)
+    else:
+        console.print(runs_table(runs))
+        _say_page(console, arguments, total, start, len(runs))
+    if unreadable is not None:
+        raise _Fail(ExitCode.STORE_ERROR, str(unreadable))
     return ExitCode.OK
+
+
+def _say_page(
+    console: Console, arguments: argparse.Namespace, total: int, start: int, shown: int
+) -> None:
+    """Under a page of ``runs list`` that is not every run: which these are, where the rest."""
+    if shown >= total:
+        return
+    listed = f"runs {start + 1}-{start + shown}" if shown else "no runs"
+    older = f"; --page {arguments.page + 1} for older ones" if start > 0 else ""
+    console.print(f"{listed} of {total}, oldest first{older}", markup=False)
 
 
 def _runs_prune_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
@@ -535,6 +602,20 @@ def _age(text: str) -> datetime.timedelta:
             f"{text!r} is not an age: a whole number and a unit, s, m, h, d or w (30d)"
         )
     return datetime.timedelta(seconds=int(number) * _AGE_UNITS[unit])
+
+
+def _doctor_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
+    if arguments.recover:  # repair first, then check what is left
+        _with_runtime(arguments, _nothing)
+    try:
+        sound = doctor(console, _db(arguments), arguments.busy_timeout)
+    except StoreError as error:
+        raise _Fail(ExitCode.STORE_ERROR, str(error)) from error
+    return ExitCode.OK if sound else ExitCode.STORE_ERROR
+
+
+async def _nothing(runtime: Runtime) -> None:
+    return None
 
 
 def _runs_show_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
@@ -598,6 +679,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitCode]] = {
     "runs prune": _runs_prune_command,
     "trace": _trace_command,
     "replay": _replay_command,
+    "doctor": _doctor_command,
 }
 
 

@@ -19,6 +19,7 @@ runtime decides for itself (``Runtime.stop_on``).
 from __future__ import annotations
 
 import signal
+import threading
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,8 +46,16 @@ class StopSignals:
 
     @contextmanager
     def installed(self, *signals: signal.Signals) -> Iterator[StopSignals]:
-        """Handle ``signals`` as Ctrl-C while inside; the earlier handlers come back after."""
+        """Handle ``signals`` as Ctrl-C while inside; the earlier handlers come back after.
+
+        Off the main thread it installs nothing: Python delivers signals to
+        the main thread only (and lets only it install handlers), so no
+        signal can reach runs driven from another thread, such as a
+        ``trio.run`` that a program starts in a worker thread.
+        """
         earlier: dict[signal.Signals, _Handler] = {}
+        if threading.current_thread() is not threading.main_thread():
+            signals = ()
         try:
             for number in signals:
                 earlier[number] = signal.signal(number, self._handle)

@@ -25,6 +25,7 @@ import pydantic
 import trio
 from trioflow.actors import MemoryTraceSink, TeeTraceSink, TraceEvent, TraceSink, open_supervisor
 from trioflow.persistence import (
+    DEFAULT_BUSY_TIMEOUT_S,
     InMemoryStore,
     LedgerEntry,
     PauseRecord,
@@ -647,20 +648,24 @@ async def open_runtime(
     limits: UsageLimits | None = None,
     cache_entries: int = 1024,
     recover: bool = False,
+    busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime over a store.
 
     ``store`` is a :class:`RunStore` (an :class:`InMemoryStore` for
     throwaway runs) or the path of an SQLite journal; by default the
-    journal at :func:`default_db_path`. ``recover=True`` starts a fresh
-    journal when the file is corrupt (the damaged file is moved aside,
-    never deleted). ``limits`` apply to each run unless
+    journal at :func:`default_db_path`. A damaged journal is refused
+    (:class:`~trioflow.persistence.CorruptDatabase`) and left in place until
+    ``recover=True`` repairs it, or moves it aside (never deleting it) and
+    starts a fresh one. ``busy_timeout_s`` is how long a journal write waits
+    for another process's write lock. ``limits`` apply to each run unless
     ``run(..., limits=...)`` overrides them.
     """
     cache = StepCache(cache_entries)
     if store is None or isinstance(store, str | os.PathLike):
         path = default_db_path() if store is None else Path(store)
-        async with SQLiteStore.open(path, recover=recover) as journal:
+        opening = SQLiteStore.open(path, recover=recover, busy_timeout_s=busy_timeout_s)
+        async with opening as journal:
             yield Runtime(journal, limits, cache)
     else:
         yield Runtime(store, limits, cache)

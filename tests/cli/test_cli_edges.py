@@ -7,14 +7,17 @@ what was wrong, exit code 2, and leave the journal as it was.
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+import apsw
 import pytest
 import trio
+from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import PauseRecord, RunRecord, SQLiteStore, StepRecord
 from trioflow.runtime import (
     MAX_NESTING_DEPTH,
@@ -359,19 +362,41 @@ def test_a_bad_limit_says_which_option(
     assert not db.exists()
 
 
-def test_a_corrupt_journal_says_give_recover(
+T0 = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=datetime.UTC)
+
+
+def test_a_damaged_journal_says_give_recover(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = tmp_path / "broken.db"
-    db.write_bytes(b"not a database, " * 100)
-    assert trioflow("runs", "list", "--db", db) == ExitCode.STORE_ERROR
-    [aside] = list(tmp_path.glob("broken.db.corrupt-*"))
-    assert_error(
-        capsys,
-        f"{db} is not a readable SQLite database (file is not a database); it was moved aside "
-        f"to {aside} (nothing was deleted). Give --recover to start a fresh journal in its "
-        "place.",
+    """The damage message names the options a command-line user types, not recover=True."""
+    db = tmp_path / "runs.db"
+
+    async def a_run_with_a_trace() -> None:
+        async with SQLiteStore.open(db) as store:
+            await store.create_run(RunRecord("r1", "p", "completed", T0, "x"))
+            events = [TraceEvent(TraceKind.NOTE, "run", n, "x" * 300) for n in range(100)]
+            await store.save_trace("r1", events)
+
+    trio.run(a_run_with_a_trace)
+    connection = apsw.Connection(str(db))
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    [(root,)] = connection.execute(
+        "SELECT rootpage FROM sqlite_master WHERE name = 'trace_events'"
+    ).fetchall()
+    [(size,)] = connection.execute("PRAGMA page_size").fetchall()
+    connection.close()
+    data = bytearray(db.read_bytes())
+    data[(root - 1) * size + 200 : root * size] = (bytes(range(256)) * size)[: size - 200]
+    db.write_bytes(bytes(data))
+
+    assert trioflow("trace", "r1", "--db", db) == ExitCode.STORE_ERROR
+    message = capsys.readouterr().err
+    assert message.startswith(f"error: the journal {db} is damaged (")
+    assert message.endswith(
+        f"); it was left in place: `trioflow doctor --db {db}` shows the damage, and "
+        "--recover repairs it or moves it aside (nothing is deleted)\n"
     )
+    assert "recover=True" not in message
 
 
 @step

@@ -215,20 +215,31 @@ def test_an_unknown_run_exits_6(
     "command",
     [["runs", "list"], ["runs", "show", "0123abcd"], ["resume", "0123abcd", "--input", "true"]],
 )
-def test_a_corrupt_journal_exits_7_and_is_moved_aside(
-    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_damaged_journal_exits_7_and_stays_in_place_until_recover(
+    command: list[str], target: str, db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = tmp_path / "runs.db"
-    damaged = b"this is not an SQLite database" * 100
+    paused_run(target, db, capsys)
+    damaged = b"\0" * 16 + db.read_bytes()[16:]  # SQLite's header overwritten
     db.write_bytes(damaged)
 
-    assert trioflow(*command, "--db", db) == ExitCode.STORE_ERROR == 7
-    err = capsys.readouterr().err
-    [moved] = tmp_path.glob("runs.db.corrupt-*")
-    assert f"{db} is not a readable SQLite database" in err
-    assert f"it was moved aside to {moved} (nothing was deleted)" in err
+    for _ in range(2):  # the next command meets the damage again: no fresh, empty journal
+        assert trioflow(*command, "--db", db) == ExitCode.STORE_ERROR == 7
+        assert capsys.readouterr().err == (
+            f"error: the journal {db} is damaged (file is not a database); it was left in "
+            f"place: `trioflow doctor --db {db}` shows the damage, and --recover "
+            "repairs it or moves it aside (nothing is deleted)\n"
+        )
+        assert db.read_bytes() == damaged
+        assert sorted(path.name for path in db.parent.glob("runs.db*")) == ["runs.db"]
+
+    assert trioflow("runs", "list", "--db", db, "--recover") == ExitCode.OK
+    [moved] = db.parent.glob("runs.db.corrupt-*")
+    assert capsys.readouterr().err == (
+        f"--recover: the journal {db} was damaged (file is not a database): its tables cannot "
+        f"be read; a fresh journal starts; the damaged file was moved to {moved}\n"
+    )
     assert moved.read_bytes() == damaged
-    assert not db.exists()
+    assert stored_runs(db) == []
 
 
 def test_trioflow_db_is_the_journal_when_db_is_absent(

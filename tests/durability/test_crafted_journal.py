@@ -317,8 +317,8 @@ def test_a_trusted_class_named_as_another_kind_is_a_corrupt_journal_never_called
 
     assert trioflow("runs", "show", written.run_id, "--db", written.db) == ExitCode.STORE_ERROR
     assert capsys.readouterr().err == (
-        "error: the journal stores trioflow.persistence._records:RunRecord as enum, "
-        "which it is not\n"
+        f"error: run {written.run_id!r} cannot be read: the journal stores "
+        "trioflow.persistence._records:RunRecord as enum, which it is not\n"
     )
 
     async def work(runtime: Runtime) -> Any:

@@ -21,6 +21,7 @@ from trioflow.actors import MemoryTraceSink, TraceEvent, TraceKind
 from trioflow.persistence import (
     CODEC,
     CorruptDatabase,
+    JournalBusy,
     LedgerEntry,
     PauseRecord,
     RunRecord,
@@ -175,15 +176,7 @@ async def test_a_valid_database_trioflow_did_not_create_is_refused_untouched(
     assert sorted(os.listdir(tmp_path)) == ["other.db"]
 
 
-# -- corruption -------------------------------------------------------------------------------
-
-
-def _random_bytes(real: bytes) -> bytes:
-    return bytes(range(256)) * 40
-
-
-def _text(real: bytes) -> bytes:
-    return b"name,cost\nada,1.20\n" * 50
+# -- corruption: refused, left in place until recover=True --------------------------------
 
 
 def _header_overwritten(real: bytes) -> bytes:
@@ -195,48 +188,115 @@ def _truncated(real: bytes) -> bytes:
 
 
 def _page_overwritten(real: bytes) -> bytes:
+    """The journal with its second page (the ``runs`` table's root) overwritten."""
     page = int.from_bytes(real[16:18], "big")
     return real[:page] + bytes(range(256)) * (page // 256) + real[2 * page :]
 
 
 DAMAGES = {
-    "random bytes": (_random_bytes, "file is not a database"),
-    "text file": (_text, "file is not a database"),
-    "header overwritten": (_header_overwritten, "file is not a database"),
-    "truncated": (_truncated, "database disk image is malformed"),
-    "page overwritten": (_page_overwritten, "database disk image is malformed"),
+    "header overwritten": _header_overwritten,
+    "truncated": _truncated,
+    "page overwritten": _page_overwritten,
 }
 
 STAMPED = re.compile(r"^runs\.db\.corrupt-\d{8}T\d{6}Z$")
 
 
+def check_problems(path: Path) -> list[str]:
+    """What SQLite's integrity check says of ``path``, read by a connection of its own."""
+    connection = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        rows = connection.execute("PRAGMA integrity_check").fetchall()
+    except (apsw.CorruptError, apsw.NotADBError) as error:
+        return [str(error)]
+    finally:
+        connection.close()
+    lines = [line for (text,) in rows for line in text.splitlines()]
+    return [line for line in lines if line not in ("ok", "*** in database main ***")]
+
+
+async def read_everything(store: SQLiteStore) -> None:
+    """Every read of run r1, so that damage anywhere in the file is met."""
+    await store.list_runs()
+    await store.get_run("r1")
+    await store.steps_of("r1")
+    await store.pauses_of("r1")
+    await store.ledger_of("r1")
+    await store.trace_of("r1")
+
+
+def damaged_message(path: Path, reason: str) -> str:
+    return (
+        f"the journal {path} is damaged ({reason}); it was left in place: "
+        f"`trioflow doctor --db {path}` shows the damage, and --recover (recover=True) "
+        "repairs it or moves it aside (nothing is deleted)"
+    )
+
+
 @pytest.mark.parametrize("damage", list(DAMAGES))
-async def test_a_corrupt_file_is_moved_aside_with_a_clear_error(
+async def test_a_damaged_journal_is_refused_and_left_in_place_every_time(
     tmp_path: Path, damage: str
 ) -> None:
     path = tmp_path / "runs.db"
-    spoil, reason = DAMAGES[damage]
-    bad = spoil(await a_database(path))
+    bad = DAMAGES[damage](await a_database(path))
     path.write_bytes(bad)
+
+    for _ in range(2):  # the next open meets the same damage: it never gets a fresh journal
+        with pytest.raises(CorruptDatabase) as raised:
+            async with SQLiteStore.open(path) as store:
+                await read_everything(store)
+        assert raised.value.path == path
+        assert str(raised.value) == damaged_message(path, raised.value.reason)
+        assert path.read_bytes() == bad
+        assert sorted(os.listdir(tmp_path)) == ["runs.db"]
+
+
+def overwrite_root_page(path: Path, name: str) -> None:
+    """Overwrite the root page of table or index ``name``, past its header and cell pointers."""
+    [(root, size)] = raw_rows(
+        path,
+        f"SELECT rootpage, (SELECT page_size FROM pragma_page_size) FROM sqlite_master"
+        f" WHERE name = '{name}'",
+    )
+    data = bytearray(path.read_bytes())
+    start = (root - 1) * size + 200
+    garbage = bytes(range(256)) * size
+    data[start : root * size] = garbage[: size - 200]
+    path.write_bytes(bytes(data))
+
+
+async def test_damage_met_during_use_is_described_by_a_full_check(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    async with SQLiteStore.open(path) as store:
+        for n in range(300):
+            await store.create_run(a_run(f"r{n:03}"))
+    overwrite_root_page(path, "sqlite_autoindex_runs_1")  # the index of run ids
+
+    async with SQLiteStore.open(path) as store:  # opening reads the schema only: it opens
+        assert len(await store.list_runs()) == 300  # a table scan: the damage is elsewhere
+        with pytest.raises(CorruptDatabase) as raised:
+            await store.get_run("r005")  # looked up through the damaged index
+
+    found = check_problems(path)
+    assert len(found) == 100  # SQLite stops counting at 100
+    assert found[0] == "Tree 3 page 3 cell 299: Offset 38551 out of range 1224..4092"
+    assert raised.value.reason == "; ".join(found[:3]) + " (and 97 more)"
+
+
+async def test_a_header_overwritten_journal_is_refused_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    path.write_bytes(_header_overwritten(await a_database(path)))
 
     with pytest.raises(CorruptDatabase) as raised:
         async with SQLiteStore.open(path):
             pass
 
-    moved = raised.value.moved_to
-    assert STAMPED.match(moved.name), moved.name
-    assert moved.parent == tmp_path
-    assert str(raised.value) == (
-        f"{path} is not a readable SQLite database ({reason}); it was moved aside to {moved} "
-        "(nothing was deleted). Open the store with recover=True to start a fresh database "
-        "in its place."
-    )
-    assert (raised.value.path, raised.value.reason) == (path, reason)
-    assert sorted(os.listdir(tmp_path)) == [moved.name]
-    assert moved.read_bytes() == bad
+    assert raised.value.reason == "file is not a database"
 
 
-async def test_a_journal_whose_rows_break_its_schema_is_corrupt(tmp_path: Path) -> None:
+async def test_a_journal_whose_rows_break_its_schema_is_recovered_by_a_copy(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "runs.db"
     async with SQLiteStore.open(path) as store:
         await store.create_run(a_run())
@@ -249,34 +309,52 @@ async def test_a_journal_whose_rows_break_its_schema_is_corrupt(tmp_path: Path) 
         "PRAGMA writable_schema = OFF;"
     )
     editor.close()
+    bad = path.read_bytes()
 
-    with pytest.raises(CorruptDatabase) as raised:
-        async with SQLiteStore.open(path):
-            pass
+    async with SQLiteStore.open(path, recover=True) as store:
+        assert await store.list_runs() == [a_run().summary()]
+        assert await store.trace_of("r1") == [TraceEvent(TraceKind.SPAWN, "run", 0.0)]
+        recovered = store.recovered_from
 
-    assert raised.value.reason == "NULL value in trace_events.peer"
-    assert sorted(os.listdir(tmp_path)) == [raised.value.moved_to.name]
+    assert recovered is not None
+    assert recovered.moved_to is not None
+    assert (recovered.damage, recovered.action) == (
+        "NULL value in trace_events.peer",
+        "every run was copied into a fresh journal in its place",
+    )
+    assert recovered.moved_to.read_bytes() == bad
+    assert check_problems(path) == []
 
 
-async def test_companion_files_move_with_the_corrupt_file(tmp_path: Path) -> None:
+async def test_recover_moves_companion_files_with_the_damaged_file(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
-    path.write_bytes(b"not a database" * 100)
+    bad = _header_overwritten(await a_database(path))
+    path.write_bytes(bad)
     (tmp_path / "runs.db-wal").write_bytes(b"wal bytes")
     (tmp_path / "runs.db-shm").write_bytes(b"shm bytes")
 
-    with pytest.raises(CorruptDatabase) as raised:
-        async with SQLiteStore.open(path):
-            pass
+    async with SQLiteStore.open(path, recover=True) as store:
+        recovered = store.recovered_from
+        assert await store.list_runs() == []
 
-    moved = raised.value.moved_to
-    assert sorted(os.listdir(tmp_path)) == [moved.name, f"{moved.name}-shm", f"{moved.name}-wal"]
+    assert recovered is not None
+    assert recovered.moved_to is not None
+    moved = recovered.moved_to
+    assert STAMPED.match(moved.name), moved.name
+    assert sorted(os.listdir(tmp_path)) == [
+        "runs.db",
+        moved.name,
+        f"{moved.name}-shm",
+        f"{moved.name}-wal",
+    ]
     assert (tmp_path / f"{moved.name}-wal").read_bytes() == b"wal bytes"
-    assert (tmp_path / f"{moved.name}-shm").read_bytes() == b"shm bytes"
-    assert moved.read_bytes() == b"not a database" * 100
+    assert moved.read_bytes() == bad
+    # (The -shm is SQLite's index of the -wal, rebuilt by any reader: the check rewrote it.)
 
 
 async def test_moving_aside_never_overwrites_an_earlier_corrupt_file(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
+    bad = _header_overwritten(await a_database(path))
     now = datetime.datetime.now(datetime.UTC)
     earlier = {}
     for seconds in range(3):  # the move happens within these three seconds
@@ -284,21 +362,24 @@ async def test_moving_aside_never_overwrites_an_earlier_corrupt_file(tmp_path: P
         taken = tmp_path / f"runs.db.corrupt-{stamp}"
         taken.write_bytes(f"earlier {seconds}".encode())
         earlier[taken] = taken.read_bytes()
-    path.write_bytes(b"garbage" * 100)
+    path.write_bytes(bad)
 
-    with pytest.raises(CorruptDatabase) as raised:
-        async with SQLiteStore.open(path):
-            pass
+    async with SQLiteStore.open(path, recover=True) as store:
+        recovered = store.recovered_from
 
-    assert raised.value.moved_to in {taken.with_name(taken.name + ".1") for taken in earlier}
-    assert raised.value.moved_to.read_bytes() == b"garbage" * 100
+    assert recovered is not None
+    assert recovered.moved_to is not None
+    assert recovered.moved_to in {taken.with_name(taken.name + ".1") for taken in earlier}
+    assert recovered.moved_to.read_bytes() == bad
     assert {taken: taken.read_bytes() for taken in earlier} == earlier
-    assert not path.exists()
 
 
-async def test_recover_moves_the_corrupt_file_aside_and_starts_fresh(tmp_path: Path) -> None:
+async def test_recover_moves_an_unreadable_journal_aside_and_starts_fresh(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "runs.db"
-    path.write_bytes(b"\x00\x01garbage" * 300)
+    bad = _header_overwritten(await a_database(path))
+    path.write_bytes(bad)
 
     async with SQLiteStore.open(path, recover=True) as store:
         assert await store.list_runs() == []
@@ -306,12 +387,28 @@ async def test_recover_moves_the_corrupt_file_aside_and_starts_fresh(tmp_path: P
         assert await store.list_runs() == [a_run().summary()]
         recovered = store.recovered_from
 
-    assert isinstance(recovered, CorruptDatabase)
-    assert recovered.moved_to.read_bytes() == b"\x00\x01garbage" * 300
-    assert str(recovered).startswith(f"{path} is not a readable SQLite database (file is not a")
+    assert recovered is not None
+    assert recovered.moved_to is not None
+    assert recovered.moved_to.read_bytes() == bad
+    assert str(recovered) == (
+        f"the journal {path} was damaged (file is not a database): its tables cannot be read; "
+        f"a fresh journal starts; the damaged file was moved to {recovered.moved_to}"
+    )
     assert sorted(os.listdir(tmp_path)) == sorted(["runs.db", recovered.moved_to.name])
     async with SQLiteStore.open(path) as store:
         assert await store.list_runs() == [a_run().summary()]
+
+
+async def test_recover_on_a_sound_journal_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    before = await a_database(path)
+
+    async with SQLiteStore.open(path, recover=True) as store:
+        assert store.recovered_from is None
+        assert await store.list_runs() == [a_run().summary()]
+
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["runs.db"]
 
 
 # -- locks: busy, never corrupt ---------------------------------------------------------------
@@ -348,8 +445,12 @@ async def test_a_lock_held_past_the_busy_timeout_is_busy_not_corrupt(tmp_path: P
         other = apsw.Connection(str(path))
         other.execute("BEGIN IMMEDIATE")
 
-        with pytest.raises(apsw.BusyError, match=r"^database is locked$"):
+        with pytest.raises(JournalBusy) as raised:
             await store.record_step(a_step("main/0:a"))
+        assert str(raised.value) == (
+            f"the journal {path} is locked by another process: waited 0.1 s for its write "
+            "lock; try again, or wait longer with --busy-timeout SECONDS (busy_timeout_s=)"
+        )
 
         assert await store.steps_of("r1") == []
         other.execute("ROLLBACK")
@@ -601,28 +702,35 @@ async def test_a_committed_step_survives_the_process_being_killed(tmp_path: Path
         ]
 
 
-async def test_a_damaged_database_is_moved_aside_with_its_wal_intact(tmp_path: Path) -> None:
-    source = tmp_path / "source.db"
-    writer = apsw.Connection(str(source))
-    writer.execute("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0")
-    writer.execute("CREATE TABLE t (x TEXT)")
-    writer.executemany("INSERT INTO t VALUES (?)", [("x" * 500,) for _ in range(100)])
-    writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    writer.execute("INSERT INTO t VALUES ('only in the WAL')")
-    # A copy taken while the writer is open: a database left with its -wal, as after a kill.
+async def test_a_damaged_journal_is_left_with_its_wal_intact_until_recover(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "runs.db"
-    path.write_bytes(_page_overwritten(source.read_bytes()))
-    wal = await trio.Path(f"{source}-wal").read_bytes()
-    await trio.Path(f"{path}-wal").write_bytes(wal)
+    await a_database(path)
+    writer = apsw.Connection(str(path))
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute(
+        "UPDATE runs SET payload = ? WHERE run_id = 'r1'",
+        (CODEC.encode(a_run(status="paused")),),
+    )
+    # A copy taken while the writer is open: a journal left with its -wal, as after a kill.
+    wal = await trio.Path(f"{path}-wal").read_bytes()
+    damaged = _header_overwritten(path.read_bytes())
+    copy = tmp_path / "copy" / "runs.db"
+    copy.parent.mkdir()
+    copy.write_bytes(damaged)
+    await trio.Path(f"{copy}-wal").write_bytes(wal)
     writer.close()
 
     with pytest.raises(CorruptDatabase) as raised:
-        async with SQLiteStore.open(path):
+        async with SQLiteStore.open(copy):
             pass
+    assert raised.value.reason == "file is not a database"
+    assert (copy.read_bytes(), await trio.Path(f"{copy}-wal").read_bytes()) == (damaged, wal)
 
-    moved = raised.value.moved_to
-    assert raised.value.reason == "database disk image is malformed"
-    assert await trio.Path(f"{moved}-wal").read_bytes() == wal
-    assert sorted(os.listdir(tmp_path)) == sorted(
-        ["source.db", moved.name, f"{moved.name}-wal", f"{moved.name}-shm"]
-    )
+    async with SQLiteStore.open(copy, recover=True) as store:
+        recovered = store.recovered_from
+    assert recovered is not None
+    assert recovered.moved_to is not None
+    assert await trio.Path(f"{recovered.moved_to}-wal").read_bytes() == wal
+    assert recovered.moved_to.read_bytes() == damaged

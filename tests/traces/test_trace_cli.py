@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -224,19 +225,19 @@ def test_a_run_without_a_trace(db: Path, capsys: pytest.CaptureFixture[str]) -> 
     )
 
 
-def test_a_corrupt_journal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_file_that_is_not_a_journal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "broken.db"
     db.write_bytes(b"not a database, " * 100)
 
     assert _main("trace", "any", "--db", str(db)) == ExitCode.STORE_ERROR
 
-    [aside] = list(tmp_path.glob("broken.db.corrupt-*"))
     assert_error(
         capsys,
-        f"{db} is not a readable SQLite database (file is not a database); it was moved aside "
-        f"to {aside} (nothing was deleted). Give --recover to start a fresh journal in its "
-        "place.",
+        f"{db} is not a trioflow journal (it does not start as an SQLite database); it was left "
+        "untouched: give --db (store=) the path of a journal, or of a file that does not exist yet",
     )
+    assert db.read_bytes() == b"not a database, " * 100
+    assert os.listdir(tmp_path) == ["broken.db"]
 
 
 def test_a_journal_path_that_is_a_folder(
@@ -244,7 +245,9 @@ def test_a_journal_path_that_is_a_folder(
 ) -> None:
     assert _main("trace", "any", "--db", str(tmp_path)) == ExitCode.STORE_ERROR
     assert_error(
-        capsys, f"cannot open the journal at {tmp_path}: [Errno 21] Is a directory: '{tmp_path}'"
+        capsys,
+        f"{tmp_path} is not a trioflow journal (not a regular file); it was left untouched: "
+        "give --db (store=) the path of a journal, or of a file that does not exist yet",
     )
 
 
