@@ -8,7 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from trioflow.runtime._cli import ExitCode, main
+from cli_in_process import trioflow
+from trioflow.runtime._cli import ExitCode
 
 PIPELINES = """
 from decimal import Decimal
@@ -55,18 +56,10 @@ def pipelines(tmp_path: Path) -> Path:
     return path
 
 
-def _main(*arguments: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(arguments))
-    code = exit_info.value.code
-    assert isinstance(code, int)
-    return code
-
-
 def test_run_prints_output_totals_and_steps(
     pipelines: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _main("run", f"{pipelines}:loud", "--input", "hi") == ExitCode.OK
+    assert trioflow("run", f"{pipelines}:loud", "--input", "hi") == ExitCode.OK
     out = capsys.readouterr().out
     assert "output: HI!" in out
     assert "status: completed   cost: $0.00   tokens: 0   run: " in out
@@ -75,7 +68,7 @@ def test_run_prints_output_totals_and_steps(
 
 
 def test_json_output(pipelines: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _main("run", f"{pipelines}:expensive", "--input", "x", "--json") == ExitCode.OK
+    assert trioflow("run", f"{pipelines}:expensive", "--input", "x", "--json") == ExitCode.OK
     document = json.loads(capsys.readouterr().out)
     assert document["status"] == "completed"
     assert document["output"] == "x"
@@ -89,14 +82,14 @@ def test_json_output(pipelines: Path, capsys: pytest.CaptureFixture[str]) -> Non
 def test_a_failing_step_exits_1_and_says_why(
     pipelines: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _main("run", f"{pipelines}:failing", "--input", "hi") == ExitCode.PIPELINE_FAILED
+    assert trioflow("run", f"{pipelines}:failing", "--input", "hi") == ExitCode.PIPELINE_FAILED
     out = capsys.readouterr().out
     assert "error: step 'main/1:broken' failed (agent_error): ValueError: no luck" in out
     assert "status: failed" in out
 
 
 def test_a_usage_limit_exits_3(pipelines: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = _main("run", f"{pipelines}:expensive", "--input", "x", "--max-cost", "1.20")
+    code = trioflow("run", f"{pipelines}:expensive", "--input", "x", "--max-cost", "1.20")
     assert code == ExitCode.USAGE_LIMIT
     out = capsys.readouterr().out
     assert "error: Cost limit of $1.20 exceeded" in out
@@ -106,14 +99,14 @@ def test_a_usage_limit_exits_3(pipelines: Path, capsys: pytest.CaptureFixture[st
 def test_input_parsed_as_json_for_typed_first_step(
     pipelines: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _main("run", f"{pipelines}:increment", "--input", "41") == ExitCode.OK
+    assert trioflow("run", f"{pipelines}:increment", "--input", "41") == ExitCode.OK
     assert "output: 42" in capsys.readouterr().out
 
 
 def test_input_of_the_wrong_type_is_a_bad_argument(
     pipelines: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _main("run", f"{pipelines}:increment", "--input", "forty") == ExitCode.BAD_ARGUMENTS
+    assert trioflow("run", f"{pipelines}:increment", "--input", "forty") == ExitCode.BAD_ARGUMENTS
     err = capsys.readouterr().err
     assert "the input does not fit the first step 'increment', which expects int" in err
     assert "Traceback" not in err
@@ -127,11 +120,11 @@ def test_input_file_and_stdin(
 ) -> None:
     source = tmp_path / "input.txt"
     source.write_text("from a file\n")
-    assert _main("run", f"{pipelines}:loud", "--input-file", str(source)) == ExitCode.OK
+    assert trioflow("run", f"{pipelines}:loud", "--input-file", str(source)) == ExitCode.OK
     assert "output: FROM A FILE!" in capsys.readouterr().out
     # Standard input as Python opens it: text over a byte buffer, which the CLI reads.
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"piped\n")))
-    assert _main("run", f"{pipelines}:loud") == ExitCode.OK
+    assert trioflow("run", f"{pipelines}:loud") == ExitCode.OK
     assert "output: PIPED!" in capsys.readouterr().out
 
 
@@ -148,7 +141,7 @@ def test_bad_targets(
     pipelines: Path, capsys: pytest.CaptureFixture[str], target: str, message: str
 ) -> None:
     values = {"dir": str(pipelines.parent), "file": str(pipelines)}
-    code = _main("run", target.format(**values), "--input", "x")
+    code = trioflow("run", target.format(**values), "--input", "x")
     assert code == ExitCode.BAD_ARGUMENTS
     assert f"error: {message.format(**values)}" in capsys.readouterr().err
 
@@ -158,7 +151,7 @@ def test_an_import_error_names_file_and_line(
 ) -> None:
     path = tmp_path / "broken.py"
     path.write_text("import math\n\nvalue = math.sqrt(-1)\n")
-    assert _main("run", f"{path}:value", "--input", "x") == ExitCode.IMPORT_ERROR
+    assert trioflow("run", f"{path}:value", "--input", "x") == ExitCode.IMPORT_ERROR
     err = capsys.readouterr().err
     assert f"{path}, line 3: ValueError: math domain error" in err
     assert "Traceback" not in err
@@ -179,7 +172,7 @@ def test_a_sync_step_is_reported_where_it_is_defined(
             """
         )
     )
-    assert _main("run", f"{path}:not_async", "--input", "x") == ExitCode.IMPORT_ERROR
+    assert trioflow("run", f"{path}:not_async", "--input", "x") == ExitCode.IMPORT_ERROR
     err = " ".join(capsys.readouterr().err.split())
     assert f"{path}, line 4: ConfigurationError: step 'not_async':" in err
     assert "must be an async function (defined with 'async def')" in err
@@ -188,7 +181,7 @@ def test_a_sync_step_is_reported_where_it_is_defined(
 def test_progress_is_plain_lines_on_standard_error_when_not_on_a_terminal(
     pipelines: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _main("run", f"{pipelines}:expensive", "--input", "x", "--quiet") == ExitCode.OK
+    assert trioflow("run", f"{pipelines}:expensive", "--input", "x", "--quiet") == ExitCode.OK
     captured = capsys.readouterr()
     lines = [line.split() for line in captured.err.splitlines()]
     assert [(line[0], line[1], line[-1]) for line in lines] == [

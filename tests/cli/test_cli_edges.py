@@ -17,6 +17,7 @@ from typing import Any
 import apsw
 import pytest
 import trio
+from cli_in_process import trioflow
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import PauseRecord, RunRecord, SQLiteStore, StepRecord
 from trioflow.runtime import (
@@ -26,7 +27,7 @@ from trioflow.runtime import (
     open_runtime,
     step,
 )
-from trioflow.runtime._cli import ExitCode, main
+from trioflow.runtime._cli import ExitCode
 from trioflow.runtime._loading import module_name_for
 
 PIPELINES = """
@@ -98,14 +99,6 @@ def db(tmp_path: Path) -> Path:
 def empty_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     """Standard input as a pipe with nothing in it: no answer, no input."""
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"")))
-
-
-def trioflow(*arguments: str | Path) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(argument) for argument in arguments])
-    code = exit_info.value.code
-    assert isinstance(code, int)
-    return code
 
 
 def stored(db: Path) -> list[tuple[RunRecord, list[StepRecord], list[PauseRecord]]]:
@@ -245,7 +238,8 @@ def test_runs_list_json(pipelines: Path, db: Path, capsys: pytest.CaptureFixture
     run_id = start_paused(f"{pipelines}:review", db, capsys)
     assert trioflow("runs", "list", "--db", db, "--json") == ExitCode.OK
     run = only_run(db)
-    assert run.finished_at is not None  # a pause ends the drive: it has an end time
+    # A pause ends the drive: it has an end time (a wall-clock one, compared below).
+    assert run.finished_at is not None
     assert json_of(capsys) == [
         {
             "run_id": run_id,
@@ -267,7 +261,7 @@ def test_runs_show_json(pipelines: Path, db: Path, capsys: pytest.CaptureFixture
     capsys.readouterr()
     assert trioflow("runs", "show", run_id, "--db", db, "--json") == ExitCode.OK
     [(run, _, [pause])] = stored(db)
-    assert run.finished_at is not None
+    assert run.finished_at is not None  # narrows Optional: a wall-clock time, compared below
     assert json_of(capsys) == {
         "run_id": run_id,
         "pipeline": "review",
@@ -504,8 +498,7 @@ def test_a_bad_input_limit_is_refused(
     arguments = ("run", f"{pipelines}:echo", "--input", "x", "--max-input-bytes", limit)
     assert trioflow(*arguments, "--db", db) == ExitCode.BAD_ARGUMENTS
     assert capsys.readouterr().err.endswith(
-        "error: argument --max-input-bytes: takes a number of bytes, 1 or more, "
-        f"got {limit!r}\n"
+        f"error: argument --max-input-bytes: takes a number of bytes, 1 or more, got {limit!r}\n"
     )
     assert not db.exists()
 

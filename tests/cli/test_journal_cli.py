@@ -21,10 +21,11 @@ from pathlib import Path
 import apsw
 import pytest
 import trio
+from cli_in_process import trioflow
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import DEFAULT_BUSY_TIMEOUT_S, RunRecord, SQLiteStore, _sqlite
 from trioflow.runtime import open_runtime
-from trioflow.runtime._cli import ExitCode, main
+from trioflow.runtime._cli import ExitCode
 
 PIPELINES = """
 from trioflow.runtime import Pipeline, step
@@ -54,14 +55,6 @@ def target(tmp_path: Path) -> str:
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     return tmp_path / "journal" / "runs.db"
-
-
-def trioflow(*arguments: str | Path) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(argument) for argument in arguments])
-    code = exit_info.value.code
-    assert isinstance(code, int)
-    return code
 
 
 def stored_runs(db: Path) -> list[RunRecord]:
@@ -109,6 +102,7 @@ def lock_holder(db: Path, completed_run: str) -> Iterator[None]:
     with subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     ) as holder:
+        # Narrow Optional (PIPE gives both); the exact first line is checked next.
         assert holder.stdout is not None
         assert holder.stdin is not None
         assert holder.stdout.readline() == "holding\n"

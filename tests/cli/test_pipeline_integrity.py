@@ -14,7 +14,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from trioflow.runtime._cli import ExitCode, main
+from cli_in_process import trioflow
+from trioflow.runtime._cli import ExitCode
 
 REVIEW = """
 from trioflow.runtime import Pipeline, Step, step
@@ -45,14 +46,6 @@ Path(__file__).with_name("attacker-was-imported").write_text("yes")
 )
 
 RUN_ID = re.compile(r"run: ([0-9a-f]{32})")
-
-
-def trioflow(*arguments: str | Path) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(argument) for argument in arguments])
-    code = exit_info.value.code
-    assert isinstance(code, int)
-    return code
 
 
 @pytest.fixture

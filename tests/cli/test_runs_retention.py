@@ -8,18 +8,11 @@ from pathlib import Path
 import apsw
 import pytest
 import trio
+from cli_in_process import trioflow
 from trioflow.persistence import CODEC, RunRecord, SQLiteStore
-from trioflow.runtime._cli import ExitCode, main
+from trioflow.runtime._cli import ExitCode
 
 T0 = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=datetime.UTC)
-
-
-def _main(*arguments: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(arguments))
-    code = exit_info.value.code
-    assert isinstance(code, int)
-    return code
 
 
 def make_journal(path: Path, statuses: list[str]) -> None:
@@ -46,17 +39,17 @@ def test_runs_list_shows_the_newest_page_and_says_how_to_see_older(
 ) -> None:
     db = tmp_path / "runs.db"
     make_journal(db, ["completed"] * 7)
-    assert _main("runs", "list", "--db", str(db), "--limit", "3") == ExitCode.OK
+    assert trioflow("runs", "list", "--db", str(db), "--limit", "3") == ExitCode.OK
     out = capsys.readouterr().out
     assert run_ids(out) == ["r4", "r5", "r6"]
     assert "runs 5-7 of 7, oldest first; --page 2 for older ones" in out
 
-    assert _main("runs", "list", "--db", str(db), "--limit", "3", "--page", "3") == ExitCode.OK
+    assert trioflow("runs", "list", "--db", str(db), "--limit", "3", "--page", "3") == ExitCode.OK
     out = capsys.readouterr().out
     assert run_ids(out) == ["r0"]
     assert "runs 1-1 of 7, oldest first\n" in out
 
-    assert _main("runs", "list", "--db", str(db), "--limit", "3", "--page", "4") == ExitCode.OK
+    assert trioflow("runs", "list", "--db", str(db), "--limit", "3", "--page", "4") == ExitCode.OK
     assert "no runs of 7, oldest first" in capsys.readouterr().out
 
 
@@ -65,11 +58,11 @@ def test_runs_list_all_and_a_short_journal_need_no_footer(
 ) -> None:
     db = tmp_path / "runs.db"
     make_journal(db, ["completed"] * 4)
-    assert _main("runs", "list", "--db", str(db), "--all", "--limit", "2") == ExitCode.OK
+    assert trioflow("runs", "list", "--db", str(db), "--all", "--limit", "2") == ExitCode.OK
     out = capsys.readouterr().out
     assert run_ids(out) == ["r0", "r1", "r2", "r3"]
     assert "oldest first" not in out
-    assert _main("runs", "list", "--db", str(db)) == ExitCode.OK
+    assert trioflow("runs", "list", "--db", str(db)) == ExitCode.OK
     out = capsys.readouterr().out
     assert run_ids(out) == ["r0", "r1", "r2", "r3"]
     assert "oldest first" not in out
@@ -102,7 +95,7 @@ def test_runs_list_reads_only_its_page_of_a_huge_journal(
             rows,
         )
     connection.close()
-    assert _main("runs", "list", "--db", str(db)) == ExitCode.OK
+    assert trioflow("runs", "list", "--db", str(db)) == ExitCode.OK
     out = capsys.readouterr().out
     assert run_ids(out) == [f"r{n}" for n in range(99_950, 100_000)]
     assert "runs 99951-100000 of 100000, oldest first; --page 2 for older ones" in out
@@ -112,9 +105,7 @@ def test_runs_list_reads_only_its_page_of_a_huge_journal(
 def test_runs_list_refuses_a_page_size_or_number_below_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
 ) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["runs", "list", "--db", str(tmp_path / "runs.db"), option, "0"])
-    assert exit_info.value.code == 2
+    assert trioflow("runs", "list", "--db", tmp_path / "runs.db", option, "0") == 2
     assert "must be 1 or more, got 0" in capsys.readouterr().err
 
 
@@ -128,7 +119,7 @@ def test_prune_by_count_prints_what_it_removes_and_keeps_resumable_runs(
 ) -> None:
     db = tmp_path / "runs.db"
     make_journal(db, STATUSES)
-    assert _main("runs", "prune", "--db", str(db), "--keep-last", "1") == ExitCode.OK
+    assert trioflow("runs", "prune", "--db", str(db), "--keep-last", "1") == ExitCode.OK
     out = capsys.readouterr().out
     assert out.splitlines() == [
         "removed r0  p  completed  2026-03-01 10:00",
@@ -136,7 +127,7 @@ def test_prune_by_count_prints_what_it_removes_and_keeps_resumable_runs(
         "removed r5  p  usage_limit  2026-03-06 10:00",
         "removed 3 run(s)",
     ]
-    assert _main("runs", "list", "--db", str(db)) == ExitCode.OK
+    assert trioflow("runs", "list", "--db", str(db)) == ExitCode.OK
     assert run_ids(capsys.readouterr().out) == ["r2", "r3", "r4", "r6"]
 
 
@@ -146,16 +137,16 @@ def test_prune_dry_run_says_what_would_go_and_removes_nothing(
     db = tmp_path / "runs.db"
     make_journal(db, STATUSES)
     arguments = ("runs", "prune", "--db", str(db), "--status", "paused", "--status", "running")
-    assert _main(*arguments, "--force", "--dry-run") == ExitCode.OK
+    assert trioflow(*arguments, "--force", "--dry-run") == ExitCode.OK
     assert capsys.readouterr().out.splitlines() == [
         "would remove r2  p  paused  2026-03-03 10:00",
         "would remove r3  p  running  2026-03-04 10:00",
         "would remove 2 run(s)",
     ]
-    assert _main("runs", "list", "--db", str(db)) == ExitCode.OK
+    assert trioflow("runs", "list", "--db", str(db)) == ExitCode.OK
     assert len(run_ids(capsys.readouterr().out)) == 7
     # Without --force, runs that may go on are never removed.
-    assert _main(*arguments) == ExitCode.OK
+    assert trioflow(*arguments) == ExitCode.OK
     assert capsys.readouterr().out.splitlines() == ["removed 0 run(s)"]
 
 
@@ -163,7 +154,7 @@ def test_prune_by_age(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     db = tmp_path / "runs.db"
     make_journal(db, ["completed", "failed"])
     # Both started in March 2026, long before "now": both are older than a day.
-    assert _main("runs", "prune", "--db", str(db), "--older-than", "1d") == ExitCode.OK
+    assert trioflow("runs", "prune", "--db", str(db), "--older-than", "1d") == ExitCode.OK
     assert capsys.readouterr().out.splitlines()[-1] == "removed 2 run(s)"
 
 
@@ -183,18 +174,16 @@ def test_prune_refuses_what_it_cannot_do_in_cli_words(
 ) -> None:
     db = tmp_path / "runs.db"
     make_journal(db, ["completed"])
-    assert _main("runs", "prune", "--db", str(db), *arguments) == ExitCode.BAD_ARGUMENTS
+    assert trioflow("runs", "prune", "--db", str(db), *arguments) == ExitCode.BAD_ARGUMENTS
     assert message in capsys.readouterr().err.replace("\n", " ")
-    assert _main("runs", "list", "--db", str(db)) == ExitCode.OK
+    assert trioflow("runs", "list", "--db", str(db)) == ExitCode.OK
     assert run_ids(capsys.readouterr().out) == ["r0"]
 
 
 def test_prune_refuses_an_age_it_cannot_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["runs", "prune", "--db", str(tmp_path / "runs.db"), "--older-than", "soon"])
-    assert exit_info.value.code == 2
+    assert trioflow("runs", "prune", "--db", tmp_path / "runs.db", "--older-than", "soon") == 2
     assert "'soon' is not an age: a whole number and a unit, s, m, h, d or w" in (
         capsys.readouterr().err
     )

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 import trio
+from cli_in_process import trioflow
 from trioflow.persistence import RunRecord, SQLiteStore
-from trioflow.runtime._cli import ExitCode, main
+from trioflow.runtime._cli import ExitCode
 
 PIPELINES = """
 from pathlib import Path
@@ -60,15 +61,6 @@ def target(tmp_path: Path) -> str:
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     return tmp_path / "runs.db"
-
-
-def trioflow(*arguments: str | Path) -> int:
-    """Run ``trioflow ARGUMENTS`` in this process; its exit code."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(argument) for argument in arguments])
-    code = exit_info.value.code
-    assert isinstance(code, int)
-    return code
 
 
 def executions(tmp_path: Path) -> list[str]:

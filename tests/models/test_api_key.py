@@ -8,6 +8,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from cli_in_process import trioflow
 from trioflow.persistence import InMemoryStore, RunStore
 from trioflow.runtime import (
     ConfigurationError,
@@ -17,7 +18,7 @@ from trioflow.runtime import (
     Step,
     open_runtime,
 )
-from trioflow.runtime._cli import ExitCode, main
+from trioflow.runtime._cli import ExitCode
 
 from tests.models.fake_openai import Reply, serving
 
@@ -313,14 +314,6 @@ pipeline = Step("ask", agent)
 """
 
 
-def _cli(*arguments: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(arguments))
-    code = exit_info.value.code
-    assert isinstance(code, int)
-    return code
-
-
 def test_the_cli_never_shows_or_stores_an_echoed_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -332,14 +325,14 @@ def test_the_cli_never_shows_or_stores_an_echoed_key(
     with serving(api_key=None) as fake:
         monkeypatch.setenv("FAKE_BASE_URL", fake.base_url)
         fake.script(Reply(status=400, error=echoed))
-        code = _cli("run", f"{pipeline}:pipeline", "--input", "hi", "--db", str(db), "--json")
+        code = trioflow("run", f"{pipeline}:pipeline", "--input", "hi", "--db", str(db), "--json")
     printed = capsys.readouterr()
     run_id = json.loads(printed.out)["run_id"]
     assert code == ExitCode.PIPELINE_FAILED
     perfetto = tmp_path / "trace.json"
-    assert _cli("trace", run_id, "--db", str(db), "--json") == ExitCode.OK
-    assert _cli("trace", run_id, "--db", str(db), "--perfetto", str(perfetto)) == ExitCode.OK
-    assert _cli("runs", "show", run_id, "--db", str(db)) == ExitCode.OK
+    assert trioflow("trace", run_id, "--db", str(db), "--json") == ExitCode.OK
+    assert trioflow("trace", run_id, "--db", str(db), "--perfetto", str(perfetto)) == ExitCode.OK
+    assert trioflow("runs", "show", run_id, "--db", str(db)) == ExitCode.OK
     shown = capsys.readouterr()
 
     everything = "\n".join([printed.out, printed.err, shown.out, shown.err, perfetto.read_text()])

@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from cli_in_process import trioflow
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
     Completion,
@@ -22,15 +23,7 @@ from trioflow.runtime import (
     open_runtime,
     step,
 )
-from trioflow.runtime._cli import ExitCode, main
-
-
-def _main(*arguments: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(arguments))
-    code = exit_info.value.code
-    assert isinstance(code, int)
-    return code
+from trioflow.runtime._cli import ExitCode
 
 
 def limited(effects: list[str]) -> Pipeline:
@@ -135,11 +128,11 @@ def test_trioflow_replay_of_a_usage_limited_run_stops_at_the_same_step(
     source.write_text(LIMITED_FILE)
     published = tmp_path / "limited.py.published"
     db = str(tmp_path / "j.db")
-    ran = _main("run", f"{source}:limited", "--input", "x", "--max-cost", "1", "--db", db)
+    ran = trioflow("run", f"{source}:limited", "--input", "x", "--max-cost", "1", "--db", db)
     assert ran == ExitCode.USAGE_LIMIT
     [run_id] = set(re.findall(r"run: ([0-9a-f]{32})", capsys.readouterr().out))
 
-    assert _main("replay", run_id, "--db", db) == ExitCode.OK
+    assert trioflow("replay", run_id, "--db", db) == ExitCode.OK
     assert capsys.readouterr().out.splitlines() == [
         f"replayed run {run_id}: 3 step(s), no model called",
         "stopped by the original run's limits: Cost limit of $1.00 exceeded",

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from cli_in_process import trioflow
 from trioflow.persistence import InMemoryStore, RunRecord, SQLiteStore
 from trioflow.runtime import Completion, Pipeline, Step, Usage, open_runtime
-from trioflow.runtime._cli import ExitCode, main
+from trioflow.runtime._cli import ExitCode
 
 
 def timed(name: str, delay: float, *, cost: str | None = None, fail: str | None = None) -> Step:
@@ -55,14 +56,6 @@ def record_run(db: Path, pipeline: Pipeline | Step) -> tuple[str, int]:
     return run_id, trio.run(copy, run_id)
 
 
-def _main(*arguments: str) -> int:
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(arguments))
-    code = exit_info.value.code
-    assert isinstance(code, int)
-    return code
-
-
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     return tmp_path / "runs.db"
@@ -84,7 +77,7 @@ def test_the_tree_has_one_line_per_actor_with_status_time_usage_and_reason(
 ) -> None:
     run_id, events = failed_run
 
-    assert _main("trace", run_id, "--db", str(db)) == ExitCode.OK
+    assert trioflow("trace", run_id, "--db", str(db)) == ExitCode.OK
 
     header, *tree = capsys.readouterr().out.splitlines()
     assert header.startswith(f"run: {run_id}   pipeline: pipeline   status: failed   started: ")
@@ -106,7 +99,7 @@ def test_failed_and_path_narrow_the_tree(
 ) -> None:
     run_id, _ = failed_run
 
-    assert _main("trace", run_id, "--db", str(db), "--failed", "--path", "main/1:par/a") == 0
+    assert trioflow("trace", run_id, "--db", str(db), "--failed", "--path", "main/1:par/a") == 0
 
     _, *tree = capsys.readouterr().out.splitlines()
     assert tree == [
@@ -115,7 +108,7 @@ def test_failed_and_path_narrow_the_tree(
         "    └── main/1:par/a  cancelled  2.000s  1 attempt  $0.00  0 tokens  - branch 'b' failed",
     ]
 
-    assert _main("trace", run_id, "--db", str(db), "--path", "main/7") == ExitCode.OK
+    assert trioflow("trace", run_id, "--db", str(db), "--path", "main/7") == ExitCode.OK
     _, *rest = capsys.readouterr().out.splitlines()
     assert rest == ["no actor matches"]
 
@@ -125,7 +118,7 @@ def test_json_gives_the_tree_for_machines(
 ) -> None:
     run_id, events = failed_run
 
-    assert _main("trace", run_id, "--db", str(db), "--json", "--path", "main/0") == ExitCode.OK
+    assert trioflow("trace", run_id, "--db", str(db), "--json", "--path", "main/0") == ExitCode.OK
 
     document = json.loads(capsys.readouterr().out)
     assert {k: v for k, v in document.items() if k != "started_at"} == {
@@ -177,7 +170,7 @@ def test_perfetto_writes_a_trace_event_file(
     run_id, _ = failed_run
     target = tmp_path / "run.json"
 
-    assert _main("trace", run_id, "--db", str(db), "--perfetto", str(target)) == ExitCode.OK
+    assert trioflow("trace", run_id, "--db", str(db), "--perfetto", str(target)) == ExitCode.OK
 
     assert capsys.readouterr().out == f"wrote {target}: open it in https://ui.perfetto.dev\n"
     events = json.loads(target.read_text(encoding="utf-8"))["traceEvents"]
@@ -206,7 +199,7 @@ def assert_error(capsys: pytest.CaptureFixture[str], message: str) -> None:
 def test_an_unknown_run(
     db: Path, failed_run: tuple[str, int], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _main("trace", "nope", "--db", str(db)) == ExitCode.UNKNOWN_RUN
+    assert trioflow("trace", "nope", "--db", str(db)) == ExitCode.UNKNOWN_RUN
     assert_error(capsys, "no run with id 'nope' is stored")
 
 
@@ -217,7 +210,7 @@ def test_a_run_without_a_trace(db: Path, capsys: pytest.CaptureFixture[str]) -> 
 
     trio.run(store_a_bare_run)
 
-    assert _main("trace", "quiet", "--db", str(db)) == ExitCode.NO_TRACE == 8
+    assert trioflow("trace", "quiet", "--db", str(db)) == ExitCode.NO_TRACE == 8
     assert_error(
         capsys,
         "run 'quiet' has no trace (status: running): a trace is stored when a run ends, "
@@ -229,7 +222,7 @@ def test_a_file_that_is_not_a_journal(tmp_path: Path, capsys: pytest.CaptureFixt
     db = tmp_path / "broken.db"
     db.write_bytes(b"not a database, " * 100)
 
-    assert _main("trace", "any", "--db", str(db)) == ExitCode.STORE_ERROR
+    assert trioflow("trace", "any", "--db", str(db)) == ExitCode.STORE_ERROR
 
     assert_error(
         capsys,
@@ -243,7 +236,7 @@ def test_a_file_that_is_not_a_journal(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_a_journal_path_that_is_a_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _main("trace", "any", "--db", str(tmp_path)) == ExitCode.STORE_ERROR
+    assert trioflow("trace", "any", "--db", str(tmp_path)) == ExitCode.STORE_ERROR
     assert_error(
         capsys,
         f"{tmp_path} is not a trioflow journal (not a regular file); it was left untouched: "
@@ -257,7 +250,7 @@ def test_perfetto_does_not_combine_with_the_tree_options(
     run_id, _ = failed_run
     for extra in (["--json"], ["--failed"], ["--path", "main"]):
         arguments = ["trace", run_id, "--db", str(db), "--perfetto", "out.json", *extra]
-        assert _main(*arguments) == ExitCode.BAD_ARGUMENTS
+        assert trioflow(*arguments) == ExitCode.BAD_ARGUMENTS
         assert_error(
             capsys, "--perfetto writes the whole trace: give it without --json, --failed or --path"
         )
@@ -269,6 +262,6 @@ def test_perfetto_to_a_place_that_cannot_be_written(
     run_id, _ = failed_run
     target = tmp_path / "no" / "such" / "folder" / "run.json"
 
-    assert _main("trace", run_id, "--db", str(db), "--perfetto", str(target)) == 2
+    assert trioflow("trace", run_id, "--db", str(db), "--perfetto", str(target)) == 2
 
     assert_error(capsys, f"cannot write {target}: [Errno 2] No such file or directory: '{target}'")
