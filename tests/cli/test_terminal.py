@@ -157,7 +157,7 @@ def _steps(steps: Sequence[StepRecord]) -> list[tuple[str, bool, int, str]]:
 
 def _run_id(terminal: Terminal) -> str:
     found = re.search(r"run: ([0-9a-f]{32})$", terminal.line_starting("status: "))
-    assert found is not None, terminal.text()
+    assert found is not None, terminal.text()  # narrows Optional: the id is random
     return found[1]
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import apsw
 import pytest
+from moved_aside import moved_aside
 from trioflow.persistence import NotAJournal, RunRecord, SQLiteStore, StoreError
 
 T0 = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=datetime.UTC)
@@ -84,9 +85,7 @@ async def test_a_damaged_journal_moved_aside_stays_private(tmp_path: Path, umask
     async with SQLiteStore.open(path, recover=True) as store:
         recovered = store.recovered_from
 
-    assert recovered is not None
-    assert recovered.moved_to is not None
-    moved = recovered.moved_to
+    moved = moved_aside(recovered, path)
     assert {name: mode(tmp_path / name) for name in os.listdir(tmp_path)} == {
         "runs.db": 0o600,
         moved.name: 0o600,

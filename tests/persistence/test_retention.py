@@ -270,8 +270,9 @@ async def test_a_resumed_run_ends_again_at_the_back_of_the_queue() -> None:
     second = a_run("second", status="running", day=1)
     await store.create_run(second)
     # "first" is resumed (running again), then "second" ends, then "first" ends.
-    running = await store.swap_run(first, attrs.evolve(first, status="running"))
-    assert running is not None  # a swap that lost would have returned None
+    resumed = attrs.evolve(first, status="running")
+    running = attrs.evolve(resumed, revision=first.revision + 1)  # what a won swap stores
+    assert await store.swap_run(first, resumed) == running  # a lost swap would give None
     await store.swap_run(second, attrs.evolve(second, status="completed"))
     await store.swap_run(running, attrs.evolve(running, status="completed"))
     assert await ids(store) == ["first"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import itertools
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import apsw
 import attrs
 import pytest
 import trio
+from moved_aside import moved_aside
 from trioflow.actors import MemoryTraceSink, TraceEvent, TraceKind
 from trioflow.persistence import (
     CODEC,
@@ -199,8 +199,6 @@ DAMAGES = {
     "page overwritten": _page_overwritten,
 }
 
-STAMPED = re.compile(r"^runs\.db\.corrupt-\d{8}T\d{6}Z$")
-
 
 def check_problems(path: Path) -> list[str]:
     """What SQLite's integrity check says of ``path``, read by a connection of its own."""
@@ -316,13 +314,13 @@ async def test_a_journal_whose_rows_break_its_schema_is_recovered_by_a_copy(
         assert await store.trace_of("r1") == [TraceEvent(TraceKind.SPAWN, "run", 0.0)]
         recovered = store.recovered_from
 
-    assert recovered is not None
-    assert recovered.moved_to is not None
+    moved = moved_aside(recovered, path)
+    assert recovered is not None  # narrows Optional (moved_aside checked it)
     assert (recovered.damage, recovered.action) == (
         "NULL value in trace_events.peer",
         "every run was copied into a fresh journal in its place",
     )
-    assert recovered.moved_to.read_bytes() == bad
+    assert moved.read_bytes() == bad
     assert check_problems(path) == []
 
 
@@ -337,10 +335,7 @@ async def test_recover_moves_companion_files_with_the_damaged_file(tmp_path: Pat
         recovered = store.recovered_from
         assert await store.list_runs() == []
 
-    assert recovered is not None
-    assert recovered.moved_to is not None
-    moved = recovered.moved_to
-    assert STAMPED.match(moved.name), moved.name
+    moved = moved_aside(recovered, path)
     assert sorted(os.listdir(tmp_path)) == [
         "runs.db",
         moved.name,
@@ -367,8 +362,7 @@ async def test_moving_aside_never_overwrites_an_earlier_corrupt_file(tmp_path: P
     async with SQLiteStore.open(path, recover=True) as store:
         recovered = store.recovered_from
 
-    assert recovered is not None
-    assert recovered.moved_to is not None
+    assert recovered is not None  # narrows Optional: where it moved the file is compared next
     assert recovered.moved_to in {taken.with_name(taken.name + ".1") for taken in earlier}
     assert recovered.moved_to.read_bytes() == bad
     assert {taken: taken.read_bytes() for taken in earlier} == earlier
@@ -387,14 +381,13 @@ async def test_recover_moves_an_unreadable_journal_aside_and_starts_fresh(
         assert await store.list_runs() == [a_run().summary()]
         recovered = store.recovered_from
 
-    assert recovered is not None
-    assert recovered.moved_to is not None
-    assert recovered.moved_to.read_bytes() == bad
+    moved = moved_aside(recovered, path)
+    assert moved.read_bytes() == bad
     assert str(recovered) == (
         f"the journal {path} was damaged (file is not a database): its tables cannot be read; "
-        f"a fresh journal starts; the damaged file was moved to {recovered.moved_to}"
+        f"a fresh journal starts; the damaged file was moved to {moved}"
     )
-    assert sorted(os.listdir(tmp_path)) == sorted(["runs.db", recovered.moved_to.name])
+    assert sorted(os.listdir(tmp_path)) == sorted(["runs.db", moved.name])
     async with SQLiteStore.open(path) as store:
         assert await store.list_runs() == [a_run().summary()]
 
@@ -730,7 +723,6 @@ async def test_a_damaged_journal_is_left_with_its_wal_intact_until_recover(
 
     async with SQLiteStore.open(copy, recover=True) as store:
         recovered = store.recovered_from
-    assert recovered is not None
-    assert recovered.moved_to is not None
-    assert await trio.Path(f"{recovered.moved_to}-wal").read_bytes() == wal
-    assert recovered.moved_to.read_bytes() == damaged
+    moved = moved_aside(recovered, copy)
+    assert await trio.Path(f"{moved}-wal").read_bytes() == wal
+    assert moved.read_bytes() == damaged

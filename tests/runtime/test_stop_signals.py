@@ -64,7 +64,7 @@ def test_sigterm_stops_the_run_as_ctrl_c_does(tmp_path: Path) -> None:
         # SIGINT as a terminal would have it, even when the test runner ignores it.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    assert child.stdout is not None
+    assert child.stdout is not None  # narrows Optional (PIPE gives it); its first line is next
     assert child.stdout.readline() == "waiting\n"
     child.send_signal(signal.SIGTERM)
     out, _ = child.communicate(timeout=PATIENCE_S)
