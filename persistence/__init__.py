@@ -5,7 +5,7 @@ from ._memory import InMemoryStore
 from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
 from ._schema import SchemaTooNew
 from ._sqlite import CorruptDatabase, Durability, SQLiteStore
-from ._store import RunStore, StoreError, UnknownRun
+from ._store import RunStore, StaleEpoch, StoreError, UnknownRun
 
 __all__ = [
     "CODEC",
@@ -20,6 +20,7 @@ __all__ = [
     "RunStore",
     "SQLiteStore",
     "SchemaTooNew",
+    "StaleEpoch",
     "StepRecord",
     "StoreError",
     "UnknownRun",

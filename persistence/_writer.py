@@ -53,7 +53,7 @@ import attrs
 import trio
 from trioflow.actors import Actor, TraceEvent
 
-from ._store import UnknownRun
+from ._store import StaleEpoch, UnknownRun
 
 
 @attrs.frozen
@@ -67,6 +67,9 @@ class RunRow:
     finished_at: str | None
     payload: str
     revision: int
+    owner: str | None
+    epoch: int
+    lease_expires_at: str | None
 
 
 @attrs.frozen
@@ -88,12 +91,25 @@ class SwapRun:
 
 
 @attrs.frozen
+class RenewLease:
+    """Store ``row`` (the run with its lease extended) if the run is still at its revision
+    and epoch; replies whether it did. :class:`UnknownRun` if there is no such run."""
+
+    row: RunRow
+
+
+# The writes below are fenced when ``epoch`` is set: applied only if the run is at
+# that epoch, else :class:`StaleEpoch` (see the store protocol).
+
+
+@attrs.frozen
 class PutStep:
     """Insert or replace the completion record at ``(run_id, path)``."""
 
     run_id: str
     path: str
     payload: str
+    epoch: int | None = None
 
 
 @attrs.frozen
@@ -103,6 +119,7 @@ class PutPause:
     run_id: str
     path: str
     payload: str
+    epoch: int | None = None
 
 
 @attrs.frozen
@@ -112,6 +129,7 @@ class PutUsage:
     run_id: str
     key: str
     payload: str
+    epoch: int | None = None
 
 
 @attrs.frozen
@@ -120,9 +138,10 @@ class AppendTrace:
 
     run_id: str
     events: tuple[TraceEvent, ...]
+    epoch: int | None = None
 
 
-WriteRequest = CreateRun | SwapRun | PutStep | PutPause | PutUsage | AppendTrace
+WriteRequest = CreateRun | SwapRun | RenewLease | PutStep | PutPause | PutUsage | AppendTrace
 
 #: WAL size, in pages, at which the writer checkpoints (SQLite's own auto-checkpoint default).
 CHECKPOINT_PAGES = 1000
@@ -163,20 +182,25 @@ class ImmediateTransaction:
 
 
 # Keyed upserts: a new key takes the run's next seq; an existing one keeps its
-# seq (first-write order) and gets the new payload.
+# seq (first-write order) and gets the new payload. The fence is in the same
+# statement: with an epoch (?4) the row is written only if the run is at it, so
+# no change means a stale epoch (or no such run).
 _UPSERT_STEP = """
     INSERT INTO steps (run_id, path, seq, payload)
-    VALUES (?1, ?2, (SELECT coalesce(max(seq), 0) + 1 FROM steps WHERE run_id = ?1), ?3)
+    SELECT ?1, ?2, (SELECT coalesce(max(seq), 0) + 1 FROM steps WHERE run_id = ?1), ?3
+    WHERE ?4 IS NULL OR (SELECT epoch FROM runs WHERE run_id = ?1) = ?4
     ON CONFLICT (run_id, path) DO UPDATE SET payload = excluded.payload
 """
 _UPSERT_PAUSE = """
     INSERT INTO pauses (run_id, path, seq, payload)
-    VALUES (?1, ?2, (SELECT coalesce(max(seq), 0) + 1 FROM pauses WHERE run_id = ?1), ?3)
+    SELECT ?1, ?2, (SELECT coalesce(max(seq), 0) + 1 FROM pauses WHERE run_id = ?1), ?3
+    WHERE ?4 IS NULL OR (SELECT epoch FROM runs WHERE run_id = ?1) = ?4
     ON CONFLICT (run_id, path) DO UPDATE SET payload = excluded.payload
 """
 _UPSERT_USAGE = """
     INSERT INTO ledger (run_id, key, seq, payload)
-    VALUES (?1, ?2, (SELECT coalesce(max(seq), 0) + 1 FROM ledger WHERE run_id = ?1), ?3)
+    SELECT ?1, ?2, (SELECT coalesce(max(seq), 0) + 1 FROM ledger WHERE run_id = ?1), ?3
+    WHERE ?4 IS NULL OR (SELECT epoch FROM runs WHERE run_id = ?1) = ?4
     ON CONFLICT (run_id, key) DO UPDATE SET payload = excluded.payload
 """
 
@@ -252,19 +276,22 @@ class JournalWriter(Actor[WriteRequest]):
                     raise ValueError(f"a run with id {row.run_id!r} is already stored")
                 connection.execute(
                     "INSERT INTO runs (run_id, pipeline_name, status, started_at, finished_at,"
-                    " payload, revision) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " payload, revision, owner, epoch, lease_expires_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     _run_columns(row),
                 )
             case SwapRun(row, expected):
                 return self._swap(row, expected)
-            case PutStep(run_id, path, payload):
-                self._upsert(_UPSERT_STEP, run_id, path, payload)
-            case PutPause(run_id, path, payload):
-                self._upsert(_UPSERT_PAUSE, run_id, path, payload)
-            case PutUsage(run_id, key, payload):
-                self._upsert(_UPSERT_USAGE, run_id, key, payload)
-            case AppendTrace(run_id, events):
-                self._require(run_id)  # there may be no event to refuse it
+            case RenewLease(row):
+                return self._renew(row)
+            case PutStep(run_id, path, payload, epoch):
+                self._upsert(_UPSERT_STEP, run_id, path, payload, epoch)
+            case PutPause(run_id, path, payload, epoch):
+                self._upsert(_UPSERT_PAUSE, run_id, path, payload, epoch)
+            case PutUsage(run_id, key, payload, epoch):
+                self._upsert(_UPSERT_USAGE, run_id, key, payload, epoch)
+            case AppendTrace(run_id, events, epoch):
+                self._require_epoch(run_id, epoch)  # there may be no event to refuse it
                 self._append_trace(run_id, events)
         return True
 
@@ -272,7 +299,8 @@ class JournalWriter(Actor[WriteRequest]):
         """Replace the run's row if its revision is ``expected``, in one statement."""
         self._connection.execute(
             "UPDATE runs SET pipeline_name = ?, status = ?, started_at = ?, finished_at = ?,"
-            " payload = ?, revision = ? WHERE run_id = ? AND revision = ?",
+            " payload = ?, revision = ?, owner = ?, epoch = ?, lease_expires_at = ?"
+            " WHERE run_id = ? AND revision = ?",
             (
                 row.pipeline_name,
                 row.status,
@@ -280,31 +308,65 @@ class JournalWriter(Actor[WriteRequest]):
                 row.finished_at,
                 row.payload,
                 row.revision,
+                row.owner,
+                row.epoch,
+                row.lease_expires_at,
                 row.run_id,
                 expected,
             ),
         )
+        return self._changed(row.run_id)
+
+    def _renew(self, row: RunRow) -> bool:
+        """Store the renewed lease if the run is at ``row``'s revision and epoch (one statement)."""
+        self._connection.execute(
+            "UPDATE runs SET payload = ?, lease_expires_at = ?"
+            " WHERE run_id = ? AND revision = ? AND epoch = ?",
+            (row.payload, row.lease_expires_at, row.run_id, row.revision, row.epoch),
+        )
+        return self._changed(row.run_id)
+
+    def _changed(self, run_id: str) -> bool:
+        """Whether the last statement changed the run's row; :class:`UnknownRun` if none exists."""
         if self._connection.changes() == 1:
             return True
-        self._require(row.run_id)
+        self._require(run_id)
         return False
 
-    def _upsert(self, statement: str, run_id: str, key: str, payload: str) -> None:
+    def _upsert(
+        self, statement: str, run_id: str, key: str, payload: str, epoch: int | None
+    ) -> None:
         """One keyed upsert; :class:`UnknownRun` if ``run_id`` names no stored run.
 
-        The run is checked by the schema's foreign key (enforced on this
-        connection: ``PRAGMA foreign_keys = ON``), in the same statement, rather
-        than by a query of our own before it. It is the only constraint these
-        upserts can break: a key already stored becomes an update, and the
-        ``seq`` taken is one past the run's largest.
+        Without an epoch, the run is checked by the schema's foreign key
+        (enforced on this connection: ``PRAGMA foreign_keys = ON``), in the
+        same statement, rather than by a query of our own before it. It is
+        the only constraint these upserts can break: a key already stored
+        becomes an update, and the ``seq`` taken is one past the run's
+        largest. With one, the statement's own condition refuses a run that
+        is not at it, or is missing: no change, told apart afterwards.
         """
+        connection = self._connection
         try:
-            self._connection.execute(statement, (run_id, key, payload))
+            connection.execute(statement, (run_id, key, payload, epoch))
         except apsw.ConstraintError as error:
             # A documented attribute that apsw's type stubs do not declare.
             if error.extendedresult != apsw.SQLITE_CONSTRAINT_FOREIGNKEY:  # type: ignore[attr-defined]
                 raise
             raise UnknownRun(run_id) from None
+        if epoch is not None and connection.changes() == 0:
+            self._require(run_id)
+            raise StaleEpoch(run_id, epoch)
+
+    def _require_epoch(self, run_id: str, epoch: int | None) -> None:
+        """:class:`UnknownRun` for a missing run; :class:`StaleEpoch` if not at ``epoch``."""
+        rows: list[Any] = self._connection.execute(
+            "SELECT epoch FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchall()
+        if not rows:
+            raise UnknownRun(run_id)
+        if epoch is not None and rows[0][0] != epoch:
+            raise StaleEpoch(run_id, epoch)
 
     def _append_trace(self, run_id: str, events: tuple[TraceEvent, ...]) -> None:
         rows: list[Any] = self._connection.execute(
@@ -330,7 +392,9 @@ class JournalWriter(Actor[WriteRequest]):
             raise UnknownRun(run_id)
 
 
-def _run_columns(row: RunRow) -> tuple[str, str, str, str, str | None, str, int]:
+def _run_columns(
+    row: RunRow,
+) -> tuple[str, str, str, str, str | None, str, int, str | None, int, str | None]:
     return (
         row.run_id,
         row.pipeline_name,
@@ -339,4 +403,7 @@ def _run_columns(row: RunRow) -> tuple[str, str, str, str, str | None, str, int]
         row.finished_at,
         row.payload,
         row.revision,
+        row.owner,
+        row.epoch,
+        row.lease_expires_at,
     )

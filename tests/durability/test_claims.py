@@ -17,6 +17,7 @@ over the new owner's record.
 
 from __future__ import annotations
 
+import datetime
 import math
 import random
 import tempfile
@@ -87,21 +88,27 @@ class HookedStore:
         await self._hook("swap_run")
         return await self._inner.swap_run(expected, replacement)
 
-    async def record_step(self, step: StepRecord) -> None:
+    async def renew_lease(self, run: RunRecord, until: datetime.datetime) -> RunRecord | None:
+        await self._hook("renew_lease")
+        return await self._inner.renew_lease(run, until)
+
+    async def record_step(self, step: StepRecord, *, epoch: int | None = None) -> None:
         await self._hook("record_step")
-        await self._inner.record_step(step)
+        await self._inner.record_step(step, epoch=epoch)
 
-    async def record_usage(self, entry: LedgerEntry) -> None:
+    async def record_usage(self, entry: LedgerEntry, *, epoch: int | None = None) -> None:
         await self._hook("record_usage")
-        await self._inner.record_usage(entry)
+        await self._inner.record_usage(entry, epoch=epoch)
 
-    async def record_pause(self, pause: PauseRecord) -> None:
+    async def record_pause(self, pause: PauseRecord, *, epoch: int | None = None) -> None:
         await self._hook("record_pause")
-        await self._inner.record_pause(pause)
+        await self._inner.record_pause(pause, epoch=epoch)
 
-    async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None:
+    async def save_trace(
+        self, run_id: str, events: Sequence[TraceEvent], *, epoch: int | None = None
+    ) -> None:
         await self._hook("save_trace")
-        await self._inner.save_trace(run_id, events)
+        await self._inner.save_trace(run_id, events, epoch=epoch)
 
     async def get_run(self, run_id: str) -> RunRecord:
         await self._hook("get_run")
@@ -214,6 +221,7 @@ def completed_by(paused: RunRecord, stored: RunRecord, answer: bool) -> RunRecor
         error=None,
         paused_at=(),
         revision=paused.revision + 2,  # the claim, then the outcome
+        epoch=paused.epoch + 1,  # the claim
     )
 
 
