@@ -33,21 +33,27 @@ DEFAULT_LEASE_S = 30.0
 BEATS_PER_LEASE = 3
 
 
-class LeaseClock:
-    """Wall-clock time (UTC) as trio's clock advances from the first reading.
+#: Where lease time starts in this ``trio.run``: the wall clock, and trio's clock, then.
+_ANCHOR: trio.lowlevel.RunVar[tuple[datetime.datetime, float]] = trio.lowlevel.RunVar(
+    "trioflow_lease_anchor"
+)
 
-    Anchored to the wall clock once, then advanced by ``trio.current_time``:
-    lease moments are comparable across processes (wall clock), yet follow
-    a ``MockClock`` in tests and ignore wall-clock jumps during a run.
+
+class LeaseClock:
+    """Wall-clock time (UTC) as trio's clock advances from the first reading in a ``trio.run``.
+
+    Anchored to the wall clock once per ``trio.run`` (so every runtime in it
+    agrees), then advanced by ``trio.current_time``: lease moments are
+    comparable across processes (wall clock), yet follow a ``MockClock`` in
+    tests and ignore wall-clock jumps during a run.
     """
 
-    def __init__(self) -> None:
-        self._anchor: tuple[datetime.datetime, float] | None = None
-
     def now(self) -> datetime.datetime:
-        if self._anchor is None:
-            self._anchor = (datetime.datetime.now(datetime.UTC), trio.current_time())
-        wall, start = self._anchor
+        try:
+            wall, start = _ANCHOR.get()
+        except LookupError:
+            wall, start = datetime.datetime.now(datetime.UTC), trio.current_time()
+            _ANCHOR.set((wall, start))
         return wall + datetime.timedelta(seconds=trio.current_time() - start)
 
 
