@@ -239,6 +239,41 @@ async def test_an_owner_stalled_past_its_lease_is_taken_over_and_then_writes_not
     assert [event.label for event in trace if event.label in ("started", "resumed")] == ["resumed"]
 
 
+# -- a run stopped cleanly is released: the next resume need not wait -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("stop", "status"), [(trio.Cancelled, "cancelled"), (KeyboardInterrupt, "interrupted")]
+)
+async def test_a_run_stopped_cleanly_is_released_and_resumed_at_once(
+    store: RunStore, mock_clock: trio.testing.MockClock, stop: type[BaseException], status: str
+) -> None:
+    calls = Calls()
+
+    async def stopped_in_s2(label: str, name: str) -> None:
+        if (label, name) == ("first", "s2"):
+            if stop is trio.Cancelled:
+                scope.cancel()
+                await trio.sleep_forever()
+            raise KeyboardInterrupt  # Ctrl-C, as trio delivers it
+
+    pipeline = four_steps(calls, stopped_in_s2)
+    async with open_runtime(store=store, lease_s=LEASE_S) as runtime:
+        with (
+            trio.CancelScope() as scope,
+            pytest.raises(KeyboardInterrupt) if (stop is KeyboardInterrupt) else nullcontext(),
+        ):
+            await runtime.run(pipeline, "in", resources="first")
+        [stopped] = await store.list_runs()
+        # No virtual time passes: the lease it had would still run for 30 s.
+        result = await runtime.resume(stopped.run_id, pipeline=pipeline, resources="next")
+
+    assert (stopped.status, stopped.owner, stopped.lease_expires_at) == (status, None, None)
+    assert (stopped.epoch, stopped.revision) == (1, 1)
+    assert (result.status, result.output) == ("completed", "in>s0@first>s1@first>s2@next>s3@next")
+    assert calls.names() == ["s0", "s1", "s2", "s2", "s3"]
+
+
 # -- racing resumes of a run left behind: exactly one runs what is left ---------------------------
 
 
