@@ -71,10 +71,6 @@ class RunRecord:
         """This record as a new owner's claim leaves it: the next epoch, leased ``until``."""
         return attrs.evolve(self, owner=owner, epoch=self.epoch + 1, lease_expires_at=until)
 
-    def released(self) -> RunRecord:
-        """This record with no owner: the next resume need not wait for a lease to run out."""
-        return attrs.evolve(self, owner=None, lease_expires_at=None)
-
 
 @attrs.frozen
 class StepRecord:

@@ -26,8 +26,9 @@ store (memory, SQLite, and the PostgreSQL store to come):
   even if the late owner renews it between that read and the claim (the
   renewal keeps the revision); the owner then finds out at its next
   renewal or write.
-* **Release.** The outcome an owner stores is :meth:`RunRecord.released`
-  (no owner, no lease): the next claim need not wait.
+* **Release.** The outcome an owner stores (its last compare-and-set)
+  has no ``owner`` and no ``lease_expires_at``: the next claim need not
+  wait for the lease to run out.
 
 Lease times are wall-clock moments (UTC) compared by the claimant, so the
 processes sharing a store need clocks that agree to well within a lease.

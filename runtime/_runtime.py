@@ -48,7 +48,7 @@ from ._errors import (
 from ._governor import Governor, Totals
 from ._human import HumanStep
 from ._journal import Journal
-from ._lease import DEFAULT_LEASE_S, LeaseClock, LeaseTerms, Ownership
+from ._lease import DEFAULT_LEASE_S, LeaseClock, LeaseKeeper, LeaseTerms, Ownership
 from ._messages import Execute, StepDone
 from ._paths import locate
 from ._pipeline import Pipeline, StepLike, as_pipeline
@@ -87,13 +87,14 @@ class Runtime:
         store: RunStore,
         limits: UsageLimits | None,
         cache: StepCache,
-        *,
-        lease_s: float = DEFAULT_LEASE_S,
+        keeper: LeaseKeeper,
     ) -> None:
         self.store = store
         self.limits = limits
         self.cache = cache
-        self.leases = LeaseTerms(lease_s, LeaseClock())
+        #: Renews the leases of the runs this runtime drives (its task runs in open_runtime).
+        self.keeper = keeper
+        self.leases = keeper.terms
         # The pipelines of the latest runs, so resume() and replay() can find them
         # again; bounded, so a long-lived runtime does not keep every pipeline.
         self._pipelines: OrderedDict[str, Pipeline] = OrderedDict()
@@ -256,7 +257,7 @@ class Runtime:
         replies = {key: reply for step in original for key, reply in step.replies}
         pauses = await self.store.pauses_of(run_id)
         answers = {pause.path: pause.answer for pause in pauses if pause.answered_at is not None}
-        sandbox = Runtime(InMemoryStore(), None, StepCache(), lease_s=self.leases.lease_s)
+        sandbox = Runtime(InMemoryStore(), None, StepCache(), self.keeper)
         copy = RunRecord(
             uuid.uuid4().hex,
             record.pipeline_name,
@@ -357,7 +358,7 @@ class Runtime:
         try:
             if answered is not None:
                 await self.store.record_pause(answered, epoch=ownership.epoch)
-            async with ownership.kept():
+            with self.keeper.keeping(ownership):
                 done, usage = await self._execute(
                     pipeline, record, resources, journal, ledger, sink, replies
                 )
@@ -391,19 +392,16 @@ class Runtime:
             await self.store.save_trace(record.run_id, events, epoch=ownership.epoch)
         except StaleEpoch as error:
             raise _taken_over(ownership, result) from error
-        ended = await ownership.swap(
-            attrs.evolve(
-                record,
-                status=result.status.value,
-                finished_at=_now(),
-                output=result.output,
-                final_context=result.context,
-                total_cost_usd=str(usage.cost_usd),
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                error=result.error,
-                paused_at=result.paused_at,
-            ),
+        ended = await ownership.end(
+            status=result.status.value,
+            finished_at=_now(),
+            output=result.output,
+            final_context=result.context,
+            total_cost_usd=str(usage.cost_usd),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            error=result.error,
+            paused_at=result.paused_at,
         )
         if not ended:
             raise _taken_over(ownership, result)
@@ -452,16 +450,13 @@ class Runtime:
                 NO_USAGE,
             )
             await self.store.save_trace(record.run_id, events, epoch=ownership.epoch)
-            await ownership.swap(
-                attrs.evolve(
-                    record,
-                    status=status.value,
-                    finished_at=_now(),
-                    total_cost_usd=str(spent.cost_usd),
-                    input_tokens=spent.input_tokens,
-                    output_tokens=spent.output_tokens,
-                    error=f"{type(error).__name__}: {error}",
-                ),
+            await ownership.end(
+                status=status.value,
+                finished_at=_now(),
+                total_cost_usd=str(spent.cost_usd),
+                input_tokens=spent.input_tokens,
+                output_tokens=spent.output_tokens,
+                error=f"{type(error).__name__}: {error}",
             )
         except StaleEpoch:
             return  # taken over meanwhile: nothing of this drive's is stored
@@ -674,12 +669,15 @@ async def open_runtime(
     if not (math.isfinite(lease_s) and lease_s > 0):
         raise ConfigurationError(f"lease_s must be a positive number of seconds, got {lease_s}")
     cache = StepCache(cache_entries)
+    keeper = LeaseKeeper(LeaseTerms(lease_s, LeaseClock()))
+    # The keeper's heartbeat runs inside the store's block: it stops before the store closes.
     if store is None or isinstance(store, str | os.PathLike):
         path = default_db_path() if store is None else Path(store)
-        async with SQLiteStore.open(path, recover=recover) as journal:
-            yield Runtime(journal, limits, cache, lease_s=lease_s)
+        async with SQLiteStore.open(path, recover=recover) as journal, keeper.running():
+            yield Runtime(journal, limits, cache, keeper)
     else:
-        yield Runtime(store, limits, cache, lease_s=lease_s)
+        async with keeper.running():
+            yield Runtime(store, limits, cache, keeper)
 
 
 def run_sync(

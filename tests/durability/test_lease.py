@@ -48,6 +48,7 @@ from trioflow.persistence import (
 )
 from trioflow.runtime import (
     Completion,
+    ConfigurationError,
     Pipeline,
     PipelineResult,
     RunClaimed,
@@ -105,6 +106,15 @@ def four_steps(calls: Calls, hold: Callable[[str, str], Awaitable[None]]) -> Pip
 
 async def no_hold(label: str, name: str) -> None:
     pass
+
+
+@pytest.mark.parametrize("lease_s", [0.0, -1.0, float("nan"), float("inf")])
+async def test_a_lease_that_is_not_a_positive_number_of_seconds_is_refused(lease_s: float) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        async with open_runtime(store=InMemoryStore(), lease_s=lease_s):
+            pass
+
+    assert str(refused.value) == f"lease_s must be a positive number of seconds, got {lease_s}"
 
 
 # -- a heartbeat keeps a long step's lease alive -----------------------------------------------
@@ -426,14 +436,16 @@ class Accepted:
     epoch: int
 
 
-class AuditedStore(InMemoryStore):
-    """An :class:`InMemoryStore` noting every write it accepts, in the order it accepts them.
+class AuditedStore(HookedStore):
+    """Passes every call on to ``inner``, noting each write it accepted, in order.
 
-    Its writes never yield, so the order noted is the order they happened in.
+    The order noted is the order of the commits because the owners of
+    :func:`cancel_an_owner_at` take turns: a later one starts once the
+    earlier one's call has returned.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, inner: RunStore) -> None:
+        super().__init__(inner)
         self.accepted: list[Accepted] = []
 
     async def swap_run(self, expected: RunRecord, replacement: RunRecord) -> RunRecord | None:
@@ -616,34 +628,53 @@ async def cancel_an_owner_at(at: int, audited: AuditedStore) -> tuple[RunRecord,
     return await audited.get_run(run.run_id), calls
 
 
-@settings(max_examples=150, deadline=None, database=None)
-@given(st.integers(0, 40))  # an uncancelled owner passes 34 checkpoints
-def test_a_cancellation_at_any_await_of_an_owner_never_lets_two_owners_write(at: int) -> None:
-    async def main() -> None:
-        audited = AuditedStore()
-        with virtual_time():
-            stored, calls = await cancel_an_owner_at(at, audited)
+async def check_an_owner_cancelled_at(at: int, store: RunStore) -> None:
+    """Cancel an owner at checkpoint ``at`` of its store calls; check the run and its writes."""
+    audited = AuditedStore(store)
+    with virtual_time():
+        stored, calls = await cancel_an_owner_at(at, audited)
 
-        # No write of an older epoch is accepted once a newer one is in the store.
-        epochs = [accepted.epoch for accepted in audited.accepted]
-        assert epochs == sorted(epochs), audited.accepted
-        assert (stored.status, stored.owner, stored.lease_expires_at) == ("completed", None, None)
-        assert (stored.total_cost_usd, stored.input_tokens, stored.output_tokens) == (
-            "1.00",
-            40,
-            20,
-        )
-        ledger = await audited.ledger_of(stored.run_id)
-        assert [entry.key for entry in ledger] == [
-            f"main/{n}:{name}#1#1" for n, name in enumerate(STEPS)
-        ]
-        # Each step's record is the last owner's to run it.
-        steps = {step.path: step.output for step in await audited.steps_of(stored.run_id)}
-        last_runner = {name: label for label, name in calls.made}
-        assert [steps[f"main/{n}:{name}"].rpartition("@")[2] for n, name in enumerate(STEPS)] == [
-            last_runner[name] for name in STEPS
-        ]
-        assert calls.names()[:2] == ["s0", "s1"]  # the first drive, cancelled in s1
+    # No write of an older epoch is accepted once a newer one is in the store.
+    epochs = [accepted.epoch for accepted in audited.accepted]
+    assert epochs == sorted(epochs), audited.accepted
+    assert (stored.status, stored.owner, stored.lease_expires_at) == ("completed", None, None)
+    assert (stored.total_cost_usd, stored.input_tokens, stored.output_tokens) == (
+        "1.00",
+        40,
+        20,
+    )
+    ledger = await audited.ledger_of(stored.run_id)
+    assert [entry.key for entry in ledger] == [
+        f"main/{n}:{name}#1#1" for n, name in enumerate(STEPS)
+    ]
+    # Each step's record is the last owner's to run it.
+    steps = {step.path: step.output for step in await audited.steps_of(stored.run_id)}
+    last_runner = {name: label for label, name in calls.made}
+    assert [steps[f"main/{n}:{name}"].rpartition("@")[2] for n, name in enumerate(STEPS)] == [
+        last_runner[name] for name in STEPS
+    ]
+    assert calls.names()[:2] == ["s0", "s1"]  # the first drive, cancelled in s1
+
+
+#: Checkpoints 0 to 40: an owner that is never cancelled passes 34.
+checkpoints = st.integers(0, 40)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(checkpoints)
+def test_a_cancellation_at_any_await_of_an_owner_never_lets_two_owners_write(at: int) -> None:
+    run_on_mock_clock(lambda: check_an_owner_cancelled_at(at, InMemoryStore()))
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(checkpoints)
+def test_a_cancellation_at_any_await_of_an_owner_on_sqlite_never_lets_two_owners_write(
+    at: int,
+) -> None:
+    async def main() -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            async with SQLiteStore.open(Path(folder) / "j.db") as store:
+                await check_an_owner_cancelled_at(at, store)
 
     run_on_mock_clock(main)
 
