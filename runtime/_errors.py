@@ -112,12 +112,13 @@ class RunNotResumable(TrioflowError):
 class RunClaimed(RunNotResumable):
     """Another resume holds the run, so this one did not start it and changed nothing.
 
-    Raised in two cases. The run changed between this resume reading it and
-    claiming it: another resume claimed it first (of resumes racing for one
-    run, exactly one goes on). Or an answer was given to a run whose status
-    is ``running``: a resume or run is driving it, or its process died while
-    it did, and trioflow cannot tell which; only a resume without an answer
-    takes a running run over (see :meth:`~trioflow.runtime.Runtime.resume`).
+    Raised in three cases. The run changed between this resume reading it
+    and claiming it: another resume claimed it first (of resumes racing for
+    one run, exactly one goes on). Or the run is ``running`` and its owner's
+    lease still runs: the owner is taken to be alive (the message says when
+    the lease runs out). Or an answer was given to a run whose status is
+    ``running``: only a resume without an answer takes a running run over,
+    once its lease has run out (see :meth:`~trioflow.runtime.Runtime.resume`).
     """
 
     def __init__(self, message: str, *, run_id: str) -> None:

@@ -45,6 +45,7 @@ from trioflow.persistence import (
     RunStore,
     SQLiteStore,
     StepRecord,
+    StoreError,
 )
 from trioflow.runtime import (
     Completion,
@@ -162,6 +163,33 @@ async def test_a_heartbeat_keeps_the_lease_of_a_long_step_alive(
     assert (result.status, result.output) == ("completed", "in>s0@owner>s1@owner>s2@owner>s3@owner")
     stored = await store.get_run(started.run_id)
     assert (stored.status, stored.epoch, stored.revision, stored.owner) == ("completed", 1, 1, None)
+
+
+class RenewalFails(InMemoryStore):
+    """A store whose lease renewals fail, as a full disk would."""
+
+    async def renew_lease(self, run: RunRecord, until: datetime.datetime) -> RunRecord | None:
+        raise StoreError("disk full")
+
+
+async def test_a_lease_that_cannot_be_renewed_stops_the_drive_with_the_store_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    calls = Calls()
+
+    async def long_s1(label: str, name: str) -> None:
+        if name == "s1":
+            await trio.sleep(LEASE_S)
+
+    store = RenewalFails()
+    async with open_runtime(store=store, lease_s=LEASE_S) as runtime:
+        with pytest.raises(StoreError, match=r"^disk full$"):
+            await runtime.run(four_steps(calls, long_s1), "in", resources="owner")
+
+    [run] = await store.list_runs()
+    assert calls.names() == ["s0", "s1"]  # stopped in s1, at the first renewal
+    assert (run.status, run.error, run.owner) == ("interrupted", "StoreError: disk full", None)
+    assert (run.total_cost_usd, run.epoch, run.revision) == ("0.25", 1, 1)
 
 
 # -- a lease nobody renews runs out; an owner that stalled past it writes nothing ----------------
