@@ -167,8 +167,10 @@ async def run_actor(
                     value = await actor.receive(envelope.message)
                 except Exception as error:  # delivered to the asker, who owns the request
                     slot.fail(error)
-                except trio.Cancelled:
-                    # The asker may live outside the cancelled scope: never leave it hanging.
+                except BaseException:
+                    # Cancelled, or what ends the process (KeyboardInterrupt): the asker
+                    # may live outside the cancelled scope, or wait shielded (a
+                    # governor's commit), so it is never left hanging.
                     slot.fail(ActorStopped(path))
                     raise
                 else:

@@ -8,6 +8,8 @@ from typing import Any, Generic, Protocol, TypeVar
 import attrs
 import trio
 
+from ._errors import ActorStopped
+
 T = TypeVar("T")
 
 
@@ -58,6 +60,10 @@ class ReplySlot(Generic[T]):
         else:
             await self._event.wait()
         if self._error is not None:
+            if isinstance(self._error, ActorStopped):
+                # The actor ended while this caller is being cancelled too (what ended
+                # it is on its way up): the cancellation is the news, not the stop.
+                await trio.lowlevel.checkpoint_if_cancelled()
             raise self._error
         return self._value  # type: ignore[return-value]
 

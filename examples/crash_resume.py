@@ -3,7 +3,10 @@
 What it shows:
 
 * a run killed mid-way (here the process SIGKILLs itself during the third
-  step, the way a machine dies) leaves its committed steps in the journal;
+  step, the way a machine dies) leaves its committed steps in the journal,
+  and the run ``running`` under the dead process's lease;
+* once that lease has run out (nobody renews it any more; here it lasts
+  2 seconds, by default 30), another process may take the run over;
 * ``trioflow resume RUN`` (or ``rt.resume``) in a new process re-walks the
   pipeline: the committed steps are replayed, not run again, and the step
   that was running runs again with the same idempotency key, so an agent
@@ -20,6 +23,7 @@ prints which steps ran in which process.
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import subprocess
@@ -32,6 +36,9 @@ import trio
 from trioflow.runtime import Completion, Pipeline, Usage, current_call, open_runtime, step
 
 LOG = "CRASH_DEMO_LOG"
+
+#: How long a run's lease lasts unless its process renews it (the default is 30 s).
+LEASE_S = 2.0
 
 
 def _note(text: str) -> None:
@@ -68,14 +75,21 @@ pipeline = Pipeline.of(fetch, analyse, report, name="report")
 
 
 async def start(db: str) -> None:
-    async with open_runtime(store=db) as rt:
+    async with open_runtime(store=db, lease_s=LEASE_S) as rt:
         await rt.run(pipeline, "trio")
 
 
 async def resume(db: str) -> None:
-    async with open_runtime(store=db) as rt:
-        [interrupted] = await rt.store.list_runs()
-        print(f"run {interrupted.run_id} was left {interrupted.status!r}; resuming")
+    async with open_runtime(store=db, lease_s=LEASE_S) as rt:
+        [listed] = await rt.store.list_runs()  # summaries: read the whole record
+        interrupted = await rt.store.get_run(listed.run_id)
+        print(f"run {interrupted.run_id} was left {interrupted.status!r}")
+        if interrupted.lease_expires_at is not None:
+            # Until then a resume is refused (RunClaimed): the owner might be alive.
+            wait = interrupted.lease_expires_at - datetime.datetime.now(datetime.UTC)
+            print("waiting for the dead process's lease to run out")
+            await trio.sleep(max(wait.total_seconds(), 0) + 0.05)
+        print("resuming")
         result = await rt.resume(interrupted.run_id, pipeline=pipeline)
         print(f"status: {result.status.value}")
         print(f"output: {result.output}")

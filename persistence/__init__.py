@@ -9,7 +9,7 @@ from ._records import LedgerEntry, PauseRecord, RunRecord, RunSummary, StepRecor
 from ._retention import PrunePolicy, prune_runs
 from ._schema import SchemaTooNew
 from ._sqlite import Durability, SQLiteStore, UnreadableRuns
-from ._store import RunStore, StoreError, UnknownRun
+from ._store import RunStore, StaleEpoch, StoreError, UnknownRun
 from ._trusted import NO_TYPES, TrustedTypes
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "RunSummary",
     "SQLiteStore",
     "SchemaTooNew",
+    "StaleEpoch",
     "StepRecord",
     "StoreError",
     "TrustedTypes",

@@ -28,7 +28,7 @@ from trioflow.actors import TraceEvent
 from ._codec import CODEC, CorruptJournal
 from ._records import LedgerEntry, PauseRecord, RunRecord, RunSummary, StepRecord
 from ._retention import RESUMABLE_STATUSES
-from ._store import UnknownRun, require_same_run
+from ._store import StaleEpoch, UnknownRun, require_same_run
 from ._summary import run_summary
 from ._trusted import NO_TYPES, TrustedTypes
 
@@ -63,8 +63,10 @@ class InMemoryStore:
         self._pauses: dict[str, dict[str, Any]] = {}
         self._ledger: dict[str, dict[str, Any]] = {}
         self._traces: dict[str, list[TraceEvent]] = {}
-        #: Each stored run's revision, so a swap compares without decoding the run.
+        #: Each stored run's revision and epoch, so a swap or a fenced write
+        #: compares without decoding the run.
         self._revisions: dict[str, int] = {}
+        self._epochs: dict[str, int] = {}
 
     async def create_run(self, run: RunRecord) -> None:
         if run.run_id in self._runs:
@@ -72,6 +74,7 @@ class InMemoryStore:
         encoded = CODEC.to_document(run, where="run")
         self._runs[run.run_id] = encoded
         self._revisions[run.run_id] = run.revision
+        self._epochs[run.run_id] = run.epoch
         for table in (self._steps, self._pauses, self._ledger):
             table[run.run_id] = {}
         self._traces[run.run_id] = []
@@ -87,32 +90,43 @@ class InMemoryStore:
         swapped = attrs.evolve(replacement, revision=expected.revision + 1)
         self._runs[swapped.run_id] = CODEC.to_document(swapped, where="run")
         self._revisions[swapped.run_id] = swapped.revision
+        self._epochs[swapped.run_id] = swapped.epoch
         self._reorder(swapped)
         self._note_status(swapped)
         return swapped
 
-    async def record_step(self, step: StepRecord) -> None:
-        self._require(step.run_id)
+    async def renew_lease(self, run: RunRecord, until: datetime.datetime) -> RunRecord | None:
+        self._require(run.run_id)
+        if (self._revisions[run.run_id], self._epochs[run.run_id]) != (run.revision, run.epoch):
+            return None
+        renewed = attrs.evolve(run, lease_expires_at=until)
+        self._runs[run.run_id] = CODEC.to_document(renewed, where="run")
+        return renewed
+
+    async def record_step(self, step: StepRecord, *, epoch: int | None = None) -> None:
+        self._require_epoch(step.run_id, epoch)
         kept = _KeptRecord.of(step)
         self._steps[step.run_id][step.path] = (
             kept if kept is not None else CODEC.to_document(step, where=f"step {step.path!r}")
         )
 
-    async def record_usage(self, entry: LedgerEntry) -> None:
-        self._require(entry.run_id)
+    async def record_usage(self, entry: LedgerEntry, *, epoch: int | None = None) -> None:
+        self._require_epoch(entry.run_id, epoch)
         kept = _KeptRecord.of(entry)
         self._ledger[entry.run_id][entry.key] = (
             kept if kept is not None else CODEC.to_document(entry, where="ledger")
         )
 
-    async def record_pause(self, pause: PauseRecord) -> None:
-        self._require(pause.run_id)
+    async def record_pause(self, pause: PauseRecord, *, epoch: int | None = None) -> None:
+        self._require_epoch(pause.run_id, epoch)
         self._pauses[pause.run_id][pause.path] = CODEC.to_document(
             pause, where=f"pause {pause.path!r}"
         )
 
-    async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None:
-        self._require(run_id)
+    async def save_trace(
+        self, run_id: str, events: Sequence[TraceEvent], *, epoch: int | None = None
+    ) -> None:
+        self._require_epoch(run_id, epoch)
         self._traces[run_id].extend(events)
 
     async def get_run(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> RunRecord:
@@ -177,9 +191,9 @@ class InMemoryStore:
 
     def _forget(self, run_id: str) -> None:
         """Drop the run and everything stored for it."""
-        for table in (self._runs, self._revisions, self._steps, self._pauses, self._ledger):
+        tables = (self._runs, self._revisions, self._epochs, self._steps, self._pauses)
+        for table in (*tables, self._ledger, self._traces):
             del table[run_id]
-        del self._traces[run_id]
         self._ended.pop(run_id, None)
         self._unplace(run_id)
 
@@ -189,6 +203,15 @@ class InMemoryStore:
             return self._runs[run_id]
         except KeyError:
             raise UnknownRun(run_id) from None
+
+    def _require_epoch(self, run_id: str, epoch: int | None) -> None:
+        """The fence: :class:`StaleEpoch` unless the run is at ``epoch`` (if one is given).
+
+        No checkpoint between this check and the write that follows it: atomic under trio.
+        """
+        self._require(run_id)
+        if epoch is not None and self._epochs[run_id] != epoch:
+            raise StaleEpoch(run_id, epoch)
 
 
 #: The scalars the codec stores as they are (floats are checked: NaN and infinities are not).

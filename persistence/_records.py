@@ -26,6 +26,13 @@ class RunRecord:
     :meth:`RunStore.swap_run`: a resume claims a run by replacing the
     record it read, so of two resumes that read the same revision only one
     can. A record written before revisions existed reads as revision 0.
+
+    The lease says who drives a ``running`` run (see :mod:`._store`):
+    ``owner`` is the token of the process driving it, ``lease_expires_at``
+    when its lease runs out unless renewed (both ``None`` once the run is
+    released), and ``epoch`` counts the claims: every write the owner makes
+    carries it, and a store refuses one whose epoch is no longer the run's.
+    A record written before leases existed reads as epoch 0 with no owner.
     """
 
     run_id: str
@@ -51,10 +58,21 @@ class RunRecord:
     #: The paths of the human-input steps a paused run waits for.
     paused_at: tuple[str, ...] = ()
     revision: int = 0
+    owner: str | None = None
+    epoch: int = 0
+    lease_expires_at: datetime.datetime | None = None
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    def leased_at(self, moment: datetime.datetime) -> bool:
+        """Whether an owner's lease on the run is still running at ``moment``."""
+        return self.lease_expires_at is not None and moment < self.lease_expires_at
+
+    def claimed_by(self, owner: str, until: datetime.datetime) -> RunRecord:
+        """This record as a new owner's claim leaves it: the next epoch, leased ``until``."""
+        return attrs.evolve(self, owner=owner, epoch=self.epoch + 1, lease_expires_at=until)
 
     def summary(self) -> RunSummary:
         """What :meth:`RunStore.list_runs` gives for this run."""

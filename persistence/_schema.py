@@ -19,6 +19,10 @@ History:
    (``SQLiteStore.swap_run``) compares in its ``WHERE`` clause. Runs
    stored before it are at revision 0, as their records read (they have
    no ``revision`` field, and the codec gives a missing field its default).
+5. ``runs.owner``, ``runs.epoch`` and ``runs.lease_expires_at``: the run's
+   lease (see :mod:`._store`). Every fenced write compares ``epoch`` in the
+   same statement that writes. Runs stored before it have no owner and are
+   at epoch 0, as their records read.
 
 Every table keeps the whole encoded record in ``payload`` (the codec's
 JSON); the other columns repeat parts of it for listing and filtering.
@@ -149,12 +153,23 @@ def _v4_run_revision(connection: apsw.Connection) -> None:
     connection.execute("ALTER TABLE runs ADD COLUMN revision INTEGER NOT NULL DEFAULT 0")
 
 
+def _v5_run_lease(connection: apsw.Connection) -> None:
+    connection.execute(
+        """
+        ALTER TABLE runs ADD COLUMN owner TEXT;
+        ALTER TABLE runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE runs ADD COLUMN lease_expires_at TEXT;
+        """
+    )
+
+
 #: ``MIGRATIONS[n]`` migrates a database from version ``n`` to ``n + 1``.
 MIGRATIONS: Sequence[Migration] = (
     _v1_runs_and_steps,
     _v2_pauses_ledger_finished_at,
     _v3_trace_events,
     _v4_run_revision,
+    _v5_run_lease,
 )
 
 #: The schema version this code reads and writes.

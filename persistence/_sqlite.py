@@ -49,6 +49,7 @@ file or folder) is raised as one :class:`StoreError` naming the journal
 
 from __future__ import annotations
 
+import datetime
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -79,6 +80,7 @@ from ._writer import (
     PutPause,
     PutStep,
     PutUsage,
+    RenewLease,
     RunRow,
     SwapRun,
     WriteRequest,
@@ -202,21 +204,30 @@ class SQLiteStore:
         swap = SwapRun(_run_row(swapped), expected.revision)
         return swapped if await self._write(swap) else None
 
-    async def record_step(self, step: StepRecord) -> None:
+    async def renew_lease(self, run: RunRecord, until: datetime.datetime) -> RunRecord | None:
+        # Compared (revision and epoch) and written in one statement by the writer.
+        renewed = attrs.evolve(run, lease_expires_at=until)
+        return renewed if await self._write(RenewLease(_run_row(renewed))) else None
+
+    # Fenced writes: the writer compares ``epoch`` in the statement that writes.
+
+    async def record_step(self, step: StepRecord, *, epoch: int | None = None) -> None:
         payload = CODEC.encode(step, where=f"step {step.path!r}")
         with trio.CancelScope(shield=True):  # finishes even if the caller is cancelled
-            await self._write(PutStep(step.run_id, step.path, payload))
+            await self._write(PutStep(step.run_id, step.path, payload, epoch))
 
-    async def record_usage(self, entry: LedgerEntry) -> None:
+    async def record_usage(self, entry: LedgerEntry, *, epoch: int | None = None) -> None:
         payload = CODEC.encode(entry, where="ledger")
-        await self._write(PutUsage(entry.run_id, entry.key, payload))
+        await self._write(PutUsage(entry.run_id, entry.key, payload, epoch))
 
-    async def record_pause(self, pause: PauseRecord) -> None:
+    async def record_pause(self, pause: PauseRecord, *, epoch: int | None = None) -> None:
         payload = CODEC.encode(pause, where=f"pause {pause.path!r}")
-        await self._write(PutPause(pause.run_id, pause.path, payload))
+        await self._write(PutPause(pause.run_id, pause.path, payload, epoch))
 
-    async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None:
-        await self._write(AppendTrace(run_id, tuple(events)))
+    async def save_trace(
+        self, run_id: str, events: Sequence[TraceEvent], *, epoch: int | None = None
+    ) -> None:
+        await self._write(AppendTrace(run_id, tuple(events), epoch))
 
     async def _write(self, request: WriteRequest) -> bool:
         try:
@@ -226,7 +237,7 @@ class SQLiteStore:
         return applied
 
     async def delete_run(self, run_id: str, *, revision: int) -> bool:
-        return bool(await self._writer.ask(DeleteRun(run_id, revision)))
+        return await self._write(DeleteRun(run_id, revision))
 
     # -- reads: the read-only connection, in the caller's task ----------------------------
 
@@ -320,6 +331,9 @@ def _run_row(run: RunRecord) -> RunRow:
         None if run.finished_at is None else utc_text(run.finished_at),
         CODEC.encode(run, where="run"),
         run.revision,
+        run.owner,
+        run.epoch,
+        None if run.lease_expires_at is None else utc_text(run.lease_expires_at),
     )
 
 

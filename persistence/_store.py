@@ -1,7 +1,42 @@
-"""The store protocol: what the runtime needs from wherever runs are kept."""
+"""The store protocol: what the runtime needs from wherever runs are kept.
+
+One owner at a time. A ``running`` run is driven by exactly one process,
+its owner, which holds a lease on it. The protocol, the same for every
+store (memory, SQLite, and the PostgreSQL store to come):
+
+* **Claim.** An owner takes a run by replacing the run record it read with
+  :meth:`RunStore.swap_run` (a compare-and-set on ``revision``), the
+  replacement made with :meth:`RunRecord.claimed_by`: its own ``owner``
+  token, ``epoch`` one more than the record's, and ``lease_expires_at``.
+  Of claimants that read one record, exactly one succeeds. A ``running``
+  run whose lease has not run out (:meth:`RunRecord.leased_at`) is not
+  claimed at all: its owner is taken to be alive.
+* **Heartbeat.** While it drives the run, the owner renews its lease
+  (:meth:`RunStore.renew_lease`) well before it runs out; a renewal is
+  refused once another claim has replaced the owner's record, which is how
+  an owner learns that it lost the run.
+* **Fencing.** Every write the owner makes for the run (step records,
+  ledger entries, pauses, trace events) carries its ``epoch``, and the
+  store accepts it only if the stored run is still at that epoch,
+  checked and written in one atomic step; otherwise :class:`StaleEpoch`
+  is raised and nothing is stored. The owner's last record (its outcome)
+  is a compare-and-set again. So after a takeover the old owner can
+  write nothing, whatever it is still doing.
+  A lease that ran out is forfeit: a claimant that read it expired wins
+  even if the late owner renews it between that read and the claim (the
+  renewal keeps the revision); the owner then finds out at its next
+  renewal or write.
+* **Release.** The outcome an owner stores (its last compare-and-set)
+  has no ``owner`` and no ``lease_expires_at``: the next claim need not
+  wait for the lease to run out.
+
+Lease times are wall-clock moments (UTC) compared by the claimant, so the
+processes sharing a store need clocks that agree to well within a lease.
+"""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -21,6 +56,22 @@ class UnknownRun(StoreError, LookupError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"no run with id {run_id!r} is stored")
         self.run_id = run_id
+
+
+class StaleEpoch(StoreError):
+    """A write for a run under an epoch that is no longer the run's: nothing was stored.
+
+    Another owner claimed the run since the writer did (its lease ran out),
+    so the writer no longer owns it and must stop.
+    """
+
+    def __init__(self, run_id: str, epoch: int) -> None:
+        super().__init__(
+            f"run {run_id!r} is no longer at epoch {epoch}: another owner claimed it since, "
+            "so this write was refused (nothing was stored)"
+        )
+        self.run_id = run_id
+        self.epoch = epoch
 
 
 def require_same_run(expected: RunRecord, replacement: RunRecord) -> None:
@@ -56,8 +107,22 @@ class RunStore(Protocol):
         """
         ...
 
-    async def record_step(self, step: StepRecord) -> None:
+    async def renew_lease(self, run: RunRecord, until: datetime.datetime) -> RunRecord | None:
+        """Extend the lease of ``run``, the record its owner last stored, to ``until``.
+
+        A compare-and-set on ``run``'s revision and epoch that does not
+        count as a revision: what is stored, and returned, is ``run`` with
+        ``lease_expires_at=until``. ``None`` means the stored run was
+        replaced since (another owner claimed it): nothing was written.
+        :class:`UnknownRun` for an unknown id.
+        """
+        ...
+
+    async def record_step(self, step: StepRecord, *, epoch: int | None = None) -> None:
         """Store a step's completion record, replacing one at the same path.
+
+        With ``epoch``, only if the stored run is at that epoch (else
+        :class:`StaleEpoch`); the same holds for every write below.
 
         It finishes even when the calling task is cancelled meanwhile: the
         record is committed and the call returns normally. Why: the step's
@@ -67,13 +132,15 @@ class RunStore(Protocol):
         that waits shields the wait.)
         """
 
-    async def record_usage(self, entry: LedgerEntry) -> None:
+    async def record_usage(self, entry: LedgerEntry, *, epoch: int | None = None) -> None:
         """Store a ledger entry, replacing one with the same key."""
 
-    async def record_pause(self, pause: PauseRecord) -> None:
+    async def record_pause(self, pause: PauseRecord, *, epoch: int | None = None) -> None:
         """Store a pause, replacing one at the same path (to record its answer)."""
 
-    async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None:
+    async def save_trace(
+        self, run_id: str, events: Sequence[TraceEvent], *, epoch: int | None = None
+    ) -> None:
         """Append trace events to the run's trace."""
 
     async def get_run(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> RunRecord:

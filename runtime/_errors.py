@@ -112,12 +112,13 @@ class RunNotResumable(TrioflowError):
 class RunClaimed(RunNotResumable):
     """Another resume holds the run, so this one did not start it and changed nothing.
 
-    Raised in two cases. The run changed between this resume reading it and
-    claiming it: another resume claimed it first (of resumes racing for one
-    run, exactly one goes on). Or an answer was given to a run whose status
-    is ``running``: a resume or run is driving it, or its process died while
-    it did, and trioflow cannot tell which; only a resume without an answer
-    takes a running run over (see :meth:`~trioflow.runtime.Runtime.resume`).
+    Raised in three cases. The run changed between this resume reading it
+    and claiming it: another resume claimed it first (of resumes racing for
+    one run, exactly one goes on). Or the run is ``running`` and its owner's
+    lease still runs: the owner is taken to be alive (the message says when
+    the lease runs out). Or an answer was given to a run whose status is
+    ``running``: only a resume without an answer takes a running run over,
+    once its lease has run out (see :meth:`~trioflow.runtime.Runtime.resume`).
     """
 
     def __init__(self, message: str, *, run_id: str) -> None:
@@ -128,14 +129,16 @@ class RunClaimed(RunNotResumable):
 class RunTakenOver(TrioflowError):
     """Another resume claimed the run while this process was still driving it.
 
-    That resume took the run for one whose process had died. This drive's
-    outcome was not stored, so it cannot overwrite the new owner's: the run
-    record is the other resume's. What this drive journaled on its way (step
-    completion records, ledger entries, its trace) was stored as it
-    happened. ``result`` is what this drive came to.
+    This process's lease on the run had run out (it was stalled for longer
+    than the lease), so that resume took it for dead. From the takeover on,
+    the store refused every write of this drive (its epoch was no longer
+    the run's): no step record, ledger entry, pause, trace or outcome of it
+    replaces the new owner's. ``result`` is what this drive came to, or
+    ``None`` if it was stopped before the end (its heartbeat or a journal
+    write found the run taken).
     """
 
-    def __init__(self, message: str, *, run_id: str, result: PipelineResult) -> None:
+    def __init__(self, message: str, *, run_id: str, result: PipelineResult | None) -> None:
         super().__init__(message)
         self.run_id = run_id
         self.result = result

@@ -35,10 +35,15 @@ from ._usage import Usage
 
 @attrs.define
 class Journal:
-    """The completion records of one run, and the human answers given to it (by path)."""
+    """The completion records of one run, and the human answers given to it (by path).
+
+    Every write carries ``epoch``, the epoch of the lease this drive holds:
+    the store refuses it once another owner has claimed the run.
+    """
 
     store: RunStore
     run_id: str
+    epoch: int
     records: dict[str, StepRecord] = attrs.field(factory=dict)
     answers: Mapping[str, PauseRecord] = attrs.field(factory=dict)
 
@@ -99,7 +104,9 @@ class Journal:
 
     async def pause(self, path: str, message: str, input_schema: dict[str, Any]) -> None:
         """Journal that ``path`` waits for a person's answer."""
-        await self.store.record_pause(PauseRecord(self.run_id, path, message, input_schema, _now()))
+        await self.store.record_pause(
+            PauseRecord(self.run_id, path, message, input_schema, _now()), epoch=self.epoch
+        )
 
     async def record_usage(self, key: str, path: str, usage: Usage) -> None:
         """Store the ledger entry of one agent call."""
@@ -111,7 +118,8 @@ class Journal:
                 str(usage.cost_usd),
                 usage.input_tokens,
                 usage.output_tokens,
-            )
+            ),
+            epoch=self.epoch,
         )
 
     async def _write(self, done: StepDone) -> None:
@@ -138,7 +146,7 @@ class Journal:
             breach=done.breach,
             replies=done.replies,
         )
-        await self.store.record_step(record)
+        await self.store.record_step(record, epoch=self.epoch)
         self.records[result.path] = record
 
 

@@ -9,6 +9,7 @@ runtime without seeing each other. There is no module-level state.
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import signal
 import uuid
@@ -32,6 +33,7 @@ from trioflow.persistence import (
     RunRecord,
     RunStore,
     SQLiteStore,
+    StaleEpoch,
     StoreError,
     TrustedTypes,
 )
@@ -50,6 +52,7 @@ from ._governor import Governor, Totals
 from ._human import HumanStep
 from ._interrupts import StopSignals
 from ._journal import Journal
+from ._lease import DEFAULT_LEASE_S, LeaseClock, LeaseKeeper, LeaseTerms, Ownership
 from ._messages import Execute, StepDone
 from ._nesting import check_nesting
 from ._paths import locate
@@ -86,10 +89,19 @@ NO_INPUT: Any = _NoInput()
 class Runtime:
     """Runs and resumes pipelines; get one from :func:`open_runtime`."""
 
-    def __init__(self, store: RunStore, limits: UsageLimits | None, cache: StepCache) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        limits: UsageLimits | None,
+        cache: StepCache,
+        keeper: LeaseKeeper,
+    ) -> None:
         self.store = store
         self.limits = limits
         self.cache = cache
+        #: Renews the leases of the runs this runtime drives (its task runs in open_runtime).
+        self.keeper = keeper
+        self.leases = keeper.terms
         # The pipelines of the latest runs, so resume() and replay() can find them
         # again; bounded, so a long-lived runtime does not keep every pipeline.
         self._pipelines: OrderedDict[str, Pipeline] = OrderedDict()
@@ -151,10 +163,16 @@ class Runtime:
             target=target,
             target_sha256=target_sha256,
         )
-        await self.store.create_run(record)
+        ownership = await self._start(record)
         self._remember(run_id, pipeline)
-        journal = Journal(self.store, run_id)
-        return await self._drive(pipeline, record, resources, journal, (), watch)
+        journal = Journal(self.store, run_id, ownership.epoch)
+        return await self._drive(pipeline, ownership, resources, journal, (), watch)
+
+    async def _start(self, record: RunRecord) -> Ownership:
+        """Store a new run, owned by this drive (epoch 1) under a fresh lease."""
+        claimed = self.leases.claim(record)
+        await self.store.create_run(claimed)
+        return Ownership(self.store, claimed, self.leases)
 
     async def resume(
         self,
@@ -177,40 +195,49 @@ class Runtime:
 
         The resume claims the run before it runs anything: it replaces the
         run record it read with a compare-and-set
-        (:meth:`~trioflow.persistence.RunStore.swap_run`). Of resumes racing
-        for one run (tasks of one process, or processes sharing a journal)
-        exactly one claims it; the others raise :class:`RunClaimed` having
-        changed nothing, their answers included. The one exception follows.
+        (:meth:`~trioflow.persistence.RunStore.swap_run`) that makes this
+        drive the run's owner, with the next epoch and a lease. Of resumes
+        racing for one run (tasks of one process, or processes sharing a
+        journal) exactly one claims it; the others raise
+        :class:`RunClaimed` having changed nothing, their answers included.
 
-        A run whose status is ``running`` is either being driven right now
-        or was when its process died; the journal cannot tell which. An
-        answer for it raises :class:`RunClaimed`. A resume without an answer
-        takes it over, which assumes its process died (so does one that
-        reads the run just after another resume claimed it). If that
-        process is alive, both run the steps left (and pay for their
-        calls), and when the first one ends it raises :class:`RunTakenOver`
-        instead of overwriting the new owner's outcome.
+        A run whose status is ``running`` has an owner driving it, or had
+        one whose process died. While the owner's lease runs (it renews it
+        every third of ``lease_s``), a resume raises :class:`RunClaimed`
+        saying when the lease runs out. Once it has run out, a resume
+        without an answer takes the run over (an answer is still refused:
+        the run first walks to its pauses again). An owner that is alive
+        after all (stalled for longer than its lease) finds out at its next
+        renewal or journal write, which the store refuses
+        (:class:`~trioflow.persistence.StaleEpoch`): it stops, and raises
+        :class:`RunTakenOver`, having written nothing since the takeover.
         """
         with reading_run(run_id):
             found, types, record = await self._pipeline_and_run(run_id, pipeline)
-            _require_resumable(record, answered=human_input is not NO_INPUT)
+            now = self.leases.clock.now()
+            _require_resumable(record, now, answered=human_input is not NO_INPUT)
             _require_context(record)
             answers, answered = await self._answer(found, record, human_input, path, types)
             records = {step.path: step for step in await self.store.steps_of(run_id, types=types)}
             ledger = await self.store.ledger_of(run_id)
-        journal = Journal(self.store, run_id, records, answers)
-        claimed = await self._claim(record)
+        ownership = await self._claim(record)
+        journal = Journal(self.store, run_id, ownership.epoch, records, answers)
         return await self._drive(
-            found, claimed, resources, journal, ledger, watch, resumed=True, answered=answered
+            found, ownership, resources, journal, ledger, watch, resumed=True, answered=answered
         )
 
-    async def _claim(self, record: RunRecord) -> RunRecord:
-        """Mark the run ``running`` if it is still as read: the record this resume then owns."""
+    async def _claim(self, record: RunRecord) -> Ownership:
+        """Own the run, ``running``, if it is still as read.
+
+        Shielded: a cancellation cannot leave this resume unsure whether it
+        owns the run (the drive that follows releases it if cancelled).
+        """
         running = attrs.evolve(record, status=RunStatus.RUNNING.value, paused_at=())
-        claimed = await self.store.swap_run(record, running)
+        with trio.CancelScope(shield=True):
+            claimed = await self.store.swap_run(record, self.leases.claim(running))
         if claimed is None:
             raise _claimed_since(record)
-        return claimed
+        return Ownership(self.store, claimed, self.leases)
 
     async def _pipeline_and_run(
         self, run_id: str, given: StepLike | None
@@ -281,7 +308,7 @@ class Runtime:
             pauses = await self.store.pauses_of(run_id, types=types)
         replies = {key: reply for step in original for key, reply in step.replies}
         answers = {pause.path: pause for pause in pauses if pause.answered_at is not None}
-        sandbox = Runtime(InMemoryStore(), None, StepCache())
+        sandbox = Runtime(InMemoryStore(), None, StepCache(), self.keeper)
         copy = RunRecord(
             uuid.uuid4().hex,
             record.pipeline_name,
@@ -291,11 +318,11 @@ class Runtime:
             context=record.context,
             limits=record.limits,
         )
-        await sandbox.store.create_run(copy)
-        journal = Journal(sandbox.store, copy.run_id, answers=answers)
+        ownership = await sandbox._start(copy)
+        journal = Journal(sandbox.store, copy.run_id, ownership.epoch, answers=answers)
         try:
             result = await sandbox._drive(
-                found, copy, resources, journal, (), None, replies=replies
+                found, ownership, resources, journal, (), None, replies=replies
             )
         except UsageLimitExceeded as breach:
             if breach.result is None:  # not this replay's governor: a step's code raised it
@@ -360,7 +387,7 @@ class Runtime:
     async def _drive(
         self,
         pipeline: Pipeline,
-        record: RunRecord,
+        ownership: Ownership,
         resources: Any,
         journal: Journal,
         ledger: Sequence[LedgerEntry],
@@ -370,64 +397,71 @@ class Runtime:
         replies: Mapping[str, Any] | None = None,
         answered: PauseRecord | None = None,
     ) -> PipelineResult:
-        """Run (or re-walk) the pipeline for ``record`` and store how it ended.
+        """Run (or re-walk) the pipeline of the run ``ownership`` holds and store how it ended.
 
         ``watch`` sees every trace event as it happens (live progress).
         ``answered`` is the pause a resume answers, journaled first: after
         the claim (a resume that loses it writes nothing), and where a
         failure to journal it ends the run as interrupted, not ``running``.
+        The lease is kept alive meanwhile; once another owner has taken the
+        run over, this drive writes nothing more and raises
+        :class:`RunTakenOver`.
         """
+        record = ownership.record
         trace = MemoryTraceSink()
         # Ties this drive's monotonic clock to the wall clock (see ``_trace_tree``).
         trace.record(clock_anchor(RESUMED if resumed else STARTED))
         sink: TraceSink = trace if watch is None else TeeTraceSink(trace, GuardedWatch(watch))
         try:
             if answered is not None:
-                await self.store.record_pause(answered)
-            done, usage = await self._execute(
-                pipeline, record, resources, journal, ledger, sink, replies
-            )
+                await self.store.record_pause(answered, epoch=ownership.epoch)
+            with self.keeper.keeping(ownership):
+                done, usage = await self._execute(
+                    pipeline, record, resources, journal, ledger, sink, replies
+                )
         except BaseException as error:
+            if ownership.lost or _holds(error, StaleEpoch):
+                raise _taken_over(ownership) from error
             with trio.CancelScope(shield=True):
-                await self._end_abruptly(record, error, trace.events)
+                await self._end_abruptly(ownership, error, trace.events)
             raise
         result = _pipeline_result(record.run_id, done, usage, record.context)
-        await self.store.save_trace(record.run_id, trace.events)
-        await self._store_outcome(record, result, usage)
+        await self._store_outcome(ownership, result, usage, trace.events)
         if done.breach is not None:
             raise UsageLimitExceeded(done.breach, result)
         return result
 
-    async def _store_outcome(self, record: RunRecord, result: PipelineResult, usage: Usage) -> None:
-        """Replace ``record``, the one this drive started from, with how the run ended.
+    async def _store_outcome(
+        self,
+        ownership: Ownership,
+        result: PipelineResult,
+        usage: Usage,
+        events: list[TraceEvent],
+    ) -> None:
+        """Store the trace, then replace the run record with how the run ended, released.
 
-        A compare-and-set, like a resume's claim: if another resume claimed
-        the run meanwhile (taking this process for dead), its record stays
-        and :class:`RunTakenOver` is raised.
+        Both fenced: if another resume took the run over meanwhile (this
+        process's lease ran out), neither is stored and
+        :class:`RunTakenOver` is raised.
         """
-        ended = await self.store.swap_run(
-            record,
-            attrs.evolve(
-                record,
-                status=result.status.value,
-                finished_at=_now(),
-                output=result.output,
-                final_context=result.context,
-                total_cost_usd=str(usage.cost_usd),
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                error=result.error,
-                paused_at=result.paused_at,
-            ),
+        record = ownership.record
+        try:
+            await self.store.save_trace(record.run_id, events, epoch=ownership.epoch)
+        except StaleEpoch as error:
+            raise _taken_over(ownership, result) from error
+        ended = await ownership.end(
+            status=result.status.value,
+            finished_at=_now(),
+            output=result.output,
+            final_context=result.context,
+            total_cost_usd=str(usage.cost_usd),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            error=result.error,
+            paused_at=result.paused_at,
         )
-        if ended is None:
-            raise RunTakenOver(
-                f"run {record.run_id!r} was claimed by another resume while this process was "
-                f"driving it: this drive's outcome ({result.status.value}) was not stored, "
-                "the run is that resume's",
-                run_id=record.run_id,
-                result=result,
-            )
+        if not ended:
+            raise _taken_over(ownership, result)
 
     async def _execute(
         self,
@@ -454,16 +488,17 @@ class Runtime:
         return done, usage
 
     async def _end_abruptly(
-        self, record: RunRecord, error: BaseException, events: list[TraceEvent]
+        self, ownership: Ownership, error: BaseException, events: list[TraceEvent]
     ) -> None:
-        """Record a run stopped from outside its steps: resumable, with what it spent.
+        """Record a run stopped from outside its steps: resumable, released, with what it spent.
 
         If the store itself is what failed, this may fail too: the caller's
         error is the one that matters, so a store error here is reported in
         the trace of the next attempt, not raised over it. If another
         resume claimed the run meanwhile, its record is left as it is (the
-        compare-and-set refuses this one): the run is that resume's now.
+        fenced writes refuse this one's): the run is that resume's now.
         """
+        record = ownership.record
         cancelled = _only(error, trio.Cancelled)
         status = RunStatus.CANCELLED if cancelled else RunStatus.INTERRUPTED
         try:
@@ -474,19 +509,17 @@ class Runtime:
                 ),
                 NO_USAGE,
             )
-            await self.store.save_trace(record.run_id, events)
-            await self.store.swap_run(
-                record,
-                attrs.evolve(
-                    record,
-                    status=status.value,
-                    finished_at=_now(),
-                    total_cost_usd=str(spent.cost_usd),
-                    input_tokens=spent.input_tokens,
-                    output_tokens=spent.output_tokens,
-                    error=self._stops.reason(error),
-                ),
+            await self.store.save_trace(record.run_id, events, epoch=ownership.epoch)
+            await ownership.end(
+                status=status.value,
+                finished_at=_now(),
+                total_cost_usd=str(spent.cost_usd),
+                input_tokens=spent.input_tokens,
+                output_tokens=spent.output_tokens,
+                error=self._stops.reason(error),
             )
+        except StaleEpoch:
+            return  # taken over meanwhile: nothing of this drive's is stored
         except StoreError:
             if isinstance(error, StoreError):
                 return  # the journal is failing: the original error says so
@@ -531,12 +564,29 @@ def _only(error: BaseException, kind: type[BaseException]) -> bool:
     return isinstance(error, kind)
 
 
-def _require_resumable(record: RunRecord, *, answered: bool) -> None:
-    """Refuse a run that has ended, and an answer for a run that may be running elsewhere."""
+def _holds(error: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``error`` is ``kind``, or a group holding one."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.subgroup(kind) is not None
+    return isinstance(error, kind)
+
+
+def _require_resumable(record: RunRecord, now: datetime.datetime, *, answered: bool) -> None:
+    """Refuse a run that has ended, a run whose owner's lease runs at ``now``, and an
+    answer for a run that may be running elsewhere."""
     if record.status not in _RESUMABLE:
         raise RunNotResumable(
             f"run {record.run_id!r} has status {record.status!r}: only paused, running "
             "(interrupted) or cancelled runs can be resumed"
+        )
+    if not answered and record.status == RunStatus.RUNNING.value and record.leased_at(now):
+        assert record.lease_expires_at is not None  # narrows the type: leased_at checked it
+        until = record.lease_expires_at.astimezone(datetime.UTC).isoformat(timespec="seconds")
+        raise RunClaimed(
+            f"run {record.run_id!r} is running: its owner holds a lease on it until {until} "
+            "and renews it while its process is alive. If that process died, resume the run "
+            "once the lease has run out",
+            run_id=record.run_id,
         )
     if answered and record.status == RunStatus.RUNNING.value:
         raise RunClaimed(
@@ -545,6 +595,21 @@ def _require_resumable(record: RunRecord, *, answered: bool) -> None:
             "run without an answer to take it over: it goes on to its pauses again",
             run_id=record.run_id,
         )
+
+
+def _taken_over(ownership: Ownership, result: PipelineResult | None = None) -> RunTakenOver:
+    """The error of a drive whose run another resume took over (this process's lease ran out)."""
+    run_id = ownership.run_id
+    if result is None:
+        what = "this drive stopped, and nothing it did since was stored"
+    else:
+        what = f"this drive's outcome ({result.status.value}) was not stored"
+    return RunTakenOver(
+        f"run {run_id!r} was claimed by another resume while this process was driving it "
+        f"(its lease had run out): {what}, the run is that resume's",
+        run_id=run_id,
+        result=result,
+    )
 
 
 def _claimed_since(record: RunRecord) -> RunClaimed:
@@ -649,6 +714,7 @@ async def open_runtime(
     cache_entries: int = 1024,
     recover: bool = False,
     busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+    lease_s: float = DEFAULT_LEASE_S,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime over a store.
 
@@ -659,16 +725,23 @@ async def open_runtime(
     ``recover=True`` repairs it, or moves it aside (never deleting it) and
     starts a fresh one. ``busy_timeout_s`` is how long a journal write waits
     for another process's write lock. ``limits`` apply to each run unless
-    ``run(..., limits=...)`` overrides them.
+    ``run(..., limits=...)`` overrides them. ``lease_s`` is how long a run's
+    lease lasts unless renewed (every third of it while the run is driven):
+    how long a run whose process died stays unclaimable.
     """
+    if not (math.isfinite(lease_s) and lease_s > 0):
+        raise ConfigurationError(f"lease_s must be a positive number of seconds, got {lease_s}")
     cache = StepCache(cache_entries)
+    keeper = LeaseKeeper(LeaseTerms(lease_s, LeaseClock()))
+    # The keeper's heartbeat runs inside the store's block: it stops before the store closes.
     if store is None or isinstance(store, str | os.PathLike):
         path = default_db_path() if store is None else Path(store)
         opening = SQLiteStore.open(path, recover=recover, busy_timeout_s=busy_timeout_s)
-        async with opening as journal:
-            yield Runtime(journal, limits, cache)
+        async with opening as journal, keeper.running():
+            yield Runtime(journal, limits, cache, keeper)
     else:
-        yield Runtime(store, limits, cache)
+        async with keeper.running():
+            yield Runtime(store, limits, cache, keeper)
 
 
 def run_sync(

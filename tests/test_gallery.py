@@ -89,13 +89,15 @@ def test_crash_and_resume() -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "the first process died (exit -9)"
-    assert re.fullmatch(r"run [0-9a-f]{32} was left 'running'; resuming", lines[1])
-    assert lines[2:5] == [
+    assert re.fullmatch(r"run [0-9a-f]{32} was left 'running'", lines[1])
+    assert lines[2:7] == [
+        "waiting for the dead process's lease to run out",
+        "resuming",
         "status: completed",
         "output: report: analysis of facts about trio",
         "total: $0.06, 135 tokens",
     ]
-    ran = [line.split() for line in lines[6:]]
+    ran = [line.split() for line in lines[8:]]
     first, second = ran[0][1], ran[-1][1]
     assert first != second
     # The committed steps ran once, in the first process; the step in flight ran again

@@ -92,3 +92,36 @@ async def test_an_ask_queued_behind_a_stop_gets_actor_stopped(size: int) -> None
             release.set()
 
     assert outcomes == ["stopped"]
+
+
+class Vanished(BaseException):
+    """Not an ``Exception``: what ends an actor from outside its code (a kill, Ctrl-C)."""
+
+
+class Vanishes(Actor[str]):
+    async def receive(self, message: str) -> Any:
+        raise Vanished
+
+
+async def test_an_asker_waiting_shielded_hears_when_the_actor_ends_by_a_base_exception() -> None:
+    """An ask whose handler ends by a ``BaseException`` fails for its asker, never hangs.
+
+    A shielded asker (a step committing a returned call's cost to its
+    governor) cannot be rescued by the cancellation that follows: the
+    failed reply is the only way it learns that the actor is gone.
+    """
+    outcomes: list[str] = []
+    with pytest.raises(Vanished):  # noqa: PT012 - the block is the actor's whole life
+        async with open_supervisor("sup", MemoryTraceSink()) as supervisor:
+            doomed = supervisor.spawn("doomed", Vanishes)
+            with trio.CancelScope(shield=True), pytest.raises(ActorStopped) as stopped:
+                await doomed.ask("commit")
+            outcomes.append(str(stopped.value))
+    assert outcomes == ["actor 'sup/doomed' has stopped and takes no more messages"]
+
+
+async def test_an_unshielded_asker_is_cancelled_when_the_actor_ends_by_a_base_exception() -> None:
+    """Without a shield the asker hears the cancellation, and only the actor's error goes up."""
+    with pytest.raises(Vanished):
+        async with open_supervisor("sup", MemoryTraceSink()) as supervisor:
+            await supervisor.spawn("doomed", Vanishes).ask("commit")

@@ -1,4 +1,8 @@
-"""Fixtures of the durability tests: every scenario runs on both stores."""
+"""Fixtures of the durability tests: every scenario runs on both stores.
+
+``stores`` gives two racing runtimes their stores: one shared store in memory
+or SQLite, or two SQLite stores on one file (two "processes").
+"""
 
 from __future__ import annotations
 
@@ -23,3 +27,22 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 async def rt(store: RunStore) -> AsyncIterator[Runtime]:
     async with open_runtime(store=store) as runtime:
         yield runtime
+
+
+@pytest.fixture(params=["memory", "one sqlite store", "two sqlite stores"])
+async def stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[RunStore, RunStore]]:
+    """The stores of the two racing resumes: the same one twice, or two on one file."""
+    if request.param == "memory":
+        shared = InMemoryStore()
+        yield shared, shared
+    elif request.param == "one sqlite store":
+        async with SQLiteStore.open(tmp_path / "j.db") as sqlite:
+            yield sqlite, sqlite
+    else:
+        async with (
+            SQLiteStore.open(tmp_path / "j.db") as first,
+            SQLiteStore.open(tmp_path / "j.db") as second,
+        ):
+            yield first, second

@@ -4,11 +4,13 @@ Usage: ``python crash_driver.py DB KILL_AFTER`` (``KILL_AFTER`` 0: never).
 It starts the run if the journal has none, otherwise resumes it (answering
 the pause with ``True``) until it completes, then prints what the journal
 holds about it as JSON. The kill is a SIGKILL sent to itself right after a write returned:
-no clean-up runs, exactly like a crash.
+no clean-up runs, exactly like a crash. Its lease lasts :data:`LEASE_S`, so the process
+that resumes after a kill waits at most that long for the lease to run out.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -34,6 +36,9 @@ from trioflow.runtime import RunStatus, Runtime, open_runtime, stored_types
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from crash_pipeline import pipeline
 
+#: The lease of each driving process: short, so a resume after a kill soon may take over.
+LEASE_S = 1.0
+
 
 class KillingStore:
     """A store that counts committed writes and dies after the k-th (0: never)."""
@@ -57,20 +62,25 @@ class KillingStore:
         self._wrote()
         return swapped
 
-    async def record_step(self, step: StepRecord) -> None:
-        await self._inner.record_step(step)
+    async def renew_lease(self, run: RunRecord, until: datetime.datetime) -> RunRecord | None:
+        return await self._inner.renew_lease(run, until)
+
+    async def record_step(self, step: StepRecord, *, epoch: int | None = None) -> None:
+        await self._inner.record_step(step, epoch=epoch)
         self._wrote()
 
-    async def record_usage(self, entry: LedgerEntry) -> None:
-        await self._inner.record_usage(entry)
+    async def record_usage(self, entry: LedgerEntry, *, epoch: int | None = None) -> None:
+        await self._inner.record_usage(entry, epoch=epoch)
         self._wrote()
 
-    async def record_pause(self, pause: PauseRecord) -> None:
-        await self._inner.record_pause(pause)
+    async def record_pause(self, pause: PauseRecord, *, epoch: int | None = None) -> None:
+        await self._inner.record_pause(pause, epoch=epoch)
         self._wrote()
 
-    async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None:
-        await self._inner.save_trace(run_id, events)
+    async def save_trace(
+        self, run_id: str, events: Sequence[TraceEvent], *, epoch: int | None = None
+    ) -> None:
+        await self._inner.save_trace(run_id, events, epoch=epoch)
         self._wrote()
 
     async def get_run(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> RunRecord:
@@ -95,7 +105,7 @@ class KillingStore:
 async def drive(db: str, kill_after: int) -> dict[str, Any]:
     async with SQLiteStore.open(db) as journal:
         store = KillingStore(journal, kill_after)
-        async with open_runtime(store=store) as runtime:
+        async with open_runtime(store=store, lease_s=LEASE_S) as runtime:
             runs = await store.list_runs()
             run_id = runs[0].run_id if runs else (await runtime.run(pipeline, "trio")).run_id
             await finish(runtime, run_id)
@@ -116,12 +126,16 @@ async def drive(db: str, kill_after: int) -> dict[str, Any]:
 async def finish(runtime: Runtime, run_id: str) -> None:
     """Resume the run until it completes: pauses with True, other runs as they are.
 
-    A run left ``running`` by the kill takes no answer (its process might
+    A run left ``running`` by the kill is claimed only once the killed
+    process's lease has run out, and takes no answer (its process might
     still be driving it): it is resumed without one first, and walks to
     its pauses again.
     """
     while True:
-        status = (await runtime.store.get_run(run_id)).status
+        record = await runtime.store.get_run(run_id)
+        status = record.status
+        if record.lease_expires_at is not None:
+            await trio.sleep_until(_trio_time_at(record.lease_expires_at))
         if status == RunStatus.COMPLETED.value:
             return
         pauses = await runtime.store.pauses_of(run_id)
@@ -130,6 +144,12 @@ async def finish(runtime: Runtime, run_id: str) -> None:
             await runtime.resume(run_id, True, pipeline=pipeline)
         else:
             await runtime.resume(run_id, pipeline=pipeline)
+
+
+def _trio_time_at(moment: datetime.datetime) -> float:
+    """Trio's clock reading at wall-clock ``moment`` (a little after, to be sure it passed)."""
+    left = moment - datetime.datetime.now(datetime.UTC)
+    return trio.current_time() + left.total_seconds() + 0.01
 
 
 if __name__ == "__main__":

@@ -10,17 +10,18 @@ the run once the winner had finished, :class:`RunNotResumable`) having
 written nothing; the step after the pause runs once; the stored run is the
 winner's, exactly.
 
-The fence: a drive whose run another resume took over meanwhile (taking
-its process for dead) stores neither its outcome nor its interruption
-over the new owner's record.
+A run whose owner is alive (its lease runs) is not claimed at all; one a
+crash left ``running`` is, once the dead owner's lease has run out. (The
+lease itself, its heartbeat and the fence are tested in ``test_lease.py``.)
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 import random
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -51,7 +52,6 @@ from trioflow.runtime import (
     PipelineResult,
     RunClaimed,
     RunNotResumable,
-    RunTakenOver,
     Step,
     Usage,
     open_runtime,
@@ -90,21 +90,27 @@ class HookedStore:
         await self._hook("swap_run")
         return await self._inner.swap_run(expected, replacement)
 
-    async def record_step(self, step: StepRecord) -> None:
+    async def renew_lease(self, run: RunRecord, until: datetime.datetime) -> RunRecord | None:
+        await self._hook("renew_lease")
+        return await self._inner.renew_lease(run, until)
+
+    async def record_step(self, step: StepRecord, *, epoch: int | None = None) -> None:
         await self._hook("record_step")
-        await self._inner.record_step(step)
+        await self._inner.record_step(step, epoch=epoch)
 
-    async def record_usage(self, entry: LedgerEntry) -> None:
+    async def record_usage(self, entry: LedgerEntry, *, epoch: int | None = None) -> None:
         await self._hook("record_usage")
-        await self._inner.record_usage(entry)
+        await self._inner.record_usage(entry, epoch=epoch)
 
-    async def record_pause(self, pause: PauseRecord) -> None:
+    async def record_pause(self, pause: PauseRecord, *, epoch: int | None = None) -> None:
         await self._hook("record_pause")
-        await self._inner.record_pause(pause)
+        await self._inner.record_pause(pause, epoch=epoch)
 
-    async def save_trace(self, run_id: str, events: Sequence[TraceEvent]) -> None:
+    async def save_trace(
+        self, run_id: str, events: Sequence[TraceEvent], *, epoch: int | None = None
+    ) -> None:
         await self._hook("save_trace")
-        await self._inner.save_trace(run_id, events)
+        await self._inner.save_trace(run_id, events, epoch=epoch)
 
     async def get_run(self, run_id: str, *, types: TrustedTypes = NO_TYPES) -> RunRecord:
         await self._hook("get_run")
@@ -231,6 +237,7 @@ async def completed_by(
         error=None,
         paused_at=(),
         revision=paused.revision + 2,  # the claim, then the outcome
+        epoch=paused.epoch + 1,  # the claim
     )
 
 
@@ -257,25 +264,6 @@ def completed_message(run_id: str) -> str:
 
 
 # -- stores: one shared store, or two SQLite stores on one file --------------------------------
-
-
-@pytest.fixture(params=["memory", "one sqlite store", "two sqlite stores"])
-async def stores(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[RunStore, RunStore]]:
-    """The stores of the two racing resumes: the same one twice, or two on one file."""
-    if request.param == "memory":
-        shared = InMemoryStore()
-        yield shared, shared
-    elif request.param == "one sqlite store":
-        async with SQLiteStore.open(tmp_path / "j.db") as sqlite:
-            yield sqlite, sqlite
-    else:
-        async with (
-            SQLiteStore.open(tmp_path / "j.db") as first,
-            SQLiteStore.open(tmp_path / "j.db") as second,
-        ):
-            yield first, second
 
 
 Outcome = PipelineResult | RunNotResumable
@@ -502,7 +490,7 @@ def test_every_schedule_of_two_resumes_on_one_sqlite_file_has_one_winner(
     run_on_mock_clock(main)
 
 
-# -- the fence: a drive whose run was taken over stores nothing over the new owner's ------------
+# -- a live owner: its lease keeps every resume off its run --------------------------------------
 
 
 def gated_pipeline(calls: list[str], gate: Gate) -> Pipeline:
@@ -529,79 +517,53 @@ def gated_pipeline(calls: list[str], gate: Gate) -> Pipeline:
     )
 
 
-async def take_over_while_alive(
-    stores: tuple[RunStore, RunStore], *, cancel_first: bool
-) -> tuple[list[str], RunRecord, PipelineResult, list[PipelineResult | RunTakenOver]]:
-    """A run taken over by another runtime while its own drive is still alive.
+def lease_message(run: RunRecord) -> str:
+    """What a resume of ``run``, running under a live lease, is refused with."""
+    assert run.lease_expires_at is not None  # narrows the type: a leased run
+    until = run.lease_expires_at.astimezone(datetime.UTC).isoformat(timespec="seconds")
+    return (
+        f"run {run.run_id!r} is running: its owner holds a lease on it until {until} and "
+        "renews it while its process is alive. If that process died, resume the run once "
+        "the lease has run out"
+    )
 
-    The gated pipeline starts on the first store; once it is held in the
-    gate, a runtime on the second store resumes it without an answer
-    (taking it for crashed) and drives it to the end. Then the first drive
-    is let go on, or cancelled. Returns the steps called, the record the
-    takeover left, its result, and how the first drive ended (nothing if
-    it was cancelled).
-    """
+
+async def test_a_resume_of_a_run_whose_owner_holds_its_lease_is_refused_and_changes_nothing(
+    stores: tuple[RunStore, RunStore],
+) -> None:
     calls: list[str] = []
     gate = Gate()
     pipeline = gated_pipeline(calls, gate)
-    ended: list[PipelineResult | RunTakenOver] = []
+    results: list[PipelineResult] = []
 
     async def original() -> None:
         async with open_runtime(store=stores[0]) as runtime:
-            try:
-                ended.append(await runtime.run(pipeline, "in"))
-            except RunTakenOver as taken:
-                ended.append(taken)
+            results.append(await runtime.run(pipeline, "in"))
 
-    with trio.CancelScope() as scope:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(original)
-            await gate.entered.wait()
-            [run] = await stores[1].list_runs()
-            async with open_runtime(store=stores[1]) as other:
-                result = await other.resume(run.run_id, pipeline=pipeline)
-            record = await stores[1].get_run(run.run_id)
-            if cancel_first:
-                scope.cancel()
-            else:
-                gate.opened.set()
-    return calls, record, result, ended
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(original)
+        await gate.entered.wait()
+        [listed] = await stores[1].list_runs()
+        running = await stores[1].get_run(listed.run_id)
+        async with open_runtime(store=stores[1]) as other:
+            with pytest.raises(RunClaimed) as refused:
+                await other.resume(running.run_id, pipeline=pipeline)
+        assert await stores[1].get_run(running.run_id) == running
+        gate.opened.set()
 
-
-async def test_a_drive_whose_run_was_taken_over_does_not_store_its_outcome(
-    stores: tuple[RunStore, RunStore],
-) -> None:
-    calls, record, result, ended = await take_over_while_alive(stores, cancel_first=False)
-
-    [taken] = ended
-    assert type(taken) is RunTakenOver
-    assert str(taken) == (
-        f"run {record.run_id!r} was claimed by another resume while this process was driving "
-        "it: this drive's outcome (completed) was not stored, the run is that resume's"
-    )
-    assert taken.run_id == record.run_id
-    assert (taken.result.status, taken.result.output) == ("completed", "in>first>gate>last")
-    # Both drives ran what was left: the documented cost of taking over a live run.
-    assert calls == ["first", "gate", "gate", "last", "last"]
+    assert str(refused.value) == lease_message(running)
+    assert (running.status, running.epoch, running.revision) == ("running", 1, 0)
+    assert calls == ["first", "gate", "last"]  # the remaining steps ran once, in their owner
+    [result] = results
     assert (result.status, result.output) == ("completed", "in>first>gate>last")
-    assert (record.status, record.output, record.revision) == (
+    stored = await stores[0].get_run(running.run_id)
+    assert (stored.status, stored.revision, stored.epoch, stored.owner) == (
         "completed",
-        "in>first>gate>last",
-        2,
+        1,
+        1,
+        None,
     )
-    assert (record.total_cost_usd, record.input_tokens, record.output_tokens) == ("0.50", 20, 10)
-    assert await stores[0].get_run(record.run_id) == record
-
-
-async def test_a_drive_cancelled_after_its_run_was_taken_over_leaves_the_new_record(
-    stores: tuple[RunStore, RunStore],
-) -> None:
-    calls, record, result, ended = await take_over_while_alive(stores, cancel_first=True)
-
-    assert ended == []  # cancelled: neither a result nor RunTakenOver
-    assert calls == ["first", "gate", "gate", "last"]
-    assert (result.status, record.status, record.revision) == ("completed", "completed", 2)
-    assert await stores[0].get_run(record.run_id) == record
+    assert (stored.total_cost_usd, stored.input_tokens, stored.output_tokens) == ("0.50", 20, 10)
 
 
 # -- a run left running by a crash: taken over without an answer, then answered ---------------
@@ -612,7 +574,7 @@ class Killed(BaseException):
 
 
 async def test_a_run_a_crash_left_running_takes_an_answer_only_after_a_takeover(
-    stores: tuple[RunStore, RunStore],
+    stores: tuple[RunStore, RunStore], mock_clock: trio.testing.MockClock
 ) -> None:
     calls: list[str] = []
     pipeline = review_pipeline(calls)
@@ -628,9 +590,10 @@ async def test_a_run_a_crash_left_running_takes_an_answer_only_after_a_takeover(
     [listed] = await stores[1].list_runs()
     crashed = await stores[1].get_run(listed.run_id)
     pauses = await stores[1].pauses_of(crashed.run_id)
-    assert (crashed.status, crashed.revision, [p.answered_at for p in pauses]) == (
+    assert (crashed.status, crashed.revision, crashed.epoch, [p.answered_at for p in pauses]) == (
         "running",
         0,
+        1,
         [None],
     )
 
@@ -638,9 +601,13 @@ async def test_a_run_a_crash_left_running_takes_an_answer_only_after_a_takeover(
         with pytest.raises(RunClaimed) as refused:
             await runtime.resume(crashed.run_id, True, pipeline=pipeline)
         assert str(refused.value) == running_message(crashed.run_id)
+        with pytest.raises(RunClaimed) as leased:  # the dead owner's lease still runs
+            await runtime.resume(crashed.run_id, pipeline=pipeline)
+        assert str(leased.value) == lease_message(crashed)
         assert await stores[1].get_run(crashed.run_id) == crashed
         assert await stores[1].pauses_of(crashed.run_id) == pauses
 
+        mock_clock.jump(30)  # the lease (30 s by default) runs out: nobody renewed it
         walked = await runtime.resume(crashed.run_id, pipeline=pipeline)
         assert (walked.status, walked.paused_at) == ("paused", (APPROVE,))
         result = await runtime.resume(crashed.run_id, True, pipeline=pipeline)
@@ -648,4 +615,5 @@ async def test_a_run_a_crash_left_running_takes_an_answer_only_after_a_takeover(
     assert (result.status, result.output) == ("completed", "approved=True")
     assert calls == ["draft", "publish:True"]
     stored = await stores[1].get_run(crashed.run_id)
-    assert (stored.status, stored.revision) == ("completed", 4)  # two claims, two outcomes
+    # Two claims, two outcomes; created at epoch 1, each claim one more.
+    assert (stored.status, stored.revision, stored.epoch) == ("completed", 4, 3)

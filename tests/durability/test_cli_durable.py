@@ -285,7 +285,7 @@ def test_a_run_paused_in_one_process_is_resumed_in_another(
     assert (run.run_id, run.status, run.output) == (run_id, "completed", "published")
 
 
-TAKEN_OVER_PIPELINE = """
+LIVE_RUN_PIPELINE = """
 import sys
 from pathlib import Path
 
@@ -304,12 +304,13 @@ def executed(name: str) -> int:
 
 @step
 async def draft(topic: str, *, context: BaseContext) -> str:
-    if executed("draft") == 1:  # meanwhile, another process takes the run for crashed
+    if executed("draft") == 1:  # meanwhile, another process tries to take the run over
         command = [sys.executable, "-m", "trioflow.runtime", "resume", context.run_id]
         other = await trio.run_process(
             [*command, "--db", str(HERE / "runs.db"), "--quiet"], capture_stderr=True, check=False
         )
         (HERE / "takeover.exit").write_text(str(other.returncode))
+        (HERE / "takeover.stderr").write_bytes(other.stderr)
     return f"draft about {topic}"
 
 
@@ -319,26 +320,35 @@ async def publish(text: str) -> str:
     return text.upper()
 
 
-pipeline = Pipeline.of(draft, publish, name="taken")
+pipeline = Pipeline.of(draft, publish, name="live")
 """
 
+LEASE_UNTIL = re.compile(r"holds a lease on it until (\S+) and renews it")
 
-def test_a_run_taken_over_by_another_process_while_alive_exits_9_and_keeps_its_outcome(
+
+def test_a_resume_of_a_run_a_live_process_drives_is_refused_and_the_run_runs_once(
     db: Path, tmp_path: Path
 ) -> None:
-    path = tmp_path / "taken.py"
-    path.write_text(TAKEN_OVER_PIPELINE)
+    path = tmp_path / "live.py"
+    path.write_text(LIVE_RUN_PIPELINE)
 
     first = trioflow_process(tmp_path, "run", f"{path}:pipeline", "--input", "trio", "--db", db)
 
     [run] = stored_runs(db)
-    assert first.returncode == ExitCode.TAKEN_OVER == 9, first.stderr
-    assert first.stderr.endswith(
-        f"error: run '{run.run_id}' was claimed by another resume while this process was "
-        "driving it: this drive's outcome (completed) was not stored, the run is that "
-        "resume's\n"
+    assert first.returncode == ExitCode.OK, first.stderr
+    assert (tmp_path / "takeover.exit").read_text() == str(int(ExitCode.BAD_ARGUMENTS))
+    refused = (tmp_path / "takeover.stderr").read_text()
+    [until] = LEASE_UNTIL.findall(refused)
+    assert refused == (
+        f"error: run '{run.run_id}' is running: its owner holds a lease on it until {until} "
+        "and renews it while its process is alive. If that process died, resume the run "
+        "once the lease has run out\n"
     )
-    assert (tmp_path / "takeover.exit").read_text() == str(int(ExitCode.OK))
-    # Both processes ran what was left: the documented cost of taking over a live run.
-    assert executions(tmp_path) == ["draft", "draft", "publish", "publish"]
-    assert (run.status, run.output, run.revision) == ("completed", "DRAFT ABOUT TRIO", 2)
+    assert executions(tmp_path) == ["draft", "publish"]  # every step ran once, in one process
+    assert (run.status, run.output, run.revision, run.epoch) == (
+        "completed",
+        "DRAFT ABOUT TRIO",
+        1,
+        1,
+    )
+    assert (run.owner, run.lease_expires_at) == (None, None)  # released with the outcome

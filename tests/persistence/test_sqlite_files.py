@@ -73,7 +73,7 @@ async def test_open_creates_the_folder_and_a_wal_database_that_keeps_runs(tmp_pa
         await store.record_step(a_step("main/0:a"))
 
     assert raw_rows(path, "PRAGMA journal_mode") == [("wal",)]
-    assert raw_rows(path, "PRAGMA user_version") == [(4,)]
+    assert raw_rows(path, "PRAGMA user_version") == [(5,)]
     async with SQLiteStore.open(path) as again:
         assert await again.list_runs() == [a_run().summary()]
         assert await again.steps_of("r1") == [a_step("main/0:a")]

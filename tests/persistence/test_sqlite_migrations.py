@@ -28,6 +28,7 @@ from trioflow.persistence import (
     RunSummary,
     SchemaTooNew,
     SQLiteStore,
+    StaleEpoch,
     StepRecord,
 )
 from trioflow.persistence._schema import CURRENT_VERSION, MIGRATIONS, migrate, schema_version
@@ -62,9 +63,21 @@ def utc(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).isoformat(timespec="microseconds")
 
 
-def written_before_revisions(run: RunRecord) -> str:
-    """``run`` encoded as trioflow wrote it before version 4: no ``revision`` field."""
+#: The run record's fields that version 5 added, and their defaults.
+LEASE_FIELDS = {"owner": None, "epoch": 0, "lease_expires_at": None}
+
+
+def written_before_leases(run: RunRecord) -> str:
+    """``run`` encoded as trioflow wrote it before version 5: no lease fields."""
     document = json.loads(CODEC.encode(run))
+    for name, default in LEASE_FIELDS.items():
+        assert document["fields"].pop(name) == default  # the fields this encoding leaves out
+    return json.dumps(document)
+
+
+def written_before_revisions(run: RunRecord) -> str:
+    """``run`` encoded as trioflow wrote it before version 4: no ``revision`` field either."""
+    document = json.loads(written_before_leases(run))
     assert document["fields"].pop("revision") == 0  # the field this encoding leaves out
     return json.dumps(document)
 
@@ -135,12 +148,34 @@ def _seed_v3(connection: apsw.Connection) -> None:
     )
 
 
+#: The run a crash left ``running`` before leases existed, claimed twice by then.
+CRASHED = RunRecord("crashed", "invoices", "running", STARTED, "in", revision=2)
+
+
+def _seed_v4(connection: apsw.Connection) -> None:
+    """What a version-4 store wrote: everything version 3 did, and revisions."""
+    _seed_v3(connection)
+    connection.execute(
+        "INSERT INTO runs (run_id, pipeline_name, status, started_at, payload, revision)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            CRASHED.run_id,
+            CRASHED.pipeline_name,
+            CRASHED.status,
+            utc(CRASHED.started_at),
+            written_before_leases(CRASHED),
+            CRASHED.revision,
+        ),
+    )
+
+
 #: How a store of each earlier version filled its database (version 0 is an empty file).
 SEEDERS: dict[int, Callable[[apsw.Connection], None]] = {
     0: _seed_nothing,
     1: _seed_v1,
     2: _seed_v2,
     3: _seed_v3,
+    4: _seed_v4,
 }
 
 #: The tables each version has.
@@ -150,6 +185,7 @@ TABLES = {
     2: ["ledger", "pauses", "runs", "steps"],
     3: ["ledger", "pauses", "runs", "steps", "trace_events"],
     4: ["ledger", "pauses", "runs", "steps", "trace_events"],
+    5: ["ledger", "pauses", "runs", "steps", "trace_events"],
 }
 
 
@@ -183,7 +219,7 @@ def schema(path: Path) -> list[tuple[Any, ...]]:
 
 
 def test_every_earlier_version_has_a_seeder_and_every_version_its_tables() -> None:
-    assert CURRENT_VERSION == len(MIGRATIONS) == 4
+    assert CURRENT_VERSION == len(MIGRATIONS) == 5
     assert sorted(SEEDERS) == list(range(CURRENT_VERSION))
     assert sorted(TABLES) == list(range(CURRENT_VERSION + 1))
 
@@ -214,7 +250,9 @@ async def test_a_database_of_an_earlier_version_migrates_with_its_data(
         if version == 0:
             assert await store.list_runs() == []
         else:
-            assert await store.list_runs() == [DONE.summary(), RUNNING.summary()]
+            crashed = [CRASHED] if version >= 4 else []
+            expected = [DONE, *crashed, RUNNING]
+            assert await store.list_runs() == [run.summary() for run in expected]
             assert await store.get_run("done") == DONE
             assert await store.steps_of("done") == STEPS
             assert await store.steps_of("running") == []
@@ -234,7 +272,9 @@ async def test_a_database_of_an_earlier_version_migrates_with_its_data(
     assert rows(path, "PRAGMA user_version") == [(CURRENT_VERSION,)]
     assert schema(path) == schema(fresh)
     if version > 0:
+        crashed_row = [("crashed", None)] if version >= 4 else []
         assert rows(path, "SELECT run_id, finished_at FROM runs ORDER BY run_id") == [
+            *crashed_row,
             ("done", "2026-03-01T10:15:30.000005+00:00"),
             ("running", None),
         ]
@@ -258,9 +298,42 @@ async def test_a_run_stored_before_revisions_reads_at_revision_0_and_is_swapped_
         assert await store.get_run("running") == claimed
         assert await store.get_run("done") == DONE
 
+    crashed_row = [("crashed", "running", 2)] if version >= 4 else []
     assert rows(path, "SELECT run_id, status, revision FROM runs ORDER BY run_id") == [
+        *crashed_row,
         ("done", "completed", 0),
         ("running", "running", 1),
+    ]
+
+
+@pytest.mark.parametrize("version", range(1, CURRENT_VERSION))
+async def test_a_run_stored_before_leases_has_no_owner_at_epoch_0_and_is_claimed_at_once(
+    tmp_path: Path, version: int
+) -> None:
+    path = tmp_path / "runs.db"
+    database_at(path, version)
+    until = STARTED + datetime.timedelta(minutes=5)
+    step = StepRecord("running", "main/0:draft", "draft", True, "text", 1, "0", 0, 0)
+
+    async with SQLiteStore.open(path) as store:
+        read = await store.get_run("running")
+        assert (read.owner, read.epoch, read.lease_expires_at) == (None, 0, None)
+        assert not read.leased_at(STARTED)  # no lease to wait for: its process is long gone
+        claimed = await store.swap_run(read, read.claimed_by("new owner", until))
+        assert claimed == attrs.evolve(
+            read, owner="new owner", epoch=1, lease_expires_at=until, revision=1
+        )
+        with pytest.raises(StaleEpoch):
+            await store.record_step(step, epoch=0)
+        await store.record_step(step, epoch=1)
+        assert await store.steps_of("running") == [step]
+
+    assert rows(
+        path, "SELECT run_id, owner, epoch, lease_expires_at FROM runs ORDER BY run_id"
+    ) == [
+        *([("crashed", None, 0, None)] if version >= 4 else []),
+        ("done", None, 0, None),
+        ("running", "new owner", 1, "2026-03-01T10:05:00.000000+00:00"),
     ]
 
 
@@ -313,10 +386,10 @@ async def test_a_database_newer_than_the_code_is_refused_untouched(tmp_path: Pat
             pass
 
     assert str(raised.value) == (
-        f"{path} has journal schema version 5, newer than version 4, the newest this "
+        f"{path} has journal schema version 6, newer than version 5, the newest this "
         "trioflow knows; open it with a newer trioflow (the file was left untouched)"
     )
-    assert (raised.value.found, raised.value.supported) == (5, 4)
+    assert (raised.value.found, raised.value.supported) == (6, 5)
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["runs.db"]
 

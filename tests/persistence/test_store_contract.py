@@ -30,6 +30,7 @@ from trioflow.persistence import (
     RunRecord,
     RunStore,
     SQLiteStore,
+    StaleEpoch,
     StepRecord,
     TrustedTypes,
     UnknownRun,
@@ -412,6 +413,17 @@ UNKNOWN_RUN_CALLS: dict[str, Callable[[RunStore], Awaitable[object]]] = {
     "save_trace": lambda store: store.save_trace(
         "ghost", [TraceEvent(TraceKind.SPAWN, "main", 0.0)]
     ),
+    "renew_lease": lambda store: store.renew_lease(a_run("ghost"), T0),
+    "fenced record_step": lambda store: store.record_step(
+        a_step("main/0:a", run_id="ghost"), epoch=0
+    ),
+    "fenced record_usage": lambda store: store.record_usage(
+        an_entry("main/0:a#1#1", run_id="ghost"), epoch=0
+    ),
+    "fenced record_pause": lambda store: store.record_pause(
+        a_pause("main/0:a", run_id="ghost"), epoch=0
+    ),
+    "fenced save_trace": lambda store: store.save_trace("ghost", [], epoch=0),
     "get_run": lambda store: store.get_run("ghost"),
     "steps_of": lambda store: store.steps_of("ghost"),
     "pauses_of": lambda store: store.pauses_of("ghost"),
@@ -432,6 +444,127 @@ async def test_every_method_raises_unknown_run_for_an_unknown_id(
     assert raised.value.run_id == "ghost"
     assert isinstance(raised.value, LookupError)
     assert [run.run_id for run in await store.list_runs()] == ["r1"]
+
+
+# -- the lease: claims, renewals, and the epoch every write is fenced with ----------------------
+
+LEASED = T0 + datetime.timedelta(seconds=30)
+RENEWED = T0 + datetime.timedelta(seconds=40)
+
+
+async def owned_run(store: RunStore) -> RunRecord:
+    """``r1`` created by its first owner (epoch 1), then claimed by a second (epoch 2)."""
+    await store.create_run(a_run().claimed_by("first", LEASED))
+    first = await store.get_run("r1")
+    claimed = await store.swap_run(first, first.claimed_by("second", RENEWED))
+    assert claimed is not None  # narrows the type; checked exactly below
+    return claimed
+
+
+def test_a_claim_takes_the_next_epoch_with_its_owner_and_lease() -> None:
+    claimed = a_run(epoch=4).claimed_by("owner", LEASED)
+
+    assert_identical(claimed, a_run(epoch=5, owner="owner", lease_expires_at=LEASED))
+    assert claimed.leased_at(LEASED - datetime.timedelta(microseconds=1))
+    assert not claimed.leased_at(LEASED)  # a lease runs until, not through, its moment
+    assert not a_run().leased_at(T0)  # no lease at all: nothing to wait for
+
+
+async def test_a_claimed_run_is_stored_with_its_owner_epoch_and_lease(store: RunStore) -> None:
+    claimed = await owned_run(store)
+
+    expected = a_run(owner="second", epoch=2, lease_expires_at=RENEWED, revision=1)
+    assert_identical(claimed, expected)
+    assert_identical(await store.get_run("r1"), expected)
+
+
+FENCED_WRITES: dict[str, Callable[[RunStore, int], Awaitable[None]]] = {
+    "record_step": lambda store, epoch: store.record_step(a_step("main/0:a"), epoch=epoch),
+    "record_usage": lambda store, epoch: store.record_usage(an_entry("main/0:a#1#1"), epoch=epoch),
+    "record_pause": lambda store, epoch: store.record_pause(a_pause("main/0:a"), epoch=epoch),
+    "save_trace": lambda store, epoch: store.save_trace(
+        "r1", [TraceEvent(TraceKind.NOTE, "run", 1.0, "written")], epoch=epoch
+    ),
+}
+
+
+async def stored_records(store: RunStore) -> tuple[Any, ...]:
+    return (
+        await store.get_run("r1"),
+        await store.steps_of("r1"),
+        await store.ledger_of("r1"),
+        await store.pauses_of("r1"),
+        await store.trace_of("r1"),
+    )
+
+
+@pytest.mark.parametrize("write", sorted(FENCED_WRITES))
+async def test_a_write_under_an_older_epoch_is_refused_and_stores_nothing(
+    store: RunStore, write: str
+) -> None:
+    await owned_run(store)
+    before = await stored_records(store)
+
+    with pytest.raises(StaleEpoch) as raised:
+        await FENCED_WRITES[write](store, 1)
+
+    assert str(raised.value) == (
+        "run 'r1' is no longer at epoch 1: another owner claimed it since, so this write "
+        "was refused (nothing was stored)"
+    )
+    assert (raised.value.run_id, raised.value.epoch) == ("r1", 1)
+    assert_identical(await stored_records(store), before)
+    with pytest.raises(StaleEpoch):  # an epoch the run never reached is no better
+        await FENCED_WRITES[write](store, 3)
+    assert_identical(await stored_records(store), before)
+
+
+async def test_writes_under_the_current_epoch_or_none_are_stored(store: RunStore) -> None:
+    await owned_run(store)
+
+    for write in FENCED_WRITES.values():
+        await write(store, 2)
+    await store.record_step(a_step("main/1:b"))  # unfenced: a write outside any lease
+
+    assert_identical(await store.steps_of("r1"), [a_step("main/0:a"), a_step("main/1:b")])
+    assert_identical(await store.ledger_of("r1"), [an_entry("main/0:a#1#1")])
+    assert_identical(await store.pauses_of("r1"), [a_pause("main/0:a")])
+    assert await store.trace_of("r1") == [TraceEvent(TraceKind.NOTE, "run", 1.0, "written")]
+
+
+async def test_a_renewal_extends_the_lease_without_a_new_revision(store: RunStore) -> None:
+    owned = await owned_run(store)
+    later = RENEWED + datetime.timedelta(seconds=10)
+
+    renewed = await store.renew_lease(owned, later)
+
+    expected = attrs.evolve(owned, lease_expires_at=later)
+    assert_identical(renewed, expected)
+    assert_identical(await store.get_run("r1"), expected)
+    assert expected.revision == owned.revision == 1
+    assert_identical(await store.renew_lease(owned, RENEWED), owned)  # again, from the same
+
+
+async def test_a_renewal_by_an_owner_whose_run_was_claimed_since_is_refused(
+    store: RunStore,
+) -> None:
+    await store.create_run(a_run().claimed_by("first", LEASED))
+    first = await store.get_run("r1")
+    claimed = await store.swap_run(first, first.claimed_by("second", RENEWED))
+
+    assert await store.renew_lease(first, RENEWED + datetime.timedelta(seconds=1)) is None
+    assert_identical(await store.get_run("r1"), claimed)
+
+
+async def test_a_claim_from_a_record_read_before_a_renewal_still_wins(store: RunStore) -> None:
+    """A lease that ran out is forfeit: the renewal keeps the revision the claim compares."""
+    await store.create_run(a_run().claimed_by("first", LEASED))
+    read = await store.get_run("r1")
+    assert await store.renew_lease(read, RENEWED) is not None
+
+    claimed = await store.swap_run(read, read.claimed_by("second", RENEWED))
+
+    assert_identical(claimed, a_run(owner="second", epoch=2, lease_expires_at=RENEWED, revision=1))
 
 
 # -- steps, ledger, pauses ----------------------------------------------------------------------

@@ -33,11 +33,11 @@ class LedgerFailsOnce(InMemoryStore):
         super().__init__()
         self.failed = False
 
-    async def record_usage(self, entry: LedgerEntry) -> None:
+    async def record_usage(self, entry: LedgerEntry, *, epoch: int | None = None) -> None:
         if not self.failed:
             self.failed = True
             raise StoreError("disk full")
-        await super().record_usage(entry)
+        await super().record_usage(entry, epoch=epoch)
 
 
 async def test_a_journal_failure_ends_the_run_as_interrupted_and_is_never_retried() -> None:
