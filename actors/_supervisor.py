@@ -157,7 +157,10 @@ class Supervisor:
 
     async def _supervise(self, child: _Child) -> None:
         try:
-            with trio.CancelScope(shield=child.shielded):
+            if child.shielded:
+                with trio.CancelScope(shield=True):
+                    await self._run_child(child)
+            else:  # no scope of its own: most actors are not shielded, and a scope costs
                 await self._run_child(child)
         finally:
             refuse_queued(child.mailbox, child.path, self.trace)
