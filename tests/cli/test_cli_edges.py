@@ -238,8 +238,8 @@ def test_runs_list_json(pipelines: Path, db: Path, capsys: pytest.CaptureFixture
     run_id = start_paused(f"{pipelines}:review", db, capsys)
     assert trioflow("runs", "list", "--db", db, "--json") == ExitCode.OK
     run = only_run(db)
-    # A pause ends the drive: it has an end time (a wall-clock one, compared below).
-    assert run.finished_at is not None
+    # A pause ends the drive: it has an end time, a wall-clock one (its text is compared below).
+    assert run.started_at <= run.finished_at <= datetime.datetime.now(datetime.UTC)
     assert json_of(capsys) == [
         {
             "run_id": run_id,
@@ -261,7 +261,8 @@ def test_runs_show_json(pipelines: Path, db: Path, capsys: pytest.CaptureFixture
     capsys.readouterr()
     assert trioflow("runs", "show", run_id, "--db", db, "--json") == ExitCode.OK
     [(run, _, [pause])] = stored(db)
-    assert run.finished_at is not None  # narrows Optional: a wall-clock time, compared below
+    # A wall-clock end time, after the start (its text is compared below).
+    assert run.started_at <= run.finished_at <= datetime.datetime.now(datetime.UTC)
     assert json_of(capsys) == {
         "run_id": run_id,
         "pipeline": "review",

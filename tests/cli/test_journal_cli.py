@@ -102,10 +102,7 @@ def lock_holder(db: Path, completed_run: str) -> Iterator[None]:
     with subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     ) as holder:
-        # Narrow Optional (PIPE gives both); the exact first line is checked next.
-        assert holder.stdout is not None
-        assert holder.stdin is not None
-        assert holder.stdout.readline() == "holding\n"
+        assert holder.stdout.readline() == "holding\n"  # type: ignore[union-attr]  # PIPE
         yield
         holder.stdin.write("done\n")
         holder.stdin.flush()

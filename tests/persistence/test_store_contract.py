@@ -560,7 +560,8 @@ async def test_a_claim_from_a_record_read_before_a_renewal_still_wins(store: Run
     """A lease that ran out is forfeit: the renewal keeps the revision the claim compares."""
     await store.create_run(a_run().claimed_by("first", LEASED))
     read = await store.get_run("r1")
-    assert await store.renew_lease(read, RENEWED) is not None
+    # Renewed in place: the same revision and epoch, only the lease moved on.
+    assert await store.renew_lease(read, RENEWED) == attrs.evolve(read, lease_expires_at=RENEWED)
 
     claimed = await store.swap_run(read, read.claimed_by("second", RENEWED))
 
