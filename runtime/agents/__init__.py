@@ -10,7 +10,7 @@ too: the step's retry policy classifies them.
 from .._errors import ModelCallFailed, ModelRequestRejected, ModelTimeout, ScriptExhausted
 from ._agents import Agent, CallableAgent, FakeModel, StubAgent
 from ._openai import OpenAIChat, SchemaMode
-from ._prices import DEFAULT_PRICES, ModelPrice, PriceTable
+from ._prices import DEFAULT_PRICES, ModelPrice, PriceTable, PriceTier
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -23,6 +23,7 @@ __all__ = [
     "ModelTimeout",
     "OpenAIChat",
     "PriceTable",
+    "PriceTier",
     "SchemaMode",
     "ScriptExhausted",
     "StubAgent",

@@ -147,7 +147,7 @@ def test_with_prices_adds_and_replaces_without_changing_the_table() -> None:
 
     assert table.price_of("house") == ModelPrice(0, 0)
     assert table.price_of("gpt-4o") == ModelPrice(Decimal(2), Decimal(1))
-    assert DEFAULT_PRICES.price_of("gpt-4o") == ModelPrice("2.50", "10.00")
+    assert DEFAULT_PRICES.price_of("gpt-4o") == ModelPrice("2.50", "10.00", "1.25")
     assert DEFAULT_PRICES.price_of("house") is None
     assert table.cost("house", 10, 10) == 0
     assert table.cost("unknown", 10, 10) is None
