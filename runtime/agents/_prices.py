@@ -110,7 +110,8 @@ class ModelPrice:
 
     def cost_bound(self, input_tokens: int, output_tokens: int) -> Decimal:
         """The most a call of at most these tokens can cost, however much of it is cached."""
-        prices = [self, *(tier.price for tier in self.tiers if tier.above_input_tokens < input_tokens)]
+        reached = [tier.price for tier in self.tiers if tier.above_input_tokens < input_tokens]
+        prices = [self, *reached]
         per_input = max(max(p.input_per_mtok, p._cache_read, p._cache_write) for p in prices)
         per_output = max(p.output_per_mtok for p in prices)
         return (input_tokens * per_input + output_tokens * per_output) / _MILLION
@@ -130,9 +131,7 @@ class ModelPrice:
         return applies[-1].price if applies else self
 
     def __str__(self) -> str:
-        described = (
-            f"{format_usd(self.input_per_mtok)} in / {format_usd(self.output_per_mtok)} out"
-        )
+        described = f"{format_usd(self.input_per_mtok)} in / {format_usd(self.output_per_mtok)} out"
         if self.cache_read_per_mtok is not None:
             described += f" / {format_usd(self.cache_read_per_mtok)} cache read"
         if self.cache_write_per_mtok is not None:
@@ -173,6 +172,10 @@ def _prices(
     return types.MappingProxyType(checked)
 
 
+def _names(names: Iterable[str]) -> frozenset[str]:
+    return frozenset(names)
+
+
 @attrs.frozen(slots=True, repr=False)
 class PriceTable:
     """Prices per model name; see the module docstring.
@@ -185,7 +188,7 @@ class PriceTable:
     """
 
     prices: Mapping[str, ModelPrice] = attrs.field(converter=_prices)
-    dated: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    dated: frozenset[str] = attrs.field(default=frozenset(), converter=_names)
 
     def price_of(self, model: str) -> ModelPrice | None:
         """The model's price, or ``None`` when the table has none."""

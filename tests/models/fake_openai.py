@@ -30,8 +30,10 @@ class Reply:
 
     ``status`` 200 sends a chat completion of ``content`` with the given
     usage (``None`` leaves the usage out); another status sends an OpenAI
-    error body with ``error`` as its message. ``raw`` sends those bytes
-    instead of either body. ``delay_s`` waits before answering.
+    error body with ``error`` as its message and ``error_type`` as its type.
+    ``cached_tokens`` reports that many of the prompt tokens as read from the
+    prompt cache. ``raw`` sends those bytes instead of either body.
+    ``delay_s`` waits before answering.
 
     ``worst_case_template_tokens`` reports instead the most a byte-level
     tokenizer (every token at least one UTF-8 byte) could count: a prompt
@@ -46,6 +48,8 @@ class Reply:
     prompt_tokens: int | None = 10
     completion_tokens: int | None = 5
     error: str = "something went wrong"
+    error_type: str = "error"
+    cached_tokens: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
     raw: bytes | None = None
     refusal: str | None = None
@@ -172,7 +176,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif reply.status == 200:
             self._send(200, _completion(body, reply), reply.headers)
         else:
-            error = {"error": {"message": reply.error, "type": "error", "code": reply.status}}
+            kind = reply.error_type
+            error = {"error": {"message": reply.error, "type": kind, "code": reply.status}}
             self._send(reply.status, error, reply.headers)
 
     def _send(self, status: int, document: Any, headers: dict[str, str] | None = None) -> None:
@@ -211,6 +216,8 @@ def _completion(request: Any, reply: Reply) -> dict[str, Any]:
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
+        if reply.cached_tokens is not None:
+            completion["usage"]["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens}
     return completion
 
 
