@@ -102,7 +102,6 @@ class AnthropicChat(ChatAgent):
 
     @property
     def endpoint(self) -> str:
-        """The URL every call posts to."""
         return f"{self.base_url}/v1/messages"
 
     def _fingerprint_fields(self) -> list[Any]:

@@ -391,10 +391,9 @@ class ChatAgent(abc.ABC):
 
     async def _fail(self, response: httpx.Response) -> None:
         status = response.status_code
-        described = (
-            f"model {self.model!r} at {self.endpoint}: HTTP {status} "
-            f"{response.reason_phrase or httpx.codes.get_reason_phrase(status)}"
-        )
+        reason = response.reason_phrase or httpx.codes.get_reason_phrase(status)
+        # (A status without a standard name, such as Anthropic's 529, may come with none.)
+        described = f"model {self.model!r} at {self.endpoint}: HTTP {status} {reason}".rstrip()
         kind, message = _error_detail(response)
         # The key is cut out first, then the message shortened: a key across the cut
         # would leave a piece of itself behind.

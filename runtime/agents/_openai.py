@@ -118,7 +118,6 @@ class OpenAIChat(ChatAgent):
 
     @property
     def endpoint(self) -> str:
-        """The URL every call posts to."""
         return f"{self.base_url}/chat/completions"
 
     def _fingerprint_fields(self) -> list[Any]:
