@@ -114,7 +114,7 @@ class AnthropicChat(ChatAgent):
         body: dict[str, Any] = {
             "model": self.model,
             "max_tokens": self.max_tokens,
-            "messages": [{"role": "user", "content": self.user_content(data)}],
+            "messages": [{"role": "user", "content": self._user_content(data)}],
         }
         if self.system_prompt:
             body["system"] = self._system(self.system_prompt)
@@ -122,7 +122,7 @@ class AnthropicChat(ChatAgent):
             body["temperature"] = self.temperature
         if self.top_p is not None:
             body["top_p"] = self.top_p
-        if self.structured:
+        if self._structured:
             body["tools"] = [self.output_tool()]
             body["tool_choice"] = {"type": "tool", "name": self.output_tool_name}
         body.update(self.options)
@@ -179,12 +179,12 @@ class AnthropicChat(ChatAgent):
     def parse_reply(self, reply: dict[str, Any], body: dict[str, Any]) -> Completion[Any]:
         blocks = reply.get("content")
         if not isinstance(blocks, list):
-            raise self.malformed("the reply is not a message (no content list)")
+            raise self._malformed("the reply is not a message (no content list)")
         usage = self._reply_usage(reply, body, blocks)
         if reply.get("stop_reason") == "refusal":
-            text = self.redact(_text(blocks))
+            text = self._redact(_text(blocks))
             raise AgentOutputInvalid(f"model {self.model!r} refused: {text}", usage=usage)
-        if not self.structured:
+        if not self._structured:
             if not any(_is_block(block, "text") for block in blocks):
                 raise AgentOutputInvalid(
                     f"the reply of model {self.model!r} has no text", usage=usage
@@ -195,7 +195,7 @@ class AnthropicChat(ChatAgent):
                 value = block.get("input")
                 if not isinstance(value, dict):
                     value = {}
-                return Completion(self.validated_output(value, usage), usage)
+                return Completion(self._validated_output(value, usage), usage)
         raise AgentOutputInvalid(
             f"the reply of model {self.model!r} did not call its output tool "
             f"{self.output_tool_name!r}",
@@ -207,12 +207,12 @@ class AnthropicChat(ChatAgent):
         if not isinstance(reported, dict):
             # An endpoint that reports no usage: count the text instead.
             prompt = count_tokens(json.dumps(body["messages"]) + _system_text(body.get("system")))
-            return self.usage(prompt, count_tokens(json.dumps(blocks)))
+            return self._usage(prompt, count_tokens(json.dumps(blocks)))
         written = reported_count(reported.get("cache_creation_input_tokens"), 0)
         read = reported_count(reported.get("cache_read_input_tokens"), 0)
         uncached = reported_count(reported.get("input_tokens"), 0)
         output_tokens = reported_count(reported.get("output_tokens"), 0)
-        return self.usage(
+        return self._usage(
             uncached + written + read,
             output_tokens,
             cache_read_tokens=read,

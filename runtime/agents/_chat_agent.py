@@ -297,7 +297,7 @@ class ChatAgent(abc.ABC):
         cost = self.prices.cost_bound(self.model, input_tokens, self.max_tokens)
         return Usage(cost if cost is not None else 0, input_tokens, self.max_tokens)
 
-    def usage(
+    def _usage(
         self,
         input_tokens: int,
         output_tokens: int,
@@ -328,7 +328,7 @@ class ChatAgent(abc.ABC):
             await self._fail(response)
         return self._reply_json(response)
 
-    def user_content(self, data: Any) -> str:
+    def _user_content(self, data: Any) -> str:
         """The step input as the user turn's text: text as is, anything else as JSON."""
         if isinstance(data, str):
             return data
@@ -343,11 +343,11 @@ class ChatAgent(abc.ABC):
             ) from None
 
     @property
-    def structured(self) -> bool:
+    def _structured(self) -> bool:
         """Whether the output is a pydantic model (else text)."""
         return self.output_type is not str
 
-    def validated_output(self, value: str | dict[str, Any], usage: Usage) -> Any:
+    def _validated_output(self, value: str | dict[str, Any], usage: Usage) -> Any:
         """``value`` (JSON text or an object) as ``output_type``, or a validation failure."""
         try:
             if isinstance(value, str):
@@ -360,7 +360,7 @@ class ChatAgent(abc.ABC):
                 usage=usage,
             ) from None
 
-    def malformed(self, what: str) -> ModelCallFailed:
+    def _malformed(self, what: str) -> ModelCallFailed:
         """A successful status with a body that is not the reply it should be."""
         return ModelCallFailed(
             f"model {self.model!r} at {self.endpoint}: {what}", model=self.model, status=200
@@ -380,7 +380,7 @@ class ChatAgent(abc.ABC):
         except httpx.TimeoutException:
             pass
         except httpx.RequestError as error:
-            detail = self.redact(f"{type(error).__name__}: {error}")
+            detail = self._redact(f"{type(error).__name__}: {error}")
             raise ModelCallFailed(
                 f"model {self.model!r}: cannot reach {self.endpoint} ({detail})", model=self.model
             ) from None
@@ -426,7 +426,7 @@ class ChatAgent(abc.ABC):
             )
         return reply
 
-    def redact(self, text: str) -> str:
+    def _redact(self, text: str) -> str:
         """``text`` with the API key cut out, raw or escaped (an endpoint may echo it back)."""
         if self.api_key is None:
             return text

@@ -128,14 +128,14 @@ class OpenAIChat(ChatAgent):
     def messages(self, data: Any) -> list[dict[str, str]]:
         """The chat messages a call with ``data`` sends."""
         system = self.system_prompt or ""
-        if self.structured and self.schema_mode is SchemaMode.INSTRUCTIONS:
+        if self._structured and self.schema_mode is SchemaMode.INSTRUCTIONS:
             schema = json.dumps(self.output_type.model_json_schema(), separators=(",", ":"))
             instructions = (
                 "Reply with one JSON object that matches this JSON schema, and nothing else "
                 f"(no prose, no code fence):\n{schema}"
             )
             system = f"{system}\n\n{instructions}" if system else instructions
-        user = self.user_content(data)
+        user = self._user_content(data)
         if not self.system_role:
             return [{"role": "user", "content": f"{system}\n\n{user}" if system else user}]
         messages = [{"role": "system", "content": system}] if system else []
@@ -151,7 +151,7 @@ class OpenAIChat(ChatAgent):
             body["temperature"] = self.temperature
         if self.top_p is not None:
             body["top_p"] = self.top_p
-        if self.structured and self.schema_mode is SchemaMode.RESPONSE_FORMAT:
+        if self._structured and self.schema_mode is SchemaMode.RESPONSE_FORMAT:
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {
@@ -210,14 +210,14 @@ class OpenAIChat(ChatAgent):
             details = reported.get("prompt_tokens_details")
             if isinstance(details, dict):
                 cached = min(reported_count(details.get("cached_tokens"), 0), input_tokens)
-        usage = self.usage(input_tokens, output_tokens, cache_read_tokens=cached)
-        if not self.structured:
+        usage = self._usage(input_tokens, output_tokens, cache_read_tokens=cached)
+        if not self._structured:
             return Completion(content, usage)
         text = content.strip()
         fenced = _FENCED.match(text)
         if fenced is not None:
             text = fenced.group("body").strip()
-        return Completion(self.validated_output(text, usage), usage)
+        return Completion(self._validated_output(text, usage), usage)
 
     def _content(self, reply: dict[str, Any]) -> str:
         choices = reply.get("choices")
@@ -225,11 +225,11 @@ class OpenAIChat(ChatAgent):
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
             message = choices[0].get("message")
         if not isinstance(message, dict):
-            raise self.malformed("the reply is not a chat completion (no choices[0].message)")
+            raise self._malformed("the reply is not a chat completion (no choices[0].message)")
         content = message.get("content")
         if isinstance(content, str):
             return content
         refusal = message.get("refusal")
         if isinstance(refusal, str) and refusal:
-            raise AgentOutputInvalid(f"model {self.model!r} refused: {self.redact(refusal)}")
+            raise AgentOutputInvalid(f"model {self.model!r} refused: {self._redact(refusal)}")
         raise AgentOutputInvalid(f"the reply of model {self.model!r} has no content")

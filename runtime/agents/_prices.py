@@ -143,8 +143,18 @@ class ModelPrice:
 class PriceTier:
     """The prices of every token of a call whose prompt has more than ``above_input_tokens``."""
 
-    above_input_tokens: int
-    price: ModelPrice
+    above_input_tokens: int = attrs.field()
+    price: ModelPrice = attrs.field()
+
+    @above_input_tokens.validator
+    def _check_threshold(self, _: object, value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"a tier's threshold must be a token count >= 0, got {value!r}")
+
+    @price.validator
+    def _check_price(self, _: object, value: object) -> None:
+        if not isinstance(value, ModelPrice) or value.tiers:
+            raise ValueError(f"a tier's price must be a ModelPrice without tiers, got {value!r}")
 
 
 def _price_of(model: str, value: ModelPrice | tuple[PriceValue, PriceValue]) -> ModelPrice:

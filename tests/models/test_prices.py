@@ -6,6 +6,7 @@ import json
 import pathlib
 from decimal import Decimal
 
+import pytest
 from trioflow.runtime.agents import DEFAULT_PRICES, ModelPrice, PriceTable, PriceTier
 
 DATA = pathlib.Path(__file__).parents[2] / "runtime" / "agents" / "_price_data.json"
@@ -66,3 +67,13 @@ def test_str_names_the_cache_prices() -> None:
     assert str(ModelPrice("3", "15", "0.3", "3.75")) == (
         "$3.00 in / $15.00 out / $0.30 cache read / $3.75 cache write per million tokens"
     )
+
+
+def test_a_tier_is_checked_when_it_is_built() -> None:
+    with pytest.raises(
+        ValueError, match=r"^a tier's threshold must be a token count >= 0, got -1$"
+    ):
+        PriceTier(-1, ModelPrice(1, 2))
+    nested = ModelPrice(1, 2, tiers=(PriceTier(10, ModelPrice(2, 4)),))
+    with pytest.raises(ValueError, match=r"^a tier's price must be a ModelPrice without tiers"):
+        PriceTier(100, nested)
