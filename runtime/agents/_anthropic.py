@@ -192,10 +192,7 @@ class AnthropicChat(ChatAgent):
             return Completion(_text(blocks), usage)
         for block in blocks:
             if _is_block(block, "tool_use") and block.get("name") == self.output_tool_name:
-                value = block.get("input")
-                if not isinstance(value, dict):
-                    value = {}
-                return Completion(self._validated_output(value, usage), usage)
+                return Completion(self._validated_output(block.get("input"), usage), usage)
         raise AgentOutputInvalid(
             f"the reply of model {self.model!r} did not call its output tool "
             f"{self.output_tool_name!r}",

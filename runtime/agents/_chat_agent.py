@@ -347,8 +347,8 @@ class ChatAgent(abc.ABC):
         """Whether the output is a pydantic model (else text)."""
         return self.output_type is not str
 
-    def _validated_output(self, value: str | dict[str, Any], usage: Usage) -> Any:
-        """``value`` (JSON text or an object) as ``output_type``, or a validation failure."""
+    def _validated_output(self, value: object, usage: Usage) -> Any:
+        """``value`` (JSON text, or an object) as ``output_type``, or a validation failure."""
         try:
             if isinstance(value, str):
                 return self.output_type.model_validate_json(value)

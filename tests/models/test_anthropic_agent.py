@@ -20,7 +20,7 @@ from trioflow.runtime import (
     UsageLimitExceeded,
     UsageLimits,
 )
-from trioflow.runtime.agents import AnthropicChat
+from trioflow.runtime.agents import AnthropicChat, ModelCallFailed
 from trioflow.runtime.lowlevel import append_feedback
 
 from tests.models.conftest import ANTHROPIC_KEY
@@ -362,3 +362,77 @@ def test_construction_checks(options: dict[str, object], problem: str) -> None:
         AnthropicChat("m", api_key="k", **options)  # type: ignore[arg-type]
 
     assert str(caught.value) == f"AnthropicChat('m'): {problem}"
+
+
+# Replies that are not what was asked for (read without a server: the body is given).
+
+
+def test_a_body_that_is_not_a_message_is_a_retried_failure(fake_anthropic: FakeAnthropic) -> None:
+    agent = claude(fake_anthropic)
+
+    with pytest.raises(ModelCallFailed) as caught:
+        agent.parse_reply({"type": "message"}, agent.request_body(QUESTION))
+
+    assert str(caught.value) == (
+        f"model '{MODEL}' at {fake_anthropic.base_url}/v1/messages: the reply is not a "
+        "message (no content list)"
+    )
+    assert caught.value.status == 200
+
+
+def test_a_structured_reply_without_the_tool_call_is_a_validation_failure(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    agent = claude(fake_anthropic, output_type=Answer)
+    reply = {"content": [{"type": "text", "text": "Nurseries, 9"}], "usage": _USAGE}
+
+    with pytest.raises(AgentOutputInvalid) as caught:
+        agent.parse_reply(reply, agent.request_body(QUESTION))
+
+    assert str(caught.value) == (
+        f"the reply of model '{MODEL}' did not call its output tool 'Answer'"
+    )
+    assert caught.value.usage == Usage(haiku(7, 3), 7, 3)
+
+
+def test_a_tool_input_that_is_not_an_object_names_the_problem(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    agent = claude(fake_anthropic, output_type=Answer)
+    tool_use = {"type": "tool_use", "id": "t", "name": "Answer", "input": ["Nurseries", 9]}
+
+    with pytest.raises(AgentOutputInvalid) as caught:
+        agent.parse_reply({"content": [tool_use], "usage": _USAGE}, agent.request_body(QUESTION))
+
+    assert str(caught.value) == (
+        f"the reply of model '{MODEL}' is not a valid Answer: Input should be a valid "
+        "dictionary or instance of Answer"
+    )
+
+
+def test_a_text_reply_without_text_is_a_validation_failure(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    agent = claude(fake_anthropic)
+
+    with pytest.raises(AgentOutputInvalid) as caught:
+        agent.parse_reply({"content": [], "usage": _USAGE}, agent.request_body(QUESTION))
+
+    assert str(caught.value) == f"the reply of model '{MODEL}' has no text"
+
+
+def test_text_blocks_are_joined_and_missing_usage_is_counted(
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    agent = claude(fake_anthropic)
+    blocks = [{"type": "text", "text": "Nurseries "}, {"type": "text", "text": "help."}]
+
+    completion = agent.parse_reply({"content": blocks}, agent.request_body(QUESTION))
+
+    # About four characters a token: the user turn as JSON (55 characters), the reply's
+    # blocks as JSON (75 characters).
+    assert completion.output == "Nurseries help."
+    assert completion.usage == Usage(haiku(14, 19), 14, 19)
+
+
+_USAGE = {"input_tokens": 7, "output_tokens": 3}
