@@ -20,7 +20,7 @@ from trioflow.runtime import (
     UsageLimitExceeded,
     UsageLimits,
 )
-from trioflow.runtime.agents import AnthropicChat, ModelCallFailed
+from trioflow.runtime.agents import AnthropicChat, ModelCallFailed, ModelRequestRejected
 from trioflow.runtime.lowlevel import append_feedback
 
 from tests.models.conftest import ANTHROPIC_KEY
@@ -199,20 +199,19 @@ async def test_overloaded_529_is_retried(
     ]
 
 
-async def test_an_invalid_request_is_a_configuration_error_never_retried(
-    fake_anthropic: FakeAnthropic, rt: Runtime
+async def test_an_invalid_request_is_rejected_as_configuration(
+    fake_anthropic: FakeAnthropic,
 ) -> None:
     fake_anthropic.script(Reply(status=400, error="max_tokens: must be at most 8192"))
-    step = AgentStep("say", claude(fake_anthropic), retry=RetryPolicy(max_attempts=3))
 
-    result = await rt.run(step, QUESTION)
+    with pytest.raises(ModelRequestRejected) as caught:
+        await claude(fake_anthropic).run(QUESTION, context=BaseContext(), resources=None)
 
-    assert result.error == (
-        f"step 'main/0:say' failed (configuration): model '{MODEL}' at "
-        f"{fake_anthropic.base_url}/v1/messages: HTTP 400 Bad Request: "
-        "max_tokens: must be at most 8192"
+    assert (caught.value.status, str(caught.value)) == (
+        400,
+        f"model '{MODEL}' at {fake_anthropic.base_url}/v1/messages: HTTP 400 Bad Request: "
+        "max_tokens: must be at most 8192",
     )
-    assert len(fake_anthropic.requests) == 1
 
 
 # The key.
