@@ -1,4 +1,4 @@
-"""Fixtures of the model-agent tests: the fake endpoint, and a runtime over a fresh store."""
+"""Fixtures of the model-agent tests: the fake endpoints, and a runtime over a fresh store."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import pytest
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import Runtime, open_runtime
 
+from tests.models.fake_anthropic import FakeAnthropic
+from tests.models.fake_anthropic import serving as serving_anthropic
 from tests.models.fake_openai import FakeOpenAI, serving
 
 KEY = "sk-test-key"
@@ -28,3 +30,12 @@ def store() -> InMemoryStore:
 async def rt(store: InMemoryStore) -> AsyncIterator[Runtime]:
     async with open_runtime(store=store) as runtime:
         yield runtime
+
+
+ANTHROPIC_KEY = "sk-ant-test-key"
+
+
+@pytest.fixture
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    with serving_anthropic(api_key=ANTHROPIC_KEY) as fake:
+        yield fake
