@@ -483,8 +483,8 @@ class Runtime:
                 record.run_id, governor, limits, resources, self.cache, trace, journal, replies
             )
             main = root.spawn(ROOT_PATH, lambda: PipelineActor(pipeline, pipeline.name, services))
-            done: StepDone = await main.ask(Execute(record.input, record.context))
-            usage: Usage = await governor.ask(Totals())
+            done = await main.ask(Execute(record.input, record.context))
+            usage = await governor.ask(Totals())
         return done, usage
 
     async def _end_abruptly(
