@@ -3,7 +3,9 @@
 A runtime holds what runs share on purpose (the store, default limits and
 the opt-in step cache) and nothing else: each run gets its own governor,
 trace, context and actors, so any number of runs can go on at once on one
-runtime without seeing each other. There is no module-level state.
+runtime without seeing each other. There is no module-level state but
+the codec's registry of stored types, process-wide on purpose (see
+:mod:`trioflow.persistence._codec`).
 """
 
 from __future__ import annotations
