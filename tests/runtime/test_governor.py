@@ -16,9 +16,12 @@ from trioflow.runtime import (
     RetryPolicy,
     RunStatus,
     Runtime,
+    Step,
     Usage,
     UsageLimitExceeded,
     UsageLimits,
+    open_runtime,
+    step,
 )
 from trioflow.runtime.agents import FakeModel, StubAgent
 
@@ -146,3 +149,70 @@ async def test_estimating_agent_within_budget_runs(rt: Runtime, autojump_clock: 
 
     assert result.output == "short reply"
     assert result.usage == Usage((Decimal(2) * 3 + Decimal(3) * 15) / Decimal(1_000_000), 2, 3)
+
+
+async def test_a_cancelled_run_keeps_what_it_spent(autojump_clock: Any) -> None:
+    @step
+    async def paid(text: str) -> Completion:
+        return Completion(text, Usage("0.25", 3, 4))
+
+    @step
+    async def forever(text: str) -> str:
+        await trio.sleep(100)
+        return text
+
+    store = InMemoryStore()
+    async with open_runtime(store=store) as rt:
+        with trio.move_on_after(10):
+            await rt.run(paid >> forever, "x")
+
+    [record] = await store.list_runs()
+    assert record.status == RunStatus.CANCELLED.value
+    assert (record.total_cost_usd, record.input_tokens, record.output_tokens) == ("0.25", 3, 4)
+
+
+async def test_a_cancelled_branch_gives_its_reservation_back(
+    rt: Runtime, autojump_clock: Any
+) -> None:
+    @step
+    async def slow(text: str) -> Completion:
+        await trio.sleep(10)
+        return Completion(text, Usage("0.60"))
+
+    @step
+    async def boom(text: str) -> str:
+        await trio.sleep(1)
+        raise RuntimeError("boom")
+
+    @step
+    async def wait_a_while(text: str) -> str:
+        await trio.sleep(5)  # until the inner parallel has cancelled `slow`
+        return text
+
+    @step
+    async def later(text: str) -> Completion:
+        return Completion("later", Usage("0.60"))
+
+    estimate = Usage("0.60")
+    inner = Step.parallel(
+        "inner",
+        {
+            "slow": Step.from_callable(slow.agent.fn, name="slow", usage_estimate=estimate),
+            "boom": boom,
+        },
+    )
+    outer = Step.parallel(
+        "outer",
+        {
+            "x": inner,
+            "y": wait_a_while
+            >> Step.from_callable(later.agent.fn, name="later", usage_estimate=estimate),
+        },
+        on_branch_failure="ignore",
+    )
+    with trio.fail_after(60):  # a leaked reservation would make `later` wait for ever
+        result = await rt.run(outer, "x", limits=UsageLimits(total_cost_usd="1.00"))
+
+    assert result.status is RunStatus.COMPLETED
+    assert result.output == {"y": "later"}
+    assert result.usage == Usage(Decimal("0.60"))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import trio
-from trioflow.actors import TraceKind
+from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import InMemoryStore, StepRecord, UnknownRun
 from trioflow.runtime import (
     AddTo,
@@ -262,3 +262,18 @@ async def test_result_step_lookup(rt: Runtime) -> None:
     assert result.step("b").output == "B"
     with pytest.raises(KeyError, match="no step named 'zzz'"):
         result.step("zzz")
+
+
+async def test_a_watcher_that_raises_is_dropped_and_the_run_goes_on(rt: Runtime) -> None:
+    class Broken:
+        def record(self, event: TraceEvent) -> None:
+            raise ValueError("display crashed")
+
+    @step
+    async def shout(text: str) -> str:
+        return text.upper()
+
+    with pytest.warns(UserWarning, match="trace watcher dropped after it raised ValueError"):
+        result = await rt.run(shout, "hi", watch=Broken())
+
+    assert result.output == "HI"

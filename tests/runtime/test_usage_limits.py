@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
+    AgentOutputInvalid,
     AgentStep,
     BaseContext,
     Completion,
@@ -349,3 +350,15 @@ async def test_total_is_the_sum_over_step_history(rt: Runtime) -> None:
     )
     assert result.total_tokens == sum(entry.total_tokens for entry in result.step_history)
     assert result.total_tokens == 30
+
+
+async def test_a_rejected_reply_that_breaches_is_not_a_success(rt: Runtime) -> None:
+    rejected = StubAgent([AgentOutputInvalid("not JSON", usage=Usage("2.00"))])
+
+    with pytest.raises(UsageLimitExceeded) as caught:
+        await rt.run(AgentStep("ask", rejected), "q", limits=UsageLimits(total_cost_usd=1))
+
+    assert caught.value.result is not None  # narrows Optional; exact checks follow
+    asked = caught.value.result.step("ask")
+    assert (asked.success, asked.output, asked.attempts) == (False, None, 1)
+    assert asked.usage == Usage(Decimal("2.00"))
