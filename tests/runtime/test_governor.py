@@ -35,7 +35,9 @@ async def governor_notes(store: InMemoryStore, run_id: str) -> list[tuple[str, s
     ]
 
 
-async def test_a_failed_call_releases_its_reservation(rt: Runtime, store: InMemoryStore) -> None:
+async def test_a_failed_call_releases_its_reservation(
+    rt: Runtime, trioflow_store: InMemoryStore
+) -> None:
     agent = StubAgent([RuntimeError("transient"), Completion("ok", Usage("0.60"))])
     step = AgentStep("s", agent, usage_estimate=Usage("0.60"))
 
@@ -47,7 +49,7 @@ async def test_a_failed_call_releases_its_reservation(rt: Runtime, store: InMemo
     assert result.step("s").attempts == 2
     assert agent.calls == 2
     assert result.usage == Usage(Decimal("0.60"))
-    assert await governor_notes(store, result.run_id) == [
+    assert await governor_notes(trioflow_store, result.run_id) == [
         ("grant", "main/0:s"),
         ("grant", "main/0:s"),
         ("commit", "main/0:s"),
@@ -83,7 +85,9 @@ async def test_spending_above_the_estimate_is_caught_at_commit(rt: Runtime) -> N
     assert result.usage == Usage(Decimal("2.00"))
 
 
-async def test_denial_is_noted_and_nothing_is_committed(rt: Runtime, store: InMemoryStore) -> None:
+async def test_denial_is_noted_and_nothing_is_committed(
+    rt: Runtime, trioflow_store: InMemoryStore
+) -> None:
     agent = StubAgent(["never"])
     step = AgentStep("s", agent, usage_estimate=Usage("5"))
 
@@ -92,12 +96,12 @@ async def test_denial_is_noted_and_nothing_is_committed(rt: Runtime, store: InMe
 
     result = caught.value.result
     assert isinstance(result, PipelineResult)
-    assert await governor_notes(store, result.run_id) == [("deny", "main/0:s")]
+    assert await governor_notes(trioflow_store, result.run_id) == [("deny", "main/0:s")]
     assert result.usage == Usage()
     assert agent.calls == 0
 
 
-async def test_breach_is_noted_after_the_commit(rt: Runtime, store: InMemoryStore) -> None:
+async def test_breach_is_noted_after_the_commit(rt: Runtime, trioflow_store: InMemoryStore) -> None:
     step = AgentStep("s", StubAgent([Completion("o", Usage("1.50"))]))
 
     with pytest.raises(UsageLimitExceeded) as caught:
@@ -107,7 +111,7 @@ async def test_breach_is_noted_after_the_commit(rt: Runtime, store: InMemoryStor
     assert isinstance(result, PipelineResult)
     # Under a limit every call asks first (a zero reservation when there is no
     # estimate), so that no call starts after a breach.
-    assert await governor_notes(store, result.run_id) == [
+    assert await governor_notes(trioflow_store, result.run_id) == [
         ("grant", "main/0:s"),
         ("commit", "main/0:s"),
         ("breach", "main/0:s"),
@@ -115,11 +119,11 @@ async def test_breach_is_noted_after_the_commit(rt: Runtime, store: InMemoryStor
 
 
 async def test_free_calls_without_limits_do_not_bother_the_governor(
-    rt: Runtime, store: InMemoryStore
+    rt: Runtime, trioflow_store: InMemoryStore
 ) -> None:
     result = await rt.run(AgentStep("s", StubAgent(["free"])), "x")
 
-    assert await governor_notes(store, result.run_id) == []
+    assert await governor_notes(trioflow_store, result.run_id) == []
     assert result.usage == Usage()
 
 

@@ -85,7 +85,7 @@ def check_run(result: PipelineResult, number: int) -> None:
 
 
 async def test_a_hundred_concurrent_runs_do_not_see_each_other(
-    rt: Runtime, store: InMemoryStore, autojump_clock: Any
+    rt: Runtime, trioflow_store: InMemoryStore, autojump_clock: Any
 ) -> None:
     results: dict[int, PipelineResult] = {}
 
@@ -106,13 +106,13 @@ async def test_a_hundred_concurrent_runs_do_not_see_each_other(
     assert len({result.run_id for result in results.values()}) == 100
 
     for number, result in results.items():
-        steps = await store.steps_of(result.run_id)
+        steps = await trioflow_store.steps_of(result.run_id)
         assert [(s.path, s.output) for s in steps] == [
             ("main/0:scale", number * 10),
             ("main/1:label", f"run{number}={number * 10}"),
             ("main", f"run{number}={number * 10}"),
         ]
-        record = await store.get_run(result.run_id)
+        record = await trioflow_store.get_run(result.run_id)
         assert record.status == "completed"
         assert record.input == number
         assert Decimal(record.total_cost_usd) == expected_usage(number).cost_usd

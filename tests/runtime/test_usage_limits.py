@@ -72,7 +72,9 @@ async def test_cost_breach_on_the_last_step_is_recorded_with_exact_totals(rt: Ru
     assert result.error == "Cost limit of $1.20 exceeded"
 
 
-async def test_breaching_step_keeps_its_context_update(rt: Runtime, store: InMemoryStore) -> None:
+async def test_breaching_step_keeps_its_context_update(
+    rt: Runtime, trioflow_store: InMemoryStore
+) -> None:
     """The breaching step is recorded as a success; its patch must not be lost with it."""
 
     @step(updates_context=True)
@@ -87,7 +89,7 @@ async def test_breaching_step_keeps_its_context_update(rt: Runtime, store: InMem
     assert breaching.success is True
     assert breaching.patch == (SetField("note", "set by the breaching step"),)
     assert result.context.note == "set by the breaching step"
-    [record, top] = await store.steps_of(result.run_id)
+    [record, top] = await trioflow_store.steps_of(result.run_id)
     assert record.path == "main/0:costly"
     assert record.patch == (SetField("note", "set by the breaching step"),)
     assert top.path == "main"
