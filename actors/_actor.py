@@ -72,6 +72,9 @@ class ActorRef(Generic[M]):
     ) -> R:
         """Send ``message`` and wait for the reply, the ``R`` its class declares.
 
+        The message's :class:`~trioflow.actors.Ask` base types the reply, so
+        mypy checks what the caller does with it (``M`` types ``tell``).
+
         Raises :class:`AskTimeout` if no reply arrives within ``timeout``
         seconds (the time spent waiting for mailbox room counts), the
         handler's exception if it raised one, and :class:`ActorStopped` if

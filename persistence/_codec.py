@@ -42,10 +42,10 @@ a run. It is process-wide on purpose:
   command line imports the module (``trioflow run module:pipeline``)
   before it has opened a store or a runtime: there is nothing else yet to
   register with (pickle's ``copyreg`` is global for the same reason);
-* sharing it is safe: registering takes a lock and replaces the tables
-  instead of mutating them, so a concurrent read sees either the old or
-  the new entry; a registration vouches only for a class that code hands
-  over, never for a name read from stored data.
+* sharing it is safe: registering takes a lock, and a concurrent encode
+  or read sees a class's old entry or its new one, never half of one; a
+  registration vouches only for a class that code hands over, never for a
+  name read from stored data.
 
 Code that needs a registry of its own (a test) makes its own
 :class:`Codec`.
