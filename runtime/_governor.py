@@ -26,7 +26,7 @@ from decimal import Decimal
 
 import attrs
 import trio
-from trioflow.actors import Actor, TraceEvent, TraceKind, TraceSink
+from trioflow.actors import Actor, Ask, TraceEvent, TraceKind, TraceSink
 from trioflow.persistence import LedgerEntry
 
 from ._journal import Journal
@@ -35,7 +35,7 @@ from ._usage import NO_USAGE, Usage, UsageLimits
 
 
 @attrs.frozen(slots=True)
-class Reserve:
+class Reserve(Ask["Grant | Denial | Wait"]):
     """Ask to set aside ``estimate`` for a call by the step at ``path``.
 
     Without an estimate (optimistic mode) nothing is set aside: the call is
@@ -76,7 +76,7 @@ class Denial:
 
 
 @attrs.frozen(slots=True)
-class Commit:
+class Commit(Ask[str | None]):
     """``actual`` was spent by ``path``; settles ``grant`` if there was one.
 
     The reply is the breach message if a limit is now exceeded, else None.
@@ -92,19 +92,19 @@ class Commit:
 
 
 @attrs.frozen(slots=True)
-class Release:
+class Release(Ask[None]):
     """Nothing was spent under ``grant`` (the call failed before paying)."""
 
     grant: Grant
 
 
 @attrs.frozen(slots=True)
-class Totals:
+class Totals(Ask[Usage]):
     """Ask for the run's committed usage."""
 
 
 @attrs.frozen(slots=True)
-class UsageUnder:
+class UsageUnder(Ask[Usage]):
     """Ask for the usage committed by ``path`` and every step beneath it.
 
     A supervisor asks this for its own total: it covers branches that were

@@ -3,7 +3,9 @@
 A runtime holds what runs share on purpose (the store, default limits and
 the opt-in step cache) and nothing else: each run gets its own governor,
 trace, context and actors, so any number of runs can go on at once on one
-runtime without seeing each other. There is no module-level state.
+runtime without seeing each other. There is no module-level state but
+the codec's registry of stored types, process-wide on purpose (see
+:mod:`trioflow.persistence._codec`).
 """
 
 from __future__ import annotations
@@ -483,8 +485,8 @@ class Runtime:
                 record.run_id, governor, limits, resources, self.cache, trace, journal, replies
             )
             main = root.spawn(ROOT_PATH, lambda: PipelineActor(pipeline, pipeline.name, services))
-            done: StepDone = await main.ask(Execute(record.input, record.context))
-            usage: Usage = await governor.ask(Totals())
+            done = await main.ask(Execute(record.input, record.context))
+            usage = await governor.ask(Totals())
         return done, usage
 
     async def _end_abruptly(

@@ -464,7 +464,7 @@ async def _settle(
     # lose it; the governor is shielded too and answers while the run is
     # cancelled. The cancellation takes effect at the step's next checkpoint.
     with trio.CancelScope(shield=True):
-        breach: str | None = await services.governor.ask(commit, sender=path)
+        breach = await services.governor.ask(commit, sender=path)
     return breach
 
 

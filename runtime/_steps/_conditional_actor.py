@@ -56,7 +56,7 @@ class ConditionalActor(StepActor):
                 name,
                 functools.partial(_dispatch.body_actor, chosen, name, self._services),
             )
-            done: StepDone = await branch.ask(message, sender=self.path)
+            done = await branch.ask(message, sender=self.path)
         result = attrs.evolve(
             done.result,
             name=spec.name,

@@ -70,7 +70,7 @@ class LoopActor(StepActor):
                     name,
                     functools.partial(_dispatch.body_actor, spec.body, name, self._services),
                 )
-                done: StepDone = await body.ask(Execute(data, progress.context), sender=self.path)
+                done = await body.ask(Execute(data, progress.context), sender=self.path)
                 stop = await self._absorb(done, progress)
                 if stop is not None:
                     return stop

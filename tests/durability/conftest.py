@@ -1,5 +1,6 @@
-"""Fixtures of the durability tests: every scenario runs on both stores.
+"""Fixtures of the durability tests: every scenario runs on every kind of store.
 
+``rt`` (the testing plugin's runtime) opens over the suite's ``store``;
 ``stores`` gives two racing runtimes their stores: one shared store in memory
 or SQLite, or two SQLite stores on one file (two "processes").
 """
@@ -11,22 +12,12 @@ from pathlib import Path
 
 import pytest
 from trioflow.persistence import InMemoryStore, RunStore, SQLiteStore
-from trioflow.runtime import Runtime, open_runtime
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
-    if request.param == "memory":
-        yield InMemoryStore()
-    else:
-        async with SQLiteStore.open(tmp_path / "j.db") as sqlite:
-            yield sqlite
 
 
 @pytest.fixture
-async def rt(store: RunStore) -> AsyncIterator[Runtime]:
-    async with open_runtime(store=store) as runtime:
-        yield runtime
+def trioflow_store(store: RunStore) -> RunStore:
+    """Every durability scenario runs on every kind of store: the plugin's runtime opens over it."""
+    return store
 
 
 @pytest.fixture(params=["memory", "one sqlite store", "two sqlite stores"])

@@ -1,12 +1,10 @@
-"""Fixtures of the model-agent tests: the fake endpoints, and a runtime over a fresh store."""
+"""Fixtures of the model-agent tests: the fake endpoints (runtime and store: the plugin's)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-from trioflow.persistence import InMemoryStore
-from trioflow.runtime import Runtime, open_runtime
 
 from tests.models.fake_anthropic import FakeAnthropic
 from tests.models.fake_anthropic import serving as serving_anthropic
@@ -19,17 +17,6 @@ KEY = "sk-test-key"
 def fake_openai() -> Iterator[FakeOpenAI]:
     with serving(api_key=KEY) as fake:
         yield fake
-
-
-@pytest.fixture
-def store() -> InMemoryStore:
-    return InMemoryStore()
-
-
-@pytest.fixture
-async def rt(store: InMemoryStore) -> AsyncIterator[Runtime]:
-    async with open_runtime(store=store) as runtime:
-        yield runtime
 
 
 ANTHROPIC_KEY = "sk-ant-test-key"

@@ -162,7 +162,7 @@ async def test_cache_tokens_are_counted_and_priced_at_the_cache_prices(
 
 
 async def test_429_waits_for_retry_after_then_retries(
-    fake_anthropic: FakeAnthropic, store: InMemoryStore, rt: Runtime
+    fake_anthropic: FakeAnthropic, trioflow_store: InMemoryStore, rt: Runtime
 ) -> None:
     fake_anthropic.script(
         Reply(status=429, error="Rate limit exceeded", headers={"retry-after": "1"}),
@@ -175,7 +175,7 @@ async def test_429_waits_for_retry_after_then_retries(
     assert result.step("say").attempts == 2
     first, second = fake_anthropic.requests
     assert second.at - first.at >= 1.0
-    notes = [e.detail for e in await store.trace_of(result.run_id) if e.label == "retry"]
+    notes = [e.detail for e in await trioflow_store.trace_of(result.run_id) if e.label == "retry"]
     assert notes == [
         f"attempt 1 agent_error: ModelCallFailed: model '{MODEL}' at "
         f"{fake_anthropic.base_url}/v1/messages: HTTP 429 Too Many Requests: Rate limit "
@@ -184,7 +184,7 @@ async def test_429_waits_for_retry_after_then_retries(
 
 
 async def test_overloaded_529_is_retried(
-    fake_anthropic: FakeAnthropic, store: InMemoryStore, rt: Runtime
+    fake_anthropic: FakeAnthropic, trioflow_store: InMemoryStore, rt: Runtime
 ) -> None:
     fake_anthropic.script(Reply(status=529, error="Overloaded"), Reply("fine"))
 
@@ -192,7 +192,7 @@ async def test_overloaded_529_is_retried(
 
     assert result.output == "fine"
     assert result.step("say").attempts == 2
-    notes = [e.detail for e in await store.trace_of(result.run_id) if e.label == "retry"]
+    notes = [e.detail for e in await trioflow_store.trace_of(result.run_id) if e.label == "retry"]
     assert notes == [
         f"attempt 1 agent_error: ModelCallFailed: model '{MODEL}' at "
         f"{fake_anthropic.base_url}/v1/messages: HTTP 529: Overloaded"

@@ -13,9 +13,8 @@ import datetime
 import enum
 import pathlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -24,12 +23,10 @@ import pytest
 import trio
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import (
-    InMemoryStore,
     LedgerEntry,
     PauseRecord,
     RunRecord,
     RunStore,
-    SQLiteStore,
     StaleEpoch,
     StepRecord,
     TrustedTypes,
@@ -42,15 +39,6 @@ from trioflow.persistence import (
 UTC = datetime.UTC
 IST = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
 T0 = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
-    if request.param == "memory":
-        yield InMemoryStore()
-    else:
-        async with SQLiteStore.open(tmp_path / "journal" / "runs.db") as sqlite:
-            yield sqlite
 
 
 # -- values the journal must keep exactly ---------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -21,24 +20,12 @@ from trioflow.runtime import (
     UsageLimitExceeded,
     UsageLimits,
     ValidationResult,
-    open_runtime,
 )
 from trioflow.runtime.agents import StubAgent
 from trioflow.runtime.traces import NodeKind, NodeStatus, NoTrace, RunTrace, TraceNode, filter_nodes
 from trioflow.runtime.traces._tree import build_trace, committed_usage
 
 T0 = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.UTC)
-
-
-@pytest.fixture
-def store() -> InMemoryStore:
-    return InMemoryStore()
-
-
-@pytest.fixture
-async def rt(store: InMemoryStore) -> AsyncIterator[Runtime]:
-    async with open_runtime(store=store) as runtime:
-        yield runtime
 
 
 def timed(
@@ -105,13 +92,13 @@ async def test_a_sequence_gives_the_pipeline_and_its_steps(
 
 
 async def test_the_trace_starts_with_a_wall_clock_anchor(
-    rt: Runtime, store: InMemoryStore, autojump_clock: Any
+    rt: Runtime, trioflow_store: InMemoryStore, autojump_clock: Any
 ) -> None:
     before = datetime.datetime.now(datetime.UTC)
     result = await rt.run(timed("a", 2), "x")
     after = datetime.datetime.now(datetime.UTC)
 
-    first = (await store.trace_of(result.run_id))[0]
+    first = (await trioflow_store.trace_of(result.run_id))[0]
     assert (first.kind, first.path, first.label, first.peer) == (
         TraceKind.NOTE,
         "",
@@ -327,7 +314,7 @@ async def test_a_breaching_step_fails_with_the_breach(rt: Runtime, autojump_cloc
 
 
 async def test_a_pause_and_its_resume_are_on_one_timeline(
-    rt: Runtime, store: InMemoryStore, autojump_clock: Any
+    rt: Runtime, trioflow_store: InMemoryStore, autojump_clock: Any
 ) -> None:
     pipeline = (
         timed("draft", 3, cost="0.20")
@@ -432,11 +419,13 @@ async def test_filters_keep_matches_with_their_ancestors(rt: Runtime, autojump_c
 # -- errors ----------------------------------------------------------------------------------
 
 
-async def test_an_unknown_run_and_a_run_without_a_trace(rt: Runtime, store: InMemoryStore) -> None:
+async def test_an_unknown_run_and_a_run_without_a_trace(
+    rt: Runtime, trioflow_store: InMemoryStore
+) -> None:
     with pytest.raises(UnknownRun, match="no run with id 'nope' is stored"):
         await rt.trace("nope")
 
-    await store.create_run(RunRecord("quiet", "p", "running", T0, None))
+    await trioflow_store.create_run(RunRecord("quiet", "p", "running", T0, None))
     with pytest.raises(NoTrace, match=r"run 'quiet' has no trace \(status: running\)") as raised:
         await rt.trace("quiet")
     assert (raised.value.run_id, raised.value.status) == ("quiet", "running")
