@@ -30,6 +30,9 @@
 * ``trioflow doctor`` checks every page of the journal (opening one never
   does): exit code 0 when it is sound, 7 when it is damaged.
 
+``-v`` logs what runs do (their start, end, retries, failures, pauses)
+to standard error, ``-vv`` every step's outcome too.
+
 Runs are journaled in ``--db PATH``, else ``$TRIOFLOW_DB``, else
 ``.trioflow/trioflow.db``. A damaged journal is refused (exit code 7) and
 left in place until ``--recover`` repairs it or moves it aside (never
@@ -92,6 +95,7 @@ from .._errors import (
     UsageLimitExceeded,
 )
 from .._interrupts import CTRL_C, StopSignals, was_interrupted
+from .._logging import set_verbosity
 from .._replay import Replay
 from .._results import PipelineResult, RunStatus
 from .._runtime import Runtime, default_db_path, open_runtime
@@ -221,6 +225,12 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
         help="repair a damaged journal, or move it aside for a fresh one (nothing is deleted)",
     )
     parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        help="log what runs do to standard error: -v INFO, -vv DEBUG (every step)",
+    )
+    parser.add_argument(
         "--busy-timeout",
         metavar="SECONDS",
         type=_seconds,
@@ -275,6 +285,7 @@ def _pipeline_argument(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``trioflow`` console script."""
     arguments = _parser().parse_args(argv)
+    set_verbosity(getattr(arguments, "verbose", None) or 0)
     # Piped output is read by people too: do not squeeze tables into 80 columns.
     width = None if sys.stdout.isatty() else 140
     console = Console(highlight=False, soft_wrap=True, width=width)
