@@ -27,6 +27,9 @@
   narrow it; ``--perfetto FILE`` writes Chrome/Perfetto trace-event JSON
   instead, for ui.perfetto.dev.
 
+* ``trioflow graph FILE.py:NAME`` prints the pipeline's structure as a
+  Mermaid flowchart (``--format dot`` for Graphviz), running nothing.
+
 * ``trioflow doctor`` checks every page of the journal (opening one never
   does): exit code 0 when it is sound, 7 when it is damaged.
 
@@ -108,6 +111,7 @@ from ..traces._tree import NoTrace, RunTrace
 from ..traces._tree_view import print_trace, trace_json
 from ._doctor import doctor
 from ._documents import json_text, replay_document, run_document, summary_document
+from ._graph import add_graph_command, picture
 from ._input import (
     MAX_INPUT_BYTES,
     InputRejected,
@@ -211,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:
         "--perfetto", metavar="FILE", help="write Chrome/Perfetto trace-event JSON to FILE"
     )
     commands.add_parser("doctor", parents=[journal], help="check every page of the journal")
+    add_graph_command(commands)
     return parser
 
 
@@ -680,7 +685,13 @@ def _trace_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     return ExitCode.OK
 
 
+def _graph_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
+    sys.stdout.write(picture(_load(arguments.target).pipeline, arguments.format))
+    return ExitCode.OK
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitCode]] = {
+    "graph": _graph_command,
     "run": _run_command,
     "resume": _resume_command,
     "runs list": _runs_list_command,
