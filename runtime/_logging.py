@@ -14,8 +14,8 @@ step is concerned, and the figures the message states. What is logged:
 * DEBUG: every step's outcome, the hot path of a successful step. Nothing
   of a successful step is logged at INFO.
 
-Step records come from the run's trace events (:class:`RunLog` is a trace
-sink), so the steps' code logs nothing itself and a record says what the
+Step records come from the run's trace events (:class:`LoggedTrace` keeps
+them), so the steps' code logs nothing itself and a record says what the
 trace says. Their text is the trace's, which is redacted before it is
 recorded (an echoed API key never reaches the trace): no secret reaches a
 log record either.
@@ -23,6 +23,7 @@ log record either.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -39,20 +40,39 @@ GOVERNOR = logging.getLogger("trioflow.governor")
 LEASE = logging.getLogger("trioflow.lease")
 
 _ENDED_WELL = frozenset({"completed", "paused"})
+_NOTE = TraceKind.NOTE
+_DEBUG_STEPS = functools.partial(STEP.isEnabledFor, logging.DEBUG)
 
 
-class RunLog:
-    """Logs what one drive's steps did, read from its trace events (a trace sink)."""
+class LoggedTrace:
+    """A drive's trace, kept in memory, that logs what its notes say (a trace sink).
 
-    __slots__ = ("_run_id",)
+    One object, one call per event: every event of every actor passes
+    here, so keeping the trace and looking for the notes to log are not
+    two sinks behind a tee. Events other than notes cost an append and a
+    comparison.
+    """
+
+    __slots__ = ("_run_id", "events")
 
     def __init__(self, run_id: str) -> None:
         self._run_id = run_id
+        self.events: list[TraceEvent] = []
 
     def record(self, event: TraceEvent) -> None:
-        if event.kind is not TraceKind.NOTE:  # the hot path: one comparison per event
+        self.events.append(event)
+        if event.kind is _NOTE:
+            self._note(event)
+
+    def _note(self, event: TraceEvent) -> None:
+        label = event.label
+        if label == OUTCOME:  # one per step: the common case first
+            if event.detail in _FAILED:
+                self._step(logging.WARNING, event.path, "ended %s", event.detail)
+            elif _DEBUG_STEPS():
+                self._step(logging.DEBUG, event.path, "ended %s", event.detail)
             return
-        match event.label:
+        match label:
             case "retry":
                 self._step(logging.INFO, event.path, "retry: %s", event.detail)
             case "fallback":
@@ -63,9 +83,6 @@ class RunLog:
                 self._governed(event, "call refused: %s")
             case "breach":
                 self._governed(event, "usage limit breached: %s")
-            case label if label == OUTCOME:
-                level = logging.WARNING if event.detail in _FAILED else logging.DEBUG
-                self._step(level, event.path, "ended %s", event.detail)
             case _:
                 pass
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pydantic
 import trio
-from trioflow.actors import MemoryTraceSink, TeeTraceSink, TraceEvent, TraceSink, open_supervisor
+from trioflow.actors import TeeTraceSink, TraceEvent, TraceSink, open_supervisor
 from trioflow.persistence import (
     DEFAULT_BUSY_TIMEOUT_S,
     InMemoryStore,
@@ -55,7 +55,7 @@ from ._governor import Governor, Totals
 from ._interrupts import StopSignals
 from ._journal import Journal
 from ._lease import DEFAULT_LEASE_S, LeaseClock, LeaseKeeper, LeaseTerms, Ownership
-from ._logging import RunLog, run_claimed, run_ended, run_lost, run_started
+from ._logging import LoggedTrace, run_claimed, run_ended, run_lost, run_started
 from ._paths import locate
 from ._replay import Replay, first_difference
 from ._results import PipelineResult, RunStatus
@@ -420,11 +420,11 @@ class Runtime:
         :class:`RunTakenOver`.
         """
         record = ownership.record
-        trace = MemoryTraceSink()
+        trace = LoggedTrace(record.run_id)
         # Ties this drive's monotonic clock to the wall clock (see ``_trace_tree``).
         trace.record(clock_anchor(RESUMED if resumed else STARTED))
         spans = self._spans(record.run_id, pipeline, resumed)
-        sink = _watched(trace, watch, RunLog(record.run_id), spans)
+        sink = _watched(trace, watch, spans)
         run_started(record.run_id, pipeline.name, resumed=resumed, epoch=ownership.epoch)
         try:
             if answered is not None:
@@ -581,10 +581,12 @@ class GuardedWatch:
             warnings.warn(f"trace watcher dropped after it raised {error!r}", stacklevel=2)
 
 
-def _watched(trace: TraceSink, watch: TraceSink | None, *observers: TraceSink | None) -> TraceSink:
-    """The drive's sink: its trace, the caller's watcher (guarded) and its log and spans."""
+def _watched(trace: TraceSink, watch: TraceSink | None, spans: RunSpans | None) -> TraceSink:
+    """The drive's sink: its (logged) trace, and the caller's watcher (guarded) and its
+    spans if any; the trace alone, with no tee in between, when there are neither."""
     guarded = None if watch is None else GuardedWatch(watch)
-    return TeeTraceSink(trace, *(sink for sink in (guarded, *observers) if sink is not None))
+    others = [sink for sink in (guarded, spans) if sink is not None]
+    return TeeTraceSink(trace, *others) if others else trace
 
 
 def _ended(
