@@ -12,6 +12,9 @@ from typing import Any, ClassVar
 
 import pytest
 import trio
+import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -516,3 +519,74 @@ async def test_spans_reach_an_otlp_http_collector(
     assert attributes["gen_ai.usage.input_tokens"].int_value == 120
     assert attributes["gen_ai.usage.output_tokens"].int_value == 30
     assert attributes["trioflow.cost_usd"].string_value == "0.003"
+
+
+@step
+async def wait(name: str, *, resources: dict[str, float]) -> str:
+    await trio.sleep(resources[name])
+    return name
+
+
+@step
+async def names(branches: dict[str, Any]) -> list[str]:
+    return ["m0", "m1", "m2", "m3"]
+
+
+def waiter(name: str) -> AgentStep:
+    """A branch's step: it sleeps as long as ``resources[name]`` says."""
+
+    async def wait_for(text: str, *, resources: dict[str, float]) -> str:
+        await trio.sleep(resources[name])
+        return text
+
+    return Step.from_callable(wait_for, name=name)
+
+
+SCHEDULED = (
+    Step.parallel("fan", {f"b{i}": waiter(f"w{i}") for i in range(3)})
+    >> names
+    >> Step.map_over("each", wait, max_concurrency=2)
+)
+
+
+def expected_lineage() -> set[tuple[str, ...]]:
+    """Each span's name with its ancestors' names up to the run: the same under any schedule."""
+    run, main = "run pipeline", "main"
+    lineage = {(run,), (main, run), ("fan", main, run), ("names", main, run), ("each", main, run)}
+    lineage.add(("invoke_agent names", "names", main, run))
+    for i in range(3):
+        lineage.add((f"b{i}", "fan", main, run))
+        lineage.add((f"invoke_agent w{i}", f"b{i}", "fan", main, run))
+    for i in range(4):
+        lineage.add((f"item[{i}]", "each", main, run))
+        lineage.add(("invoke_agent wait", f"item[{i}]", "each", main, run))
+    return lineage
+
+
+@given(delays=st.lists(st.integers(0, 5), min_size=7, max_size=7))
+@settings(max_examples=40, deadline=None, database=None)
+def test_the_span_tree_is_the_same_under_any_schedule(delays: list[int]) -> None:
+    """Branches and map items finish in every order: each span keeps its actor's parent."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    seconds = dict(zip(["w0", "w1", "w2", "m0", "m1", "m2", "m3"], delays, strict=True))
+
+    async def main() -> None:
+        async with open_runtime(store=InMemoryStore(), tracer_provider=provider) as rt:
+            result = await rt.run(SCHEDULED, "x", resources=seconds)
+            assert result.status is RunStatus.COMPLETED
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    spans = exporter.get_finished_spans()
+    by_id = {span.context.span_id: span for span in spans}
+
+    def lineage(span: ReadableSpan) -> tuple[str, ...]:
+        names = [span.name]
+        while span.parent is not None and span.parent.span_id in by_id:
+            span = by_id[span.parent.span_id]
+            names.append(span.name)
+        return tuple(names)
+
+    assert len(spans) == len(expected_lineage())  # no span twice, none missing
+    assert {lineage(span) for span in spans} == expected_lineage()
