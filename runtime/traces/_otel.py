@@ -28,7 +28,9 @@ The spans of one drive (the first run, or a resume):
 * an agent step's attempts: ``chat <model>`` when its agent names a model,
   else ``invoke_agent <step>``; each with ``trioflow.attempt``, the
   GenAI usage attributes and the cost. A failed attempt that was retried
-  ends ``ERROR`` with the failure as its description.
+  ends ``ERROR`` with the failure as its description. A step whose agent
+  is a plain function (``@step``) gets attempt spans only when it was
+  retried or fell back: once, its own span says everything, at half the cost.
 * ``fallback:<name>``: the fallback step of an agent step, its attempts beneath it.
 * ``human input``: a human step's pause, from the pause to the drive's end
   of that step, with the message asked.
@@ -77,7 +79,7 @@ from .._results import RunStatus
 from .._steps._messages import Execute
 from .._steps._step_actor import OUTCOME, StepOutcome
 from .._usage import NO_USAGE, Usage, usage_from_note
-from ..agents._agents import FakeModel
+from ..agents._agents import CallableAgent, FakeModel
 
 #: The instrumentation scope's name.
 SCOPE = "trioflow"
@@ -157,6 +159,8 @@ class _Attempt:
     number: int
     start_ns: int
     parent: Span
+    #: Its agent is a plain function: a lone first attempt of one gets no span of its own.
+    plain: bool
     span: Span | None = None
     usage: Usage = NO_USAGE
 
@@ -213,7 +217,7 @@ class RunSpans:
         span = self._start(name.partition(":")[2] or name, self._parent_of(path), attributes)
         self._spans[path] = span
         if isinstance(self._spec(path), AgentStep):
-            self._attempts[path] = _Attempt(path, 1, time.time_ns(), span)
+            self._attempts[path] = self._attempt(path, 1, span)
 
     def _note(self, event: TraceEvent) -> None:
         path, detail = event.path, event.detail or ""
@@ -264,17 +268,19 @@ class RunSpans:
         if attempt is None:
             return
         kind, _, feedback = detail.partition(": ")
+        self._attempt_span(attempt)  # an attempt that was retried is shown, function or not
         self._end_attempt(attempt, StepOutcome.FAILED.value, feedback, kind.rpartition(" ")[2])
-        self._attempts[path] = _Attempt(path, attempt.number + 1, time.time_ns(), attempt.parent)
+        self._attempts[path] = self._attempt(path, attempt.number + 1, attempt.parent)
 
     def _fell_back(self, path: str, name: str) -> None:
         attempt = self._attempts.pop(path, None)
         if attempt is not None:
+            self._attempt_span(attempt)  # an attempt that fell back is shown, function or not
             self._end_attempt(attempt, StepOutcome.FAILED.value, None, None)
         fallback = f"{path}/fallback:{name}"
         span = self._start(f"fallback:{name}", self._spans[path], {"trioflow.step.path": fallback})
         self._spans[fallback] = span
-        self._attempts[fallback] = _Attempt(fallback, 1, time.time_ns(), span)
+        self._attempts[fallback] = self._attempt(fallback, 1, span)
 
     def _tool_called(self, path: str, name: str) -> None:
         attempt = self._attempts.get(path)
@@ -293,6 +299,11 @@ class RunSpans:
         if outcome != "ok":
             span.set_status(Status(StatusCode.ERROR, outcome))
         span.end()
+
+    def _attempt(self, path: str, number: int, parent: Span) -> _Attempt:
+        spec = self._spec(path)
+        plain = isinstance(spec, AgentStep) and isinstance(spec.agent, CallableAgent)
+        return _Attempt(path, number, time.time_ns(), parent, plain)
 
     def _attempt_span(self, attempt: _Attempt) -> Span:
         if attempt.span is None:
@@ -315,6 +326,8 @@ class RunSpans:
     def _end_attempt(
         self, attempt: _Attempt, outcome: str, reason: str | None, error_type: str | None
     ) -> None:
+        if attempt.span is None and attempt.plain and attempt.number == 1:
+            return  # a function step that ran once: its step's span says it all
         span = self._attempt_span(attempt)
         _usage_attributes(span, attempt.usage)
         span.set_attribute("trioflow.outcome", outcome)
