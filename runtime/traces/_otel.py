@@ -191,6 +191,8 @@ class RunSpans:
         self._attempts: dict[str, _Attempt] = {}
         self._tools: dict[str, Span] = {}
         self._pauses: dict[str, Span] = {}
+        #: The fallback spans opened under a step, by the step's path.
+        self._fallbacks: dict[str, list[str]] = {}
         self._models: dict[str, str | None] = {}
 
     # -- the trace sink
@@ -280,6 +282,7 @@ class RunSpans:
         fallback = f"{path}/fallback:{name}"
         span = self._start(f"fallback:{name}", self._spans[path], {"trioflow.step.path": fallback})
         self._spans[fallback] = span
+        self._fallbacks.setdefault(path, []).append(fallback)
         self._attempts[fallback] = self._attempt(fallback, 1, span)
 
     def _tool_called(self, path: str, name: str) -> None:
@@ -339,10 +342,23 @@ class RunSpans:
 
     # -- ends
 
+    def _family(self, path: str) -> list[str]:
+        """``path`` and the fallbacks opened under it (theirs too), outermost first.
+
+        Looked up, not searched for: a step's end costs the same with a
+        thousand siblings open.
+        """
+        family = [path]
+        for fallback in self._fallbacks.get(path, ()):
+            family.extend(self._family(fallback))
+        return family
+
     def _outcome(self, path: str, outcome: str) -> None:
         self._set(path, "trioflow.outcome", outcome)
-        for open_path in [p for p in self._attempts if _within(p, path)]:
-            self._end_attempt(self._attempts.pop(open_path), outcome, None, None)
+        for open_path in self._family(path):
+            attempt = self._attempts.pop(open_path, None)
+            if attempt is not None:
+                self._end_attempt(attempt, outcome, None, None)
         if outcome in _FAILED_OUTCOMES and path in self._spans:
             self._spans[path].set_status(Status(StatusCode.ERROR))
 
@@ -350,13 +366,18 @@ class RunSpans:
         """End the actor's span, and whatever is still open beneath it."""
         if path not in self._spans:
             return
-        for open_path in [p for p in self._attempts if _within(p, path)]:
-            self._end_attempt(self._attempts.pop(open_path), "cancelled", None, None)
-        for paused in [p for p in self._pauses if _within(p, path)]:
-            self._pauses.pop(paused).end()
-        beneath = [p for p in self._spans if _within(p, path) and p != path]
-        for open_path in sorted(beneath, key=len, reverse=True):
-            self._close(open_path)
+        family = self._family(path)
+        for open_path in family:
+            attempt = self._attempts.pop(open_path, None)
+            if attempt is not None:
+                self._end_attempt(attempt, "cancelled", None, None)
+        pause = self._pauses.pop(path, None)
+        if pause is not None:
+            pause.end()
+        for fallback in reversed(family[1:]):
+            self._fallbacks.pop(fallback, None)
+            self._close(fallback)
+        self._fallbacks.pop(path, None)
         span = self._spans[path]
         if cancelled is not None:
             span.set_attribute("trioflow.outcome", "cancelled")
@@ -433,10 +454,6 @@ def _usage_attributes(span: Span, usage: Usage) -> None:
     span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
     span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
     span.set_attribute("trioflow.cost_usd", str(usage.cost_usd))
-
-
-def _within(path: str, step: str) -> bool:
-    return path == step or path.startswith(f"{step}/")
 
 
 def _ancestors(path: str) -> Iterator[str]:
