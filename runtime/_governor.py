@@ -31,7 +31,7 @@ from trioflow.persistence import LedgerEntry
 
 from ._journal import Journal
 from ._money import format_usd
-from ._usage import NO_USAGE, Usage, UsageLimits
+from ._usage import NO_USAGE, Usage, UsageLimits, usage_note
 
 
 @attrs.frozen(slots=True)
@@ -217,7 +217,7 @@ class Governor(Actor[GovernorMessage]):
             self._reserved.pop(commit.grant.id, None)
             self._wake_waiters()
         self._settle(commit.key, commit.path, commit.actual)
-        self._note("commit", commit.path, str(commit.actual))
+        self._note("commit", commit.path, usage_note(commit.actual))
         reserved = None if commit.grant is None else commit.grant.estimate
         if reserved is not None and _beyond(commit.actual, reserved):
             self._note("excess", commit.path, f"{commit.actual} spent, {reserved} reserved")

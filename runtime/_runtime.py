@@ -21,12 +21,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pydantic
 import trio
-from trioflow.actors import MemoryTraceSink, TeeTraceSink, TraceEvent, TraceSink, open_supervisor
+from trioflow.actors import TeeTraceSink, TraceEvent, TraceSink, open_supervisor
 from trioflow.persistence import (
     DEFAULT_BUSY_TIMEOUT_S,
     InMemoryStore,
@@ -57,6 +57,7 @@ from ._governor import Governor, Totals
 from ._interrupts import StopSignals
 from ._journal import Journal
 from ._lease import DEFAULT_LEASE_S, LeaseClock, LeaseKeeper, LeaseTerms, Ownership
+from ._logging import LoggedTrace, run_claimed, run_ended, run_lost, run_started
 from ._paths import locate
 from ._replay import Replay, first_difference
 from ._results import PipelineResult, RunStatus
@@ -68,6 +69,12 @@ from ._stored import reading_run
 from ._stored_types import stored_types
 from ._usage import NO_USAGE, Usage, UsageLimits
 from .traces._tree import RESUMED, STARTED, NoTrace, RunTrace, build_trace, clock_anchor
+
+if TYPE_CHECKING:  # OpenTelemetry is an optional extra, imported only when turned on
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from .traces._otel import OtelExport, RunSpans
 
 #: How many runs' pipelines a runtime keeps for resume() and replay().
 REMEMBERED_PIPELINES = 1024
@@ -97,8 +104,11 @@ class Runtime:
         limits: UsageLimits | None,
         cache: StepCache,
         keeper: LeaseKeeper,
+        otel: OtelExport | None = None,
     ) -> None:
         self.store = store
+        #: Where the runs' spans and metrics go (OpenTelemetry), when turned on.
+        self.otel = otel
         self.limits = limits
         self.cache = cache
         #: Renews the leases of the runs this runtime drives (its task runs in open_runtime).
@@ -239,6 +249,8 @@ class Runtime:
             claimed = await self.store.swap_run(record, self.leases.claim(running))
         if claimed is None:
             raise _claimed_since(record)
+        took_over = record.status == RunStatus.RUNNING.value
+        run_claimed(record.run_id, record.status, epoch=claimed.epoch, took_over=took_over)
         return Ownership(self.store, claimed, self.leases)
 
     async def _pipeline_and_run(
@@ -410,10 +422,12 @@ class Runtime:
         :class:`RunTakenOver`.
         """
         record = ownership.record
-        trace = MemoryTraceSink()
+        trace = LoggedTrace(record.run_id)
         # Ties this drive's monotonic clock to the wall clock (see ``_trace_tree``).
         trace.record(clock_anchor(RESUMED if resumed else STARTED))
-        sink: TraceSink = trace if watch is None else TeeTraceSink(trace, GuardedWatch(watch))
+        spans = self._spans(record.run_id, pipeline, resumed)
+        sink = _watched(trace, watch, spans)
+        run_started(record.run_id, pipeline.name, resumed=resumed, epoch=ownership.epoch)
         try:
             if answered is not None:
                 await self.store.record_pause(answered, epoch=ownership.epoch)
@@ -423,15 +437,25 @@ class Runtime:
                 )
         except BaseException as error:
             if ownership.lost or _holds(error, StaleEpoch):
+                _ended(spans, record.run_id, RunStatus.INTERRUPTED, NO_USAGE, "taken over")
+                run_lost(record.run_id, ownership.epoch)
                 raise _taken_over(ownership) from error
+            status = RunStatus.CANCELLED if _only(error, trio.Cancelled) else RunStatus.INTERRUPTED
+            _ended(spans, record.run_id, status, NO_USAGE, self._stops.reason(error))
             with trio.CancelScope(shield=True):
                 await self._end_abruptly(ownership, error, trace.events)
             raise
         result = _pipeline_result(record.run_id, done, usage, record.context)
+        _ended(spans, record.run_id, result.status, usage, result.error)
         await self._store_outcome(ownership, result, usage, trace.events)
         if done.breach is not None:
             raise UsageLimitExceeded(done.breach, result)
         return result
+
+    def _spans(self, run_id: str, pipeline: Pipeline, resumed: bool) -> RunSpans | None:
+        if self.otel is None:
+            return None
+        return self.otel.drive(run_id, pipeline, root=ROOT_PATH, resumed=resumed)
 
     async def _store_outcome(
         self,
@@ -557,6 +581,23 @@ class GuardedWatch:
         except Exception as error:  # the watcher's bug: it stops watching, the run goes on
             self._watch = None
             warnings.warn(f"trace watcher dropped after it raised {error!r}", stacklevel=2)
+
+
+def _watched(trace: TraceSink, watch: TraceSink | None, spans: RunSpans | None) -> TraceSink:
+    """The drive's sink: its (logged) trace, and the caller's watcher (guarded) and its
+    spans if any; the trace alone, with no tee in between, when there are neither."""
+    guarded = None if watch is None else GuardedWatch(watch)
+    others = [sink for sink in (guarded, spans) if sink is not None]
+    return TeeTraceSink(trace, *others) if others else trace
+
+
+def _ended(
+    spans: RunSpans | None, run_id: str, status: RunStatus, usage: Usage, error: str | None
+) -> None:
+    """Say how a drive ended: in the log, and on its run span."""
+    run_ended(run_id, status.value, usage, error)
+    if spans is not None:
+        spans.end(status.value, usage, error)
 
 
 def _only(error: BaseException, kind: type[BaseException]) -> bool:
@@ -717,6 +758,8 @@ async def open_runtime(
     recover: bool = False,
     busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
     lease_s: float = DEFAULT_LEASE_S,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime over a store.
 
@@ -730,20 +773,45 @@ async def open_runtime(
     ``run(..., limits=...)`` overrides them. ``lease_s`` is how long a run's
     lease lasts unless renewed (every third of it while the run is driven):
     how long a run whose process died stays unclaimable.
+
+    ``tracer_provider`` and ``meter_provider`` export every run's spans and
+    usage metrics to OpenTelemetry (the ``trioflow[otel]`` extra; see
+    :mod:`trioflow.runtime.traces`); so does ``TRIOFLOW_OTEL=1``, through
+    OpenTelemetry's global providers. Without either, nothing is exported
+    and OpenTelemetry is not imported.
     """
     if not (math.isfinite(lease_s) and lease_s > 0):
         raise ConfigurationError(f"lease_s must be a positive number of seconds, got {lease_s}")
     cache = StepCache(cache_entries)
     keeper = LeaseKeeper(LeaseTerms(lease_s, LeaseClock()))
+    otel = _otel(tracer_provider, meter_provider)
     # The keeper's heartbeat runs inside the store's block: it stops before the store closes.
     if store is None or isinstance(store, str | os.PathLike):
         path = default_db_path() if store is None else Path(store)
         opening = SQLiteStore.open(path, recover=recover, busy_timeout_s=busy_timeout_s)
         async with opening as journal, keeper.running():
-            yield Runtime(journal, limits, cache, keeper)
+            yield Runtime(journal, limits, cache, keeper, otel)
     else:
         async with keeper.running():
-            yield Runtime(store, limits, cache, keeper)
+            yield Runtime(store, limits, cache, keeper, otel)
+
+
+def _otel(
+    tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None
+) -> OtelExport | None:
+    """The runtime's OpenTelemetry export: given providers, else ``TRIOFLOW_OTEL``, else none."""
+    setting = os.environ.get("TRIOFLOW_OTEL")
+    if tracer_provider is None and meter_provider is None and setting in (None, "", "0"):
+        return None  # off: OpenTelemetry is not imported
+    try:
+        from .traces import _otel
+    except ImportError as error:
+        raise ConfigurationError(
+            f"OpenTelemetry export needs the otel extra (pip install 'trioflow[otel]'): {error}"
+        ) from None
+    if tracer_provider is None and meter_provider is None:
+        return _otel.otel_from_environment(setting)
+    return _otel.OtelExport(tracer_provider, meter_provider)
 
 
 def run_sync(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Generic, TypeVar
 
@@ -106,11 +107,24 @@ class Completion(Generic[T]):
     usage: Usage = NO_USAGE
 
 
-def usage_from_note(text: str) -> Usage:
-    """The usage ``str(Usage(...))`` wrote (``$0.0012, 80 tokens``): cost and total tokens.
+def usage_note(usage: Usage) -> str:
+    """How a trace note carries usage: as people read it, then its split (``$0.0012, 80
+    tokens (50 in, 30 out)``); :func:`usage_from_note` reads it back."""
+    return f"{usage} ({usage.input_tokens} in, {usage.output_tokens} out)"
 
-    Trace notes carry usage as this text; the tokens come back as output
-    tokens, since the note keeps only their total.
+
+def usage_from_note(text: str) -> Usage:
+    """The usage :func:`usage_note` (or, in older traces, ``str(Usage(...))``) wrote.
+
+    An older note keeps only the total of the tokens: they come back as output tokens.
     """
     cost, _, tokens = text.partition(", ")
-    return Usage(Decimal(cost.removeprefix("$").replace(",", "")), 0, int(tokens.split()[0]))
+    total, _, split = tokens.partition(" tokens")
+    spent = Decimal(cost.removeprefix("$").replace(",", ""))
+    found = _SPLIT.fullmatch(split)
+    if found is None:
+        return Usage(spent, 0, int(total))
+    return Usage(spent, int(found["input"]), int(found["output"]))
+
+
+_SPLIT = re.compile(r" \((?P<input>[0-9]+) in, (?P<output>[0-9]+) out\)")

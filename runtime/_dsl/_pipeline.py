@@ -100,6 +100,18 @@ class Pipeline:
     def named(self, name: str) -> Pipeline:
         return attrs.evolve(self, name=name)
 
+    def to_mermaid(self) -> str:
+        """A Mermaid flowchart of this pipeline's steps and the types between them."""
+        from ._diagram import diagram, mermaid  # the diagram module builds on this one
+
+        return mermaid(diagram(self))
+
+    def to_dot(self) -> str:
+        """The same picture as :meth:`to_mermaid`, in Graphviz's DOT language."""
+        from ._diagram import diagram, dot
+
+        return dot(diagram(self))
+
     def with_context(self, context_type: type[BaseContext]) -> Pipeline:
         """This pipeline, starting runs from ``context_type()`` when no context is given."""
         if not (isinstance(context_type, type) and issubclass(context_type, BaseContext)):

@@ -59,7 +59,9 @@ RESUMED = "resumed"
 
 _EXECUTE = Execute.__name__
 _ATTEMPT = re.compile(r"^attempt \d+ ")
-_COMMITTED = re.compile(r"\$(?P<cost>[0-9,]*\.?[0-9]*), (?P<tokens>[0-9]+) tokens")
+_COMMITTED = re.compile(
+    r"\$(?P<cost>[0-9,]*\.?[0-9]*), (?P<tokens>[0-9]+) tokens(?: \([0-9]+ in, [0-9]+ out\))?"
+)
 
 
 class NoTrace(TrioflowError):
