@@ -31,6 +31,7 @@ from trioflow.persistence import LedgerEntry
 
 from ._journal import Journal
 from ._money import format_usd
+from ._paths import is_within
 from ._usage import NO_USAGE, Usage, UsageLimits
 
 
@@ -168,13 +169,8 @@ class Governor(Actor[GovernorMessage]):
             case Totals():
                 return self._committed
             case UsageUnder(path=path):
-                prefix = f"{path}/"
                 return sum(
-                    (
-                        usage
-                        for step, usage in self._by_path.items()
-                        if step == path or step.startswith(prefix)
-                    ),
+                    (usage for step, usage in self._by_path.items() if is_within(step, path)),
                     NO_USAGE,
                 )
         raise TypeError(f"governor cannot handle {message!r}")

@@ -9,7 +9,6 @@ tests run the same under trio's ``MockClock``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -18,10 +17,7 @@ import attrs
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import RunStore, StepRecord
 from trioflow.runtime import PipelineResult, Runtime, Usage
-
-from ._swap import ROOT
-
-_NUMBERED = re.compile(r"\A\d+:")
+from trioflow.runtime._paths import ROOT, is_step_path
 
 
 @attrs.frozen
@@ -163,10 +159,9 @@ async def assert_ran(
 def _is_step(record: StepRecord) -> bool:
     if record.path == ROOT:
         return False
-    segment = record.path.rsplit("/", 1)[-1]
     # Branch, iteration and item pipelines are composites without an index;
     # a leaf without one is a router's chooser.
-    return bool(_NUMBERED.match(segment)) or not record.children
+    return is_step_path(record.path) or not record.children
 
 
 def _in_execution_order(

@@ -43,6 +43,7 @@ from .._errors import (
     UsageLimitExceeded,
 )
 from .._governor import Commit, Denial, Grant, Release, Reserve, Wait
+from .._paths import attempt_path, fallback_path
 from .._recorded_replies import RecordedError, ReplayedFailure, cache_hit_key
 from .._results import StepResult
 from .._services import RunServices
@@ -239,7 +240,7 @@ async def _fall_back(
 ) -> StepDone:
     _note(services, failed.path, "fallback", fallback.name)
     done = await execute_step(
-        fallback, f"{failed.path}/fallback:{fallback.name}", data, context, services
+        fallback, fallback_path(failed.path, fallback.name), data, context, services
     )
     ran = done.result
     result = attrs.evolve(
@@ -269,7 +270,7 @@ def _own_attempts(failed: StepResult) -> StepResult:
     nested in itself in tables and JSON.
     """
     attempts = "1" if failed.attempts == 1 else f"1-{failed.attempts}"
-    return attrs.evolve(failed, path=f"{failed.path}#{attempts}")
+    return attrs.evolve(failed, path=attempt_path(failed.path, attempts))
 
 
 async def _attempts(
