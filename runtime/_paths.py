@@ -94,9 +94,26 @@ def attempt_path(path: str, attempts: str | int) -> str:
     return f"{path}{_CALL}{attempts}"
 
 
+def step_of(path: str) -> str:
+    """The step an attempt path or a ledger key belongs to (``main/0:s#2#1`` -> ``main/0:s``)."""
+    while True:
+        head, mark, tail = path.rpartition(_CALL)
+        if not (mark and head and tail.replace("-", "", 1).isdigit()):
+            return path
+        path = head
+
+
 def ledger_key(path: str, attempt: int, call: int) -> str:
     """Call ``call`` of attempt ``attempt`` of the step at ``path``: the governor's ledger key."""
     return f"{path}{_CALL}{attempt}{_CALL}{call}"
+
+
+def cache_hit_key(path: str) -> str:
+    """Where the replies of the step at ``path`` keep the result it took from the cache.
+
+    Not a ledger key (``path#attempt#call``): a hit calls no model.
+    """
+    return f"{path}{_CALL}cache"
 
 
 def idempotency_key(run_id: str, key: str) -> str:

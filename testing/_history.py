@@ -17,7 +17,7 @@ import attrs
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import RunStore, StepRecord
 from trioflow.runtime import PipelineResult, Runtime, Usage
-from trioflow.runtime._paths import ROOT, is_step_path
+from trioflow.runtime._paths import ROOT, SEPARATOR, is_step_path
 
 
 @attrs.frozen
@@ -81,7 +81,7 @@ class RunHistory:
 
     def step(self, which: str) -> StepRun:
         """The step at path ``which`` or, when it has no ``/``, the one step named ``which``."""
-        if "/" in which:
+        if SEPARATOR in which:
             for step in self.steps:
                 if step.path == which:
                     return step
@@ -146,7 +146,7 @@ async def assert_ran(
     if isinstance(expected, str):
         raise TypeError("assert_ran wants a list of step names or paths, not one string")
     trace = await run_history(result, store)
-    by_path = any("/" in entry for entry in expected)
+    by_path = any(SEPARATOR in entry for entry in expected)
     actual = trace.paths if by_path else trace.names
     if list(actual) != list(expected):
         raise AssertionError(
