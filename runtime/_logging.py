@@ -29,7 +29,8 @@ from typing import Any
 
 from trioflow.actors import TraceEvent, TraceKind
 
-from ._steps._step_actor import OUTCOME, StepOutcome
+from ._notes import NoteKind
+from ._steps._step_actor import StepOutcome
 from ._usage import Usage
 
 #: The root of trioflow's loggers; ``trioflow run -v`` sets it to INFO, ``-vv`` to DEBUG.
@@ -66,22 +67,22 @@ class LoggedTrace:
 
     def _note(self, event: TraceEvent) -> None:
         label = event.label
-        if label == OUTCOME:  # one per step: the common case first
+        if label == NoteKind.OUTCOME:  # one per step: the common case first
             if event.detail in _FAILED:
                 self._step(logging.WARNING, event.path, "ended %s", event.detail)
             elif _DEBUG_STEPS():
                 self._step(logging.DEBUG, event.path, "ended %s", event.detail)
             return
         match label:
-            case "retry":
+            case NoteKind.RETRY:
                 self._step(logging.INFO, event.path, "retry: %s", event.detail)
-            case "fallback":
+            case NoteKind.FALLBACK:
                 self._step(logging.WARNING, event.path, "fell back to %s", event.detail)
-            case "pause":
+            case NoteKind.PAUSE:
                 self._step(logging.INFO, event.path, "waits for human input: %s", event.detail)
-            case "deny":
+            case NoteKind.DENY:
                 self._governed(event, "call refused: %s")
-            case "breach":
+            case NoteKind.BREACH:
                 self._governed(event, "usage limit breached: %s")
             case _:
                 pass

@@ -296,7 +296,8 @@ class Runtime:
                 raise NoTrace(run_id, record.status)
             steps = await self.store.steps_of(run_id)
             pauses = await self.store.pauses_of(run_id)
-        return build_trace(record, events, steps, pauses)
+            ledger = await self.store.ledger_of(run_id)
+        return build_trace(record, events, steps, pauses, ledger)
 
     async def replay(
         self, run_id: str, *, pipeline: StepLike | None = None, resources: Any = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Generic, TypeVar
 
@@ -105,26 +104,3 @@ class Completion(Generic[T]):
 
     output: T
     usage: Usage = NO_USAGE
-
-
-def usage_note(usage: Usage) -> str:
-    """How a trace note carries usage: as people read it, then its split (``$0.0012, 80
-    tokens (50 in, 30 out)``); :func:`usage_from_note` reads it back."""
-    return f"{usage} ({usage.input_tokens} in, {usage.output_tokens} out)"
-
-
-def usage_from_note(text: str) -> Usage:
-    """The usage :func:`usage_note` (or, in older traces, ``str(Usage(...))``) wrote.
-
-    An older note keeps only the total of the tokens: they come back as output tokens.
-    """
-    cost, _, tokens = text.partition(", ")
-    total, _, split = tokens.partition(" tokens")
-    spent = Decimal(cost.removeprefix("$").replace(",", ""))
-    found = _SPLIT.fullmatch(split)
-    if found is None:
-        return Usage(spent, 0, int(total))
-    return Usage(spent, int(found["input"]), int(found["output"]))
-
-
-_SPLIT = re.compile(r" \((?P<input>[0-9]+) in, (?P<output>[0-9]+) out\)")

@@ -19,7 +19,10 @@ How each kind is drawn:
 * a map: a fork ``each item`` over one copy of its body, into ``collect``;
 * a nested pipeline: a cluster holding its steps.
 
-The walk is a match over the step kinds, in this one module.
+The walk is a match over the step kinds that have a picture of their own,
+in this one module; any other kind is drawn from its ``children()`` (the
+one traversal every specification offers) as a fork over them, so a new
+step kind shows up in the picture without a change here.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import attrs
 from ._agent_step import AgentStep
 from ._control import ConditionalStep, LoopStep, MapStep, ParallelStep, RouterStep
 from ._human import HumanStep
-from ._pipeline import Pipeline, PipelineStep
+from ._pipeline import Pipeline, PipelineStep, as_pipeline
 from ._step import Step
 from ._type_checks import type_name
 
@@ -127,7 +130,17 @@ class _Walk:
                 return self._cluster(step.name, into, lambda inner: self._loop(step, inner))
             case MapStep():
                 return self._cluster(step.name, into, lambda inner: self._map(step, inner))
-        raise TypeError(f"no picture for a step of kind {type(step).__name__}")
+        return self._generic(step, into)
+
+    def _generic(self, step: Step, into: list[Node | Cluster]) -> tuple[str, str]:
+        """A kind with no picture of its own: a box, or a fork over its ``children()``."""
+        children = step.children()
+        if not children:
+            box = self.node(step.name, Shape.STEP)
+            into.append(box)
+            return box.id, box.id
+        bodies = {segment: as_pipeline(child) for segment, child in children}
+        return self._branches(step, type(step).__name__, bodies, None, into)
 
     def _agent(self, step: AgentStep, into: list[Node | Cluster]) -> tuple[str, str]:
         first = self.node(step.name, Shape.STEP)
@@ -154,7 +167,7 @@ class _Walk:
 
     def _branches(
         self,
-        step: ParallelStep | RouterStep,
+        step: Step,
         kind: str,
         branches: dict[str, Pipeline],
         chooser: AgentStep | None,

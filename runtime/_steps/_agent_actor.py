@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 import pydantic
 import trio
-from trioflow.actors import ActorError, ActorStopped, AskTimeout, TraceEvent, TraceKind
+from trioflow.actors import ActorError, ActorStopped, AskTimeout
 from trioflow.persistence import StoreError
 
 from .._dsl._agent_step import AgentStep
@@ -43,7 +43,9 @@ from .._errors import (
     UsageLimitExceeded,
 )
 from .._governor import Commit, Denial, Grant, Release, Reserve, Wait
-from .._recorded_replies import RecordedError, ReplayedFailure, cache_hit_key
+from .._notes import NoteKind, RetryNote, note
+from .._paths import attempt_path, cache_hit_key, fallback_path
+from .._recorded_replies import RecordedError, ReplayedFailure
 from .._results import StepResult
 from .._services import RunServices
 from .._usage import NO_USAGE, Completion, Usage, UsageLimits
@@ -51,6 +53,7 @@ from ..agents._agents import Agent, CallableAgent, EstimatingAgent
 from ..agents._prices import PricedAgent
 from ._cache import cache_key
 from ._call_info import CallInfo, enter_call, leave_call
+from ._fallback_history import FALLBACK_TRIGGERED
 from ._messages import Execute, StepDone
 from ._step_actor import StepActor
 
@@ -146,7 +149,7 @@ async def _cached(
     )
     if isinstance(outcome, StepDone):
         return outcome
-    _note(services, path, "cache_hit", key[:16])
+    _note(services, path, NoteKind.CACHE_HIT, key[:16])
     hit = attrs.evolve(
         outcome,
         path=path,
@@ -173,7 +176,7 @@ async def _replayed_cached(
     recorded = services.replies.get(cache_hit_key(path))
     if recorded is None:
         return await _execute(spec, path, data, context, services)
-    _note(services, path, "cache_hit", key[:16])
+    _note(services, path, NoteKind.CACHE_HIT, key[:16])
     return StepDone(recorded, replies=((cache_hit_key(path), recorded),))
 
 
@@ -237,9 +240,9 @@ async def _fall_back(
     context: BaseContext,
     services: RunServices,
 ) -> StepDone:
-    _note(services, failed.path, "fallback", fallback.name)
+    _note(services, failed.path, NoteKind.FALLBACK, fallback.name)
     done = await execute_step(
-        fallback, f"{failed.path}/fallback:{fallback.name}", data, context, services
+        fallback, fallback_path(failed.path, fallback.name), data, context, services
     )
     ran = done.result
     result = attrs.evolve(
@@ -252,7 +255,7 @@ async def _fall_back(
         feedback=ran.feedback if not ran.success else failed.feedback,
         metadata={
             **ran.metadata,
-            "fallback_triggered": True,
+            FALLBACK_TRIGGERED: True,
             "fallback_step": fallback.name,
             "original_error": failed.feedback,
         },
@@ -269,7 +272,7 @@ def _own_attempts(failed: StepResult) -> StepResult:
     nested in itself in tables and JSON.
     """
     attempts = "1" if failed.attempts == 1 else f"1-{failed.attempts}"
-    return attrs.evolve(failed, path=f"{failed.path}#{attempts}")
+    return attrs.evolve(failed, path=attempt_path(failed.path, attempts))
 
 
 async def _attempts(
@@ -299,12 +302,8 @@ async def _attempts(
             failure.__cause__ = error
         if not policy.retries(failure.kind, attempt):
             return failure
-        _note(
-            services,
-            path,
-            "retry",
-            f"attempt {attempt} {failure.kind.value}: {failure.feedback}",
-        )
+        reason = f"{failure.kind.value}: {failure.feedback}"
+        services.trace.record(RetryNote(attempt, reason).event(path))
         delay = policy.delay_before(attempt + 1)
         if delay:
             await trio.sleep(delay)
@@ -358,7 +357,7 @@ async def _checked_call(
         if any(redirect is seen for seen in used):
             chain = " -> ".join(type(a).__name__ for a in [*used, redirect])
             raise RedirectLoopError(f"step {path!r}: redirect loop detected ({chain})")
-        _note(services, path, "redirect", type(redirect).__name__)
+        _note(services, path, NoteKind.REDIRECT, type(redirect).__name__)
         used.append(redirect)
         agent = redirect
     metadata = await _run_validators(spec, output, context) if spec.validators else {}
@@ -612,7 +611,5 @@ def _fields_patch(spec: AgentStep, output: Any) -> Patch:
     return patch_from_fields(output)
 
 
-def _note(services: RunServices, path: str, label: str, detail: str) -> None:
-    services.trace.record(
-        TraceEvent(TraceKind.NOTE, path, trio.current_time(), label, detail=detail)
-    )
+def _note(services: RunServices, path: str, kind: NoteKind, detail: str) -> None:
+    services.trace.record(note(kind, path, detail))

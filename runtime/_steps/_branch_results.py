@@ -88,7 +88,7 @@ async def _fan_out_result(
     failure = _failure(fanned, propagate)
     if failure is not None:
         return StepDone(_with(result, feedback=failure))
-    if fanned.paused:  # not complete: resumed later, when its branches' finished work replays
+    if fanned.paused:  # not complete: resumed later, when its branches' finished work is restored
         return StepDone(result, paused=fanned.paused)
     return StepDone(_merged(result, fanned, base, merge, shape, path))
 

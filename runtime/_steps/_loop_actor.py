@@ -27,6 +27,7 @@ from trioflow.actors import ActorRef, open_supervisor
 from .._dsl._context import BaseContext, Patch, apply_patch
 from .._dsl._control import LoopStep
 from .._errors import ContextValidationError
+from .._paths import iteration_segment
 from .._results import StepResult
 from .._services import RunServices
 from .._usage import NO_USAGE
@@ -65,7 +66,7 @@ class LoopActor(StepActor):
             )
         async with open_supervisor(self.path, self._services.trace) as supervisor:
             for iteration in range(1, spec.max_loops + 1):
-                name = f"loop[{iteration}]"
+                name = iteration_segment(iteration)
                 body: ActorRef[Execute] = supervisor.spawn(
                     name,
                     functools.partial(_dispatch.body_actor, spec.body, name, self._services),

@@ -21,6 +21,7 @@ from trioflow.actors import ActorRef, open_supervisor
 from .._dsl._context import BaseContext, Patch, apply_patch
 from .._dsl._pipeline import Pipeline
 from .._errors import ContextValidationError
+from .._paths import step_segment
 from .._results import StepResult
 from .._services import RunServices
 from .._usage import NO_USAGE
@@ -47,7 +48,8 @@ class PipelineActor(StepActor):
         async with open_supervisor(self.path, services.trace) as supervisor:
             for index, spec in enumerate(self._pipeline.steps):
                 child: ActorRef[Execute] = supervisor.spawn(
-                    f"{index}:{spec.name}", functools.partial(_dispatch.actor_for, spec, services)
+                    step_segment(index, spec.name),
+                    functools.partial(_dispatch.actor_for, spec, services),
                 )
                 last = await child.ask(Execute(data, context), sender=self.path)
                 last, context = await self._absorb(last, context)

@@ -35,8 +35,8 @@ The spans of one drive (the first run, or a resume):
 * ``human input``: a human step's pause, from the pause to the drive's end
   of that step, with the message asked.
 * ``execute_tool <name>``: a tool call. No step kind calls tools yet; the
-  hook is the pair of notes labelled :data:`TOOL_CALL` (detail: the tool's
-  name) and :data:`TOOL_DONE` (detail: ``ok`` or the failure) at the
+  hook is the pair of notes of kind ``NoteKind.TOOL_CALL`` (detail: the tool's
+  name) and ``NoteKind.TOOL_DONE`` (detail: ``ok`` or the failure) at the
   calling step's path, which a tool-calling agent is to record.
 
 Attributes follow the OpenTelemetry GenAI semantic conventions where they
@@ -74,19 +74,16 @@ from trioflow.actors import TraceEvent, TraceKind
 from .._dsl._agent_step import AgentStep
 from .._dsl._pipeline import Pipeline
 from .._errors import ConfigurationError
-from .._paths import locate
+from .._notes import Committed, NoteKind, RetryNote
+from .._paths import fallback_path, last_segment, locate, parent_of, parse_segment
 from .._results import RunStatus
 from .._steps._messages import Execute
-from .._steps._step_actor import OUTCOME, StepOutcome
-from .._usage import NO_USAGE, Usage, usage_from_note
+from .._steps._step_actor import StepOutcome
+from .._usage import NO_USAGE, Usage
 from ..agents._agents import CallableAgent, FakeModel
 
 #: The instrumentation scope's name.
 SCOPE = "trioflow"
-#: The note a tool-calling agent records when it calls a tool (detail: the tool's name).
-TOOL_CALL = "tool_call"
-#: The note it records when the tool returned (detail: ``ok`` or the failure).
-TOOL_DONE = "tool_done"
 
 _EXECUTE = Execute.__name__
 _FAILED_OUTCOMES = frozenset({StepOutcome.FAILED.value, StepOutcome.LIMIT.value})
@@ -214,9 +211,9 @@ class RunSpans:
     def _started(self, path: str) -> None:
         if path in self._spans:
             return
-        name = path.rpartition("/")[2]
+        segment = parse_segment(last_segment(path))
         attributes = {"trioflow.step.path": path, "trioflow.run_id": self._run_id}
-        span = self._start(name.partition(":")[2] or name, self._parent_of(path), attributes)
+        span = self._start(segment.name or segment.text, self._parent_of(path), attributes)
         self._spans[path] = span
         if isinstance(self._spec(path), AgentStep):
             self._attempts[path] = self._attempt(path, 1, span)
@@ -224,27 +221,27 @@ class RunSpans:
     def _note(self, event: TraceEvent) -> None:
         path, detail = event.path, event.detail or ""
         match event.label:
-            case "commit" if event.peer is not None:
-                self._committed(event.peer, usage_from_note(detail))
-            case "retry":
-                self._retried(path, detail)
-            case "fallback":
+            case NoteKind.COMMIT if event.peer is not None and isinstance(event.data, Committed):
+                self._committed(event.peer, event.data.usage)
+            case NoteKind.RETRY:
+                self._retried(path, RetryNote.of(event))
+            case NoteKind.FALLBACK:
                 self._fell_back(path, detail)
-            case "replayed" | "cache_hit":
+            case NoteKind.RESTORED | NoteKind.CACHE_HIT:
                 self._attempts.pop(path, None)
                 self._set(path, "trioflow." + event.label, True)
-            case "pause":
+            case NoteKind.PAUSE:
                 attributes = {"trioflow.step.path": path, "trioflow.human.message": detail}
                 self._pauses[path] = self._start("human input", self._spans[path], attributes)
-            case "breach":
+            case NoteKind.BREACH:
                 self._run.add_event("usage limit exceeded", {"trioflow.breach": detail})
-            case "deny" if event.peer is not None:
+            case NoteKind.DENY if event.peer is not None:
                 self._set(event.peer, "trioflow.refused", detail)
-            case label if label == OUTCOME:
+            case NoteKind.OUTCOME:
                 self._outcome(path, str(detail))
-            case label if label == TOOL_CALL:
+            case NoteKind.TOOL_CALL:
                 self._tool_called(path, detail)
-            case label if label == TOOL_DONE:
+            case NoteKind.TOOL_DONE:
                 self._tool_done(path, detail)
             case _:
                 pass
@@ -265,13 +262,13 @@ class RunSpans:
             self._export.tokens.record(count, {**labels, "gen_ai.token.type": kind})
         self._export.cost.add(float(usage.cost_usd), labels)
 
-    def _retried(self, path: str, detail: str) -> None:
+    def _retried(self, path: str, retry: RetryNote) -> None:
         attempt = self._attempts.get(path)
         if attempt is None:
             return
-        kind, _, feedback = detail.partition(": ")
+        kind, _, feedback = retry.reason.partition(": ")
         self._attempt_span(attempt)  # an attempt that was retried is shown, function or not
-        self._end_attempt(attempt, StepOutcome.FAILED.value, feedback, kind.rpartition(" ")[2])
+        self._end_attempt(attempt, StepOutcome.FAILED.value, feedback, kind)
         self._attempts[path] = self._attempt(path, attempt.number + 1, attempt.parent)
 
     def _fell_back(self, path: str, name: str) -> None:
@@ -279,7 +276,7 @@ class RunSpans:
         if attempt is not None:
             self._attempt_span(attempt)  # an attempt that fell back is shown, function or not
             self._end_attempt(attempt, StepOutcome.FAILED.value, None, None)
-        fallback = f"{path}/fallback:{name}"
+        fallback = fallback_path(path, name)
         span = self._start(f"fallback:{name}", self._spans[path], {"trioflow.step.path": fallback})
         self._spans[fallback] = span
         self._fallbacks.setdefault(path, []).append(fallback)
@@ -458,7 +455,7 @@ def _usage_attributes(span: Span, usage: Usage) -> None:
 
 def _ancestors(path: str) -> Iterator[str]:
     while "/" in path:
-        path = path.rpartition("/")[0]
+        path = parent_of(path)
         yield path
 
 

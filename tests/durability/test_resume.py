@@ -1,7 +1,7 @@
 """Resuming runs: which runs can be resumed, by which runtime, and what comes back.
 
 A resumed run re-walks its pipeline from the journal: completed steps are
-replayed, never run again, and usage totals are rebuilt from the ledger.
+restored, never run again, and usage totals are rebuilt from the ledger.
 Mistakes (a finished run, an unknown id, an answer nobody waits for, a
 runtime that does not know the pipeline) raise precise errors and change
 nothing. Every scenario runs against both stores.
@@ -245,7 +245,7 @@ async def test_usage_totals_after_a_pause_equal_an_uninterrupted_run(
     ]
 
 
-async def test_replayed_steps_keep_their_recorded_results(rt: Runtime) -> None:
+async def test_restored_steps_keep_their_recorded_results(rt: Runtime) -> None:
     paused = await rt.run(review_pipeline([]), "in")
     result = await rt.resume(paused.run_id, True)
     draft = result.step("draft")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 from cli_in_process import trioflow
-from trioflow.runtime import AgentStep
+from trioflow.runtime import AgentStep, Pipeline, Step
 from trioflow.runtime.agents import StubAgent
 
 from tests.graph.every_kind import EVERY_KIND, EVERY_KIND_MERMAID, tidy
@@ -68,3 +70,44 @@ def test_a_missing_pipeline_is_one_clear_line(capsys: pytest.CaptureFixture[str]
 def test_an_unknown_format_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert trioflow("graph", EXAMPLES / "router.py:pipeline", "--format", "svg") == 2
     assert "invalid choice: 'svg'" in capsys.readouterr().err
+
+
+@attrs.frozen(eq=False)
+class Either(Step):
+    """A step kind the diagram has never heard of: two bodies, by their children()."""
+
+    name: str
+    left: AgentStep
+    right: AgentStep
+    input_type: Any = str
+    output_type: Any = str
+
+    def children(self) -> tuple[tuple[str, Step | Pipeline], ...]:
+        return (("left", self.left), ("right", self.right))
+
+
+def test_a_new_step_kind_is_drawn_from_its_children() -> None:
+    either = Either("either", AgentStep("l", StubAgent([])), AgentStep("r", StubAgent([])))
+
+    drawn = Pipeline.of(either).to_dot()
+
+    assert drawn == (
+        'digraph "pipeline" {\n'
+        "    rankdir=TB;\n"
+        '    input [label="input", shape=oval];\n'
+        "    subgraph cluster_c1 {\n"
+        '        label="either";\n'
+        '        n2 [label="Either", shape=hexagon];\n'
+        '        n4 [label="l", shape=box];\n'
+        '        n5 [label="r", shape=box];\n'
+        '        n3 [label="merge", shape=circle];\n'
+        "    }\n"
+        '    output [label="output", shape=oval];\n'
+        '    input -> n2 [label="str"];\n'
+        '    n2 -> n4 [label="left"];\n'
+        '    n4 -> n3 [label="Any"];\n'
+        '    n2 -> n5 [label="right"];\n'
+        '    n5 -> n3 [label="Any"];\n'
+        '    n3 -> output [label="str"];\n'
+        "}\n"
+    )

@@ -40,7 +40,8 @@ from trioflow.runtime import (
     step,
 )
 from trioflow.runtime.agents import StubAgent
-from trioflow.runtime.traces._otel import TOOL_CALL, TOOL_DONE, OtelExport
+from trioflow.runtime.traces import NoteKind
+from trioflow.runtime.traces._otel import OtelExport
 
 Tree = tuple[str, dict[str, Any], str, tuple[Any, ...]]
 
@@ -299,13 +300,13 @@ async def test_a_resumed_run_continues_the_original_trace(
     assert pause.parent is not None
     assert pause.parent.span_id == approve.context.span_id
     assert (approve.attributes or {})["trioflow.outcome"] == "paused"
-    replayed = next(span for span in second if span.name == "shout")
-    assert (replayed.attributes or {})["trioflow.replayed"] is True
-    # A replayed step ran nothing: no attempt span beneath it.
+    restored = next(span for span in second if span.name == "shout")
+    assert (restored.attributes or {})["trioflow.restored"] is True
+    # A restored step ran nothing: no attempt span beneath it.
     assert [
         span.name
         for span in second
-        if span.parent and span.parent.span_id == replayed.context.span_id
+        if span.parent and span.parent.span_id == restored.context.span_id
     ] == []
 
 
@@ -359,10 +360,10 @@ def test_the_tool_call_hook_makes_an_execute_tool_span_beneath_the_attempt(
     for kind, path, label, detail in [
         (TraceKind.RECEIVE, "main", "Execute", None),
         (TraceKind.RECEIVE, "main/0:ask", "Execute", None),
-        (TraceKind.NOTE, "main/0:ask", TOOL_CALL, "search"),
-        (TraceKind.NOTE, "main/0:ask", TOOL_DONE, "ok"),
-        (TraceKind.NOTE, "main/0:ask", TOOL_CALL, "fetch"),
-        (TraceKind.NOTE, "main/0:ask", TOOL_DONE, "HTTP 404"),
+        (TraceKind.NOTE, "main/0:ask", NoteKind.TOOL_CALL, "search"),
+        (TraceKind.NOTE, "main/0:ask", NoteKind.TOOL_DONE, "ok"),
+        (TraceKind.NOTE, "main/0:ask", NoteKind.TOOL_CALL, "fetch"),
+        (TraceKind.NOTE, "main/0:ask", NoteKind.TOOL_DONE, "HTTP 404"),
         (TraceKind.NOTE, "main/0:ask", "outcome", "ok"),
         (TraceKind.EXIT, "main/0:ask", "ok", None),
         (TraceKind.EXIT, "main", "ok", None),

@@ -410,9 +410,9 @@ async def test_loops_maps_and_a_pause_then_resume_export_cleanly(
     assert found == [
         ("main", "resumed", 5_000_000),
         ("main/3:approve", "pause", 5_000_000),
-        ("main/0:loop", "replayed", 5_000_000),
-        ("main/1:list", "replayed", 5_000_000),
-        ("main/2:each", "replayed", 5_000_000),
+        ("main/0:loop", "restored", 5_000_000),
+        ("main/1:list", "restored", 5_000_000),
+        ("main/2:each", "restored", 5_000_000),
     ]
     main_slices = [s for s in slices(events, "actor") if s[0] == "main"]
     assert main_slices == [("main", "main", 0, 5_000_000), ("main", "main", 5_000_000, 1_000_000)]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import trio
 from trioflow.actors import TraceEvent, TraceKind
-from trioflow.persistence import InMemoryStore, RunRecord, StepRecord, UnknownRun
+from trioflow.persistence import InMemoryStore, LedgerEntry, RunRecord, StepRecord, UnknownRun
 from trioflow.runtime import (
     AgentStep,
     Completion,
@@ -23,7 +23,7 @@ from trioflow.runtime import (
 )
 from trioflow.runtime.agents import StubAgent
 from trioflow.runtime.traces import NodeKind, NodeStatus, NoTrace, RunTrace, TraceNode, filter_nodes
-from trioflow.runtime.traces._tree import build_trace, committed_usage
+from trioflow.runtime.traces._tree import build_trace
 
 T0 = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.UTC)
 
@@ -359,11 +359,11 @@ async def test_a_pause_and_its_resume_are_on_one_timeline(
         ("main/1:approve", "step", "ok", 3.0, 3.0, 0.0, 1, "0", 0, None),
         ("main/2:publish", "step", "ok", 3.0, 5.0, 2.0, 1, "0", 0, None),
     ]
-    assert [node.replayed for node in trace.nodes()] == [False, True, False, False]
+    assert [node.restored for node in trace.nodes()] == [False, True, False, False]
     pauses = [t.event for t in trace.events if t.event.label == "pause"]
     assert [(e.path, e.detail) for e in pauses] == [("main/1:approve", "Publish?")]
     assert [
-        (s.path, s.start_s, s.end_s, s.replayed) for s in trace.spans if s.path == "main/0:draft"
+        (s.path, s.start_s, s.end_s, s.restored) for s in trace.spans if s.path == "main/0:draft"
     ] == [
         ("main/0:draft", 0.0, 3.0, False),
         ("main/0:draft", 3.0, 3.0, True),
@@ -545,11 +545,26 @@ def test_a_record_decides_the_status_of_a_step() -> None:
     )
 
 
-def test_the_governors_commit_notes_are_read_exactly() -> None:
-    def commit(detail: str, peer: str | None = "main/0:a") -> TraceEvent:
-        return TraceEvent(TraceKind.NOTE, "governor", 0.0, "commit", peer, detail)
+def test_the_governors_commit_notes_take_their_usage_from_the_ledger() -> None:
+    def commit(key: str, peer: str | None = "main/0:a") -> TraceEvent:
+        return TraceEvent(TraceKind.NOTE, "governor", 0.0, "commit", peer, key)
 
-    assert committed_usage(commit("$1,234.50, 30 tokens")) == ("main/0:a", Decimal("1234.50"), 30)
-    assert committed_usage(commit("$0.00042, 0 tokens")) == ("main/0:a", Decimal("0.00042"), 0)
-    assert committed_usage(commit("$0.10, 5 tokens", peer=None)) is None
-    assert committed_usage(commit("spent a lot")) is None
+    events = [
+        commit("main/0:a#1#1"),
+        commit("main/0:a#1#2", peer=None),
+        commit("main/0:a#2#1"),
+        commit("main/0:a#9#9"),
+    ]
+    ledger = [
+        LedgerEntry("r1", "main/0:a#1#1", "main/0:a", "1234.50", 10, 20),
+        LedgerEntry("r1", "main/0:a#1#2", "main/0:a", "0.10", 5, 0),
+        LedgerEntry("r1", "main/0:a#2#1", "main/0:a", "0.00042", 0, 0),
+    ]
+
+    trace = build_trace(RUN, events, [], ledger=ledger)
+
+    # A note without a step (peer) or without a ledger entry contributes nothing.
+    assert [(path, usage) for _, path, usage in trace.commits()] == [
+        ("main/0:a", Usage(Decimal("1234.50"), 10, 20)),
+        ("main/0:a", Usage(Decimal("0.00042"), 0, 0)),
+    ]
