@@ -10,12 +10,12 @@ CI has it, and a machine without it fails here rather than skipping the check.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from node_packages import node_with
 from trioflow.runtime._dsl._diagram import Cluster, Diagram, Node, diagram
 
 from tests.graph.every_kind import EVERY_KIND
@@ -26,14 +26,7 @@ PACKAGES = ("mermaid", "jsdom")
 
 @pytest.fixture(scope="session")
 def node() -> str:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail("node and npm are needed to check diagrams with Mermaid's parser")
-    if not all((NODE_DIR / "node_modules" / name).is_dir() for name in PACKAGES):
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=600
-        )
-    return node
+    return node_with(PACKAGES, NODE_DIR, needed_for="to check diagrams with Mermaid's parser")
 
 
 def parse(node: str, text: str, tmp_path: Path) -> dict[str, Any]:
