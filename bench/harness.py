@@ -37,7 +37,6 @@ import trio
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import Runtime, UsageLimits, open_runtime
 
-
 Variant = Callable[[], float]
 """One side of a comparison: a whole ``trio.run``, returning the measured quantity."""
 
