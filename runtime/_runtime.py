@@ -618,10 +618,10 @@ async def open_runtime(
     While it is open, the runtime raises the garbage collector's first
     threshold (process-wide) to ``gc_threshold`` net allocations, unless it
     is higher already; the last runtime to close puts back what it found.
-    Steps allocate many short-lived objects, and with the default (700) a
-    thousand runs in flight spend over a third of their time in the
-    collector (see ``bench/``). ``gc_threshold=None`` leaves the collector
-    as it is.
+    Steps allocate many short-lived objects, and with CPython's default
+    (700) a thousand runs in flight spend over a third of their CPU time in
+    the collector (see ``runtime/_collector.py``). ``gc_threshold=None``
+    leaves the collector as it is.
     """
     if not (math.isfinite(lease_s) and lease_s > 0):
         raise ConfigurationError(f"lease_s must be a positive number of seconds, got {lease_s}")

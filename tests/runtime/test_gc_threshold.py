@@ -24,25 +24,25 @@ def known_thresholds() -> Iterator[None]:
     gc.set_threshold(*kept)
 
 
-async def test_open_runtime_raises_the_first_threshold_to_5000_and_restores_it() -> None:
+async def test_open_runtime_raises_the_first_threshold_to_20000_and_restores_it() -> None:
     async with open_runtime(store=InMemoryStore()):
-        assert gc.get_threshold() == (5000, 10, 10)
+        assert gc.get_threshold() == (20000, 10, 10)
     assert gc.get_threshold() == (700, 10, 10)
 
 
 async def test_a_given_threshold_is_used_and_none_leaves_the_collector_alone() -> None:
-    async with open_runtime(store=InMemoryStore(), gc_threshold=20_000):
-        assert gc.get_threshold() == (20000, 10, 10)
+    async with open_runtime(store=InMemoryStore(), gc_threshold=3000):
+        assert gc.get_threshold() == (3000, 10, 10)
     async with open_runtime(store=InMemoryStore(), gc_threshold=None):
         assert gc.get_threshold() == (700, 10, 10)
     assert gc.get_threshold() == (700, 10, 10)
 
 
 async def test_a_higher_threshold_already_set_is_kept() -> None:
-    gc.set_threshold(9000, 10, 10)
+    gc.set_threshold(30000, 10, 10)
     async with open_runtime(store=InMemoryStore()):
-        assert gc.get_threshold() == (9000, 10, 10)
-    assert gc.get_threshold() == (9000, 10, 10)
+        assert gc.get_threshold() == (30000, 10, 10)
+    assert gc.get_threshold() == (30000, 10, 10)
 
 
 async def test_automatic_collection_switched_off_by_threshold_zero_stays_off() -> None:
@@ -64,7 +64,7 @@ async def test_runtimes_closed_out_of_order_restore_the_threshold_when_the_last_
         first_closed.set()
 
     async def second() -> None:
-        async with open_runtime(store=InMemoryStore(), gc_threshold=8000):
+        async with open_runtime(store=InMemoryStore(), gc_threshold=40_000):
             second_open.set()
             await first_closed.wait()
             seen.append(gc.get_threshold())
@@ -73,7 +73,7 @@ async def test_runtimes_closed_out_of_order_restore_the_threshold_when_the_last_
         nursery.start_soon(first)
         await trio.testing.wait_all_tasks_blocked()
         nursery.start_soon(second)
-    assert seen == [(8000, 10, 10), (8000, 10, 10)]  # the second was still open both times
+    assert seen == [(40000, 10, 10), (40000, 10, 10)]  # the second was still open both times
     assert gc.get_threshold() == (700, 10, 10)
 
 
