@@ -105,13 +105,16 @@ class _Tally:
     replies: list[tuple[str, Any]] = attrs.field(factory=list)
 
 
-@attrs.frozen(slots=True)
+@attrs.define(slots=True)
 class _Attempt:
     """One attempt of one step: what every function of the attempt needs, bundled once.
 
     The functions stay flat (a waiting step holds as few frames as possible)
     and take this one argument instead of the same six; ``data`` is the
     attempt's input (with feedback from the last one, after input processors).
+    Never changed once made (a changed input is a new one, ``attrs.evolve``);
+    not ``frozen`` only because a frozen class's ``__init__`` sets each field
+    through ``object.__setattr__``, three times the cost, on every attempt.
     """
 
     spec: AgentStep
