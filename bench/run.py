@@ -133,7 +133,8 @@ HOW_TO_READ = """\
   1,000-step chain's at most 1.5x the 10-step chain's); at most 3 KB per
   waiting step for 9; for 10, the last window's time per step within 10%
   of the first's (both passes) and memory within 5% of the second window's.
-  Workload 10 runs one pass of each variant: its samples are the windows.
+  Workload 10 runs one pass of each variant: its samples are the windows,
+  timed in the process's CPU time (other processes' load moves wall time).
   No time is asserted; correctness checks (exact totals, merged contexts,
   outputs in order, a journal row per step) are."""
 

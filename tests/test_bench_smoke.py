@@ -154,7 +154,7 @@ def test_the_long_lived_runtime_is_judged_on_drift_and_memory(
     windows = tiny.runs // tiny.window
     trioflow = comparison.trioflow.values
 
-    assert comparison.unit == "µs/step"
+    assert comparison.unit == "CPU µs/step"
     assert len(trioflow) == windows
     assert len(comparison.floor.values) == windows
     assert comparison.trioflow_peak_mb > 0

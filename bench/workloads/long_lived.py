@@ -6,13 +6,19 @@ What is measured, one pass of each (the samples are its windows):
   chain, one after another, on one runtime over
   ``InMemoryStore(max_ended_runs=retained)``, so the store keeps the last
   ``retained`` runs and forgets older ones. Every ``window`` runs, the
-  time of that window (µs per step) and the memory blocks Python holds
-  (``sys.getallocatedblocks()`` after a ``gc.collect()``, outside the
-  timing) are noted.
+  CPU time of that window (µs per step, ``time.process_time()``) and the
+  memory blocks Python holds (``sys.getallocatedblocks()`` after a
+  ``gc.collect()``, outside the timing) are noted.
 * **trioflow, in flight**: the same ``runs`` runs, ``in_flight`` at a
   time (a semaphore), windows of ``window`` completed runs.
 * **floor**: workload 1's plain-trio chain, ``runs`` runs one after
   another, timed by the same windows.
+
+Windows are timed in this process's CPU time, not wall time: the
+question is whether a step costs more after many runs, and on a shared
+machine other processes' load moves wall-clock windows by 2x or more (the
+first full run of this workload, timed by the wall clock under a load of 7
+on 2 cores, had windows from 220 to 690 µs/step).
 
 Why: a service keeps one runtime open for days. Its per-step time must
 not grow with the runs it has executed (the issue: a store that keeps
@@ -110,10 +116,10 @@ async def one_at_a_time(pipeline: Pipeline, size: Size, windows: Windows) -> Non
     store = InMemoryStore(max_ended_runs=size.retained)
     async with open_runtime(store=store) as runtime:
         for _ in range(size.runs // size.window):
-            started = time.perf_counter()
+            started = time.process_time()
             for _ in range(size.window):
                 await _checked_run(runtime, pipeline)
-            elapsed = time.perf_counter() - started
+            elapsed = time.process_time() - started
             windows.us_per_step.append(elapsed * harness.US / (size.window * size.steps))
             windows.blocks.append(_blocks_after_collecting())
         await _check_retained(store, size, "one at a time")
@@ -124,7 +130,7 @@ async def in_flight(pipeline: Pipeline, size: Size, windows: Windows) -> None:
     store = InMemoryStore(max_ended_runs=size.retained)
     slots = trio.Semaphore(size.in_flight)
     completed = 0
-    window_started = time.perf_counter()
+    window_started = time.process_time()
 
     async def one() -> None:
         nonlocal completed, window_started
@@ -134,14 +140,14 @@ async def in_flight(pipeline: Pipeline, size: Size, windows: Windows) -> None:
             slots.release()  # acquired by the loop that started this run
         completed += 1
         if completed % size.window == 0:
-            now = time.perf_counter()
+            now = time.process_time()
             elapsed = now - window_started
             windows.us_per_step.append(elapsed * harness.US / (size.window * size.steps))
             windows.blocks.append(sys.getallocatedblocks())  # no collection: runs go on
             window_started = now
 
     async with open_runtime(store=store) as runtime, trio.open_nursery() as nursery:
-        window_started = time.perf_counter()
+        window_started = time.process_time()
         for _ in range(size.runs):
             await slots.acquire()  # a run starts only when a slot is free: at most in_flight
             nursery.start_soon(one)
@@ -151,11 +157,11 @@ async def in_flight(pipeline: Pipeline, size: Size, windows: Windows) -> None:
 async def floor_sequence(size: Size, windows: Windows) -> None:
     """Workload 1's floor chain, ``runs`` times, timed by the same windows."""
     for _ in range(size.runs // size.window):
-        started = time.perf_counter()
+        started = time.process_time()
         for _ in range(size.window):
             if await floor_run(size.steps, 1) != 1:
                 raise RuntimeError("the floor chain did not return 1")
-        elapsed = time.perf_counter() - started
+        elapsed = time.process_time() - started
         windows.us_per_step.append(elapsed * harness.US / (size.window * size.steps))
         windows.blocks.append(_blocks_after_collecting())
 
@@ -187,7 +193,7 @@ def measure(size: Size, repeats: int) -> Report:
         gc.collect()
         trio.run(body)
     comparison = Comparison(
-        "µs/step",
+        "CPU µs/step",
         Samples(tuple(sequential.us_per_step)),
         Samples(tuple(floor.us_per_step)),
         trioflow_peak,
