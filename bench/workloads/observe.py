@@ -1,4 +1,4 @@
-"""Workload 10, observe: what OpenTelemetry export and logging cost on the chain.
+"""Workload 11, observe: what OpenTelemetry export and logging cost on the chain.
 
 The chain of workload 1 (``steps`` no-op steps, ``runs`` runs one after
 the other, in-memory store), measured three ways in one process, the
@@ -103,7 +103,7 @@ def measure(size: Size, repeats: int) -> Report:
     [logged] = harness.alternate([verbose], repeats)
     ratio = comparison.ratio
     return Report(
-        10,
+        11,
         "observe",
         size.describe(),
         comparison,
@@ -120,4 +120,4 @@ def measure(size: Size, repeats: int) -> Report:
     )
 
 
-WORKLOAD = Workload(10, "observe", measure, default=Size(), tiny=Size(steps=3, runs=2))
+WORKLOAD = Workload(11, "observe", measure, default=Size(), tiny=Size(steps=3, runs=2))
