@@ -17,7 +17,6 @@ import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +55,7 @@ from ._interrupts import StopSignals
 from ._journal import Journal
 from ._lease import DEFAULT_LEASE_S, LeaseClock, LeaseKeeper, LeaseTerms, Ownership
 from ._paths import locate
+from ._recorded_usage import ledger_total, run_totals
 from ._replay import Replay, first_difference
 from ._results import PipelineResult, RunStatus
 from ._services import RunServices
@@ -64,7 +64,7 @@ from ._steps._messages import Execute, StepDone
 from ._steps._pipeline_actor import PipelineActor
 from ._stored import reading_run
 from ._stored_types import stored_types
-from ._usage import NO_USAGE, Usage, UsageLimits
+from ._usage import Usage, UsageLimits
 from .traces._tree import RESUMED, STARTED, NoTrace, RunTrace, build_trace, clock_anchor
 
 #: How many runs' pipelines a runtime keeps for resume() and replay().
@@ -454,11 +454,9 @@ class Runtime:
             finished_at=_now(),
             output=result.output,
             final_context=result.context,
-            total_cost_usd=str(usage.cost_usd),
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
             error=result.error,
             paused_at=result.paused_at,
+            **run_totals(usage),
         )
         if not ended:
             raise _taken_over(ownership, result)
@@ -502,21 +500,13 @@ class Runtime:
         cancelled = _only(error, trio.Cancelled)
         status = RunStatus.CANCELLED if cancelled else RunStatus.INTERRUPTED
         try:
-            spent = sum(
-                (
-                    Usage(Decimal(entry.cost_usd), entry.input_tokens, entry.output_tokens)
-                    for entry in await self.store.ledger_of(record.run_id)
-                ),
-                NO_USAGE,
-            )
+            spent = ledger_total(await self.store.ledger_of(record.run_id))
             await self.store.save_trace(record.run_id, events, epoch=ownership.epoch)
             await ownership.end(
                 status=status.value,
                 finished_at=_now(),
-                total_cost_usd=str(spent.cost_usd),
-                input_tokens=spent.input_tokens,
-                output_tokens=spent.output_tokens,
                 error=self._stops.reason(error),
+                **run_totals(spent),
             )
         except StaleEpoch:
             return  # taken over meanwhile: nothing of this drive's is stored

@@ -1,10 +1,12 @@
 """Turning the outcome of a fan-out into the step's result.
 
-Shared by the parallel, map-over and router steps: the step's usage is
-what the governor committed under its path (so failed and cancelled
-branches count), its history lists the finished branches in declaration
-order, and its patch is the merge of the successful branches' patches.
-A failed branch contributes no context changes.
+Shared by the parallel, map-over and router steps: the step's history
+lists the finished branches in declaration order, and its patch is the
+merge of the successful branches' patches. A failed branch contributes no
+context changes. The step's usage is what the governor committed under
+its path, so failed and cancelled branches count: the step actor's base
+(:class:`~._step_actor.StepActor`) fills it in for every step with steps
+beneath it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,8 @@ from .._dsl._context import BaseContext
 from .._dsl._control import OnBranchFailure
 from .._dsl._merge import MergeStrategy, merge_patches
 from .._errors import ContextValidationError
-from .._governor import UsageUnder
 from .._results import StepResult
 from .._services import RunServices
-from .._usage import Usage
 from ._fanout import Branch, FanOutResult, fan_out
 from ._messages import StepDone
 
@@ -75,10 +75,9 @@ async def _fan_out_result(
     metadata: dict[str, Any] | None = None,
 ) -> StepDone:
     """The :class:`StepDone` of a step that fanned out; see the module docstring."""
-    usage: Usage = await services.governor.ask(UsageUnder(path), sender=path)
     history = (*history_before, *(result for _, result in fanned.finished))
     details = {**(metadata or {}), **_details(fanned)}
-    result = StepResult(name, path, attempts=1, usage=usage, step_history=history, metadata=details)
+    result = StepResult(name, path, attempts=1, step_history=history, metadata=details)
     latency = max((r.latency_s for _, r in fanned.finished), default=0.0)
     result = _with(result, latency_s=latency)
     if fanned.breach is not None:

@@ -24,6 +24,8 @@ class ConditionalActor(StepActor):
     matching key and no default is a failure naming the key and the choices.
     """
 
+    has_steps_beneath = True
+
     def __init__(self, spec: ConditionalStep, services: RunServices) -> None:
         super().__init__(services)
         self._spec = spec

@@ -29,7 +29,6 @@ from .._dsl._control import LoopStep
 from .._errors import ContextValidationError
 from .._results import StepResult
 from .._services import RunServices
-from .._usage import NO_USAGE
 from . import _dispatch
 from ._messages import Execute, StepDone
 from ._step_actor import StepActor
@@ -45,6 +44,8 @@ class _Progress:
 
 class LoopActor(StepActor):
     """Runs one :class:`LoopStep` once, then stops."""
+
+    has_steps_beneath = True
 
     def __init__(self, spec: LoopStep, services: RunServices) -> None:
         super().__init__(services)
@@ -135,7 +136,6 @@ class LoopActor(StepActor):
             success=success,
             attempts=len(history),
             latency_s=sum(r.latency_s for r in history),
-            usage=sum((r.usage for r in history), NO_USAGE),
             feedback=feedback,
             metadata={"exit_reason": exit_reason, "iterations": len(history)},
             patch=progress.patch,

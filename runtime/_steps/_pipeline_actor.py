@@ -23,7 +23,6 @@ from .._dsl._pipeline import Pipeline
 from .._errors import ContextValidationError
 from .._results import StepResult
 from .._services import RunServices
-from .._usage import NO_USAGE
 from . import _dispatch
 from ._messages import Execute, StepDone
 from ._step_actor import StepActor
@@ -31,6 +30,8 @@ from ._step_actor import StepActor
 
 class PipelineActor(StepActor):
     """Runs one :class:`Pipeline` once, then stops."""
+
+    has_steps_beneath = True
 
     def __init__(self, pipeline: Pipeline, name: str, services: RunServices) -> None:
         super().__init__(services)
@@ -85,7 +86,6 @@ class PipelineActor(StepActor):
             success=success,
             attempts=1,
             latency_s=sum(result.latency_s for result in history),
-            usage=sum((result.usage for result in history), NO_USAGE),
             feedback=None if success else last.feedback,
             patch=patch,
             step_history=tuple(history),

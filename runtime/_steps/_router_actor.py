@@ -25,6 +25,8 @@ class RouterActor(StepActor):
     parallel step, in declaration order.
     """
 
+    has_steps_beneath = True
+
     def __init__(self, spec: RouterStep, services: RunServices) -> None:
         super().__init__(services)
         self._spec = spec
@@ -41,7 +43,6 @@ class RouterActor(StepActor):
             summary = StepResult(
                 spec.name,
                 self.path,
-                usage=choice.usage,
                 feedback=choice.feedback,
                 step_history=(choice,),
             )
@@ -52,7 +53,6 @@ class RouterActor(StepActor):
                 StepResult(
                     spec.name,
                     self.path,
-                    usage=choice.usage,
                     feedback=problem,
                     step_history=(choice,),
                 )

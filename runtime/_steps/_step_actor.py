@@ -7,6 +7,12 @@ replayed from its record instead. After running, its completion record
 is stored before the parent hears the outcome. A paused step is not
 complete, so it gets no record and runs again on resume.
 
+A step with steps beneath it (a pipeline, a loop, a conditional, a
+fan-out) takes its usage from the run's ledger: what was committed under
+its path, never its children's results summed (see :mod:`.._ledger` for
+why). It is read once the step's children have ended, so every commit
+beneath it has settled; the read is no message and no checkpoint.
+
 When it has finished, the actor notes its step's outcome in the trace
 (``outcome``: ``ok``, ``failed``, ``limit`` or ``paused``): the actor
 itself exits ``ok`` whether its step succeeded or not, and a live view of
@@ -16,7 +22,9 @@ the run (the command line's progress) must say which.
 from __future__ import annotations
 
 import enum
+from typing import ClassVar
 
+import attrs
 import trio
 from trioflow.actors import Actor, TraceEvent, TraceKind
 
@@ -49,6 +57,9 @@ def outcome_of(done: StepDone) -> StepOutcome:
 class StepActor(Actor[Execute]):
     """Base class of the actors that run steps; subclasses implement :meth:`execute`."""
 
+    #: Whether the step runs steps beneath it: its usage is then the ledger's (see above).
+    has_steps_beneath: ClassVar[bool] = False
+
     def __init__(self, services: RunServices) -> None:
         self._services = services
 
@@ -62,6 +73,8 @@ class StepActor(Actor[Execute]):
             )
             return replayed
         done = await self.execute(message)
+        if self.has_steps_beneath:
+            done = self._with_committed_usage(done)
         if not done.paused:
             # The step has finished: its record is written and its parent told even if
             # a cancellation arrives now (a store's record_step finishes regardless).
@@ -75,3 +88,10 @@ class StepActor(Actor[Execute]):
 
     async def execute(self, message: Execute) -> StepDone:
         raise NotImplementedError
+
+    def _with_committed_usage(self, done: StepDone) -> StepDone:
+        """``done`` with the usage the run's ledger holds under this step's path."""
+        usage = self._services.journal.committed.under(self.path)
+        if usage == done.result.usage:
+            return done
+        return attrs.evolve(done, result=attrs.evolve(done.result, usage=usage))

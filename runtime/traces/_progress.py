@@ -30,6 +30,7 @@ from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import LedgerEntry
 
 from .._money import format_usd
+from .._recorded_usage import ledger_total
 from .._safe_text import inert, shown
 from .._steps._step_actor import OUTCOME, StepOutcome
 from .._usage import usage_from_note
@@ -88,7 +89,7 @@ class RunProgress:
 
     def spent_before(self, ledger: Iterable[LedgerEntry]) -> None:
         """Count what a resumed run committed before (its ledger) in the cost shown."""
-        self._cost += sum((Decimal(entry.cost_usd) for entry in ledger), Decimal(0))
+        self._cost += ledger_total(ledger).cost_usd
 
     def record(self, event: TraceEvent) -> None:
         if event.kind is TraceKind.NOTE:

@@ -409,7 +409,7 @@ class _Outcome:
         return cls(
             record.success,
             record.attempts,
-            Decimal(record.cost_usd),
+            record.cost_usd,
             record.input_tokens + record.output_tokens,
             record.feedback,
             record.breach,

@@ -1,0 +1,74 @@
+"""What a run's calls committed: the ledger, with its totals at and beneath every path.
+
+The ledger is the one source of every usage total in a run. The run's
+total is all of it; a step with steps beneath it (a pipeline, loop,
+conditional or fan-out) reports what was committed under its path, never
+its children's results summed: a cancelled branch's result never reaches
+its parent, and a call an earlier drive paid for before it crashed keeps
+its entry though the step's next drive may need fewer attempts. Counting
+from the ledger, every total above a step agrees with the run's.
+
+One entry per idempotency key (``path#attempt#call``): a call that runs
+again after a crash replaces its earlier entry instead of counting twice.
+Totals are kept per path prefix as entries settle, so any step's total is
+one lookup however big the run. Only the governor settles entries (after
+the journal stored them); step actors read totals once their children
+have ended, when every commit beneath them has settled.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from ._usage import NO_USAGE, Usage
+
+
+class CommittedUsage:
+    """A run's ledger in memory; see the module docstring."""
+
+    def __init__(self) -> None:
+        #: Everything committed: the run's total.
+        self.total = NO_USAGE
+        self._entries: dict[str, tuple[str, Usage]] = {}
+        self._at: defaultdict[str, Usage] = defaultdict(Usage)
+        self._under: defaultdict[str, Usage] = defaultdict(Usage)
+
+    def settle(self, key: str, path: str, usage: Usage) -> None:
+        """Count ``usage`` under ``key``, replacing what an earlier run of that call counted."""
+        earlier = self._entries.get(key)
+        if earlier is not None:
+            earlier_path, spent = earlier
+            self.total = _minus(self.total, spent)
+            self._at[earlier_path] = _minus(self._at[earlier_path], spent)
+            for step in _path_and_above(earlier_path):
+                self._under[step] = _minus(self._under[step], spent)
+        self._entries[key] = (path, usage)
+        self.total += usage
+        self._at[path] += usage
+        for step in _path_and_above(path):
+            self._under[step] += usage
+
+    def at(self, path: str) -> Usage:
+        """What the calls of the step at ``path`` itself committed."""
+        return self._at.get(path, NO_USAGE)
+
+    def under(self, path: str) -> Usage:
+        """What was committed at ``path`` and beneath it (``path/...``)."""
+        return self._under.get(path, NO_USAGE)
+
+
+def _path_and_above(path: str) -> Iterator[str]:
+    """``path`` and every path above it: ``a/b/c``, ``a/b``, ``a``."""
+    end = len(path)
+    while end > 0:
+        yield path[:end]
+        end = path.rfind("/", 0, end)
+
+
+def _minus(total: Usage, part: Usage) -> Usage:
+    return Usage(
+        total.cost_usd - part.cost_usd,
+        total.input_tokens - part.input_tokens,
+        total.output_tokens - part.output_tokens,
+    )
