@@ -3,7 +3,7 @@
 Shared by the parallel, map-over and router steps: the step's history
 lists the finished branches in declaration order, and its patch is the
 merge of the successful branches' patches. A failed branch contributes no
-context changes. The step's usage is what the governor committed under
+context changes. The step's usage is what the run's ledger holds under
 its path, so failed and cancelled branches count: the step actor's base
 (:class:`~._step_actor.StepActor`) fills it in for every step with steps
 beneath it.
@@ -47,7 +47,7 @@ async def run_branches(
     fanned = await fan_out(
         path, branches, services, propagate=propagate, max_concurrency=max_concurrency
     )
-    return await _fan_out_result(
+    return _fan_out_result(
         name,
         path,
         fanned,
@@ -55,13 +55,12 @@ async def run_branches(
         merge=merge,
         propagate=propagate,
         shape=shape,
-        services=services,
         history_before=history_before,
         metadata=metadata,
     )
 
 
-async def _fan_out_result(
+def _fan_out_result(
     name: str,
     path: str,
     fanned: FanOutResult,
@@ -70,7 +69,6 @@ async def _fan_out_result(
     merge: MergeStrategy,
     propagate: bool,
     shape: Shape,
-    services: RunServices,
     history_before: Sequence[StepResult] = (),
     metadata: dict[str, Any] | None = None,
 ) -> StepDone:
