@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from decimal import Decimal
 
 from ._usage import NO_USAGE, Usage
 
@@ -32,7 +33,7 @@ class CommittedUsage:
         self.total = NO_USAGE
         self._entries: dict[str, tuple[str, Usage]] = {}
         self._at: defaultdict[str, Usage] = defaultdict(Usage)
-        self._under: defaultdict[str, Usage] = defaultdict(Usage)
+        self._under: defaultdict[str, _Sum] = defaultdict(_Sum)
 
     def settle(self, key: str, path: str, usage: Usage) -> None:
         """Count ``usage`` under ``key``, replacing what an earlier run of that call counted."""
@@ -42,12 +43,12 @@ class CommittedUsage:
             self.total = _minus(self.total, spent)
             self._at[earlier_path] = _minus(self._at[earlier_path], spent)
             for step in _path_and_above(earlier_path):
-                self._under[step] = _minus(self._under[step], spent)
+                self._under[step].add(spent, -1)
         self._entries[key] = (path, usage)
         self.total += usage
         self._at[path] += usage
         for step in _path_and_above(path):
-            self._under[step] += usage
+            self._under[step].add(usage, 1)
 
     def at(self, path: str) -> Usage:
         """What the calls of the step at ``path`` itself committed."""
@@ -55,7 +56,32 @@ class CommittedUsage:
 
     def under(self, path: str) -> Usage:
         """What was committed at ``path`` and beneath it (``path/...``)."""
-        return self._under.get(path, NO_USAGE)
+        found = self._under.get(path)
+        return NO_USAGE if found is None else found.usage()
+
+
+class _Sum:
+    """A running total of usages, as plain numbers.
+
+    Why not :class:`Usage`: every commit updates one of these per path
+    level, and adding numbers in place costs a fraction of building a
+    checked ``Usage`` each time; one is built only when a total is read.
+    """
+
+    __slots__ = ("cost_usd", "input_tokens", "output_tokens")
+
+    def __init__(self) -> None:
+        self.cost_usd = Decimal(0)
+        self.input_tokens = 0
+        self.output_tokens = 0
+
+    def add(self, usage: Usage, sign: int) -> None:
+        self.cost_usd += sign * usage.cost_usd
+        self.input_tokens += sign * usage.input_tokens
+        self.output_tokens += sign * usage.output_tokens
+
+    def usage(self) -> Usage:
+        return Usage(self.cost_usd, self.input_tokens, self.output_tokens)
 
 
 def _path_and_above(path: str) -> Iterator[str]:
