@@ -19,7 +19,6 @@ have ended, when every commit beneath them has settled.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 from decimal import Decimal
 
 from ._usage import NO_USAGE, Usage
@@ -42,13 +41,21 @@ class CommittedUsage:
             earlier_path, spent = earlier
             self.total = _minus(self.total, spent)
             self._at[earlier_path] = _minus(self._at[earlier_path], spent)
-            for step in _path_and_above(earlier_path):
-                self._under[step].add(spent, -1)
+            self._count_under(earlier_path, spent, -1)
         self._entries[key] = (path, usage)
         self.total += usage
         self._at[path] += usage
-        for step in _path_and_above(path):
-            self._under[step].add(usage, 1)
+        self._count_under(path, usage, 1)
+
+    def _count_under(self, path: str, usage: Usage, sign: int) -> None:
+        """Add ``usage`` to (``sign`` 1), or take it from (-1), ``path`` and each path above it.
+
+        The paths above ``a/b/c`` are ``a/b`` and ``a``: ``a/bc`` is not beneath ``a/b``.
+        """
+        end = len(path)
+        while end > 0:
+            self._under[path[:end]].add(usage, sign)
+            end = path.rfind("/", 0, end)
 
     def at(self, path: str) -> Usage:
         """What the calls of the step at ``path`` itself committed."""
@@ -76,20 +83,17 @@ class _Sum:
         self.output_tokens = 0
 
     def add(self, usage: Usage, sign: int) -> None:
-        self.cost_usd += sign * usage.cost_usd
-        self.input_tokens += sign * usage.input_tokens
-        self.output_tokens += sign * usage.output_tokens
+        if sign > 0:
+            self.cost_usd += usage.cost_usd
+            self.input_tokens += usage.input_tokens
+            self.output_tokens += usage.output_tokens
+        else:
+            self.cost_usd -= usage.cost_usd
+            self.input_tokens -= usage.input_tokens
+            self.output_tokens -= usage.output_tokens
 
     def usage(self) -> Usage:
         return Usage(self.cost_usd, self.input_tokens, self.output_tokens)
-
-
-def _path_and_above(path: str) -> Iterator[str]:
-    """``path`` and every path above it: ``a/b/c``, ``a/b``, ``a``."""
-    end = len(path)
-    while end > 0:
-        yield path[:end]
-        end = path.rfind("/", 0, end)
 
 
 def _minus(total: Usage, part: Usage) -> Usage:

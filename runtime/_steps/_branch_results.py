@@ -4,9 +4,9 @@ Shared by the parallel, map-over and router steps: the step's history
 lists the finished branches in declaration order, and its patch is the
 merge of the successful branches' patches. A failed branch contributes no
 context changes. The step's usage is what the run's ledger holds under
-its path, so failed and cancelled branches count: the step actor's base
-(:class:`~._step_actor.StepActor`) fills it in for every step with steps
-beneath it.
+its path (read once every branch has ended), so failed and cancelled
+branches count, as for every step with steps beneath it (see
+:mod:`.._ledger`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .._dsl._merge import MergeStrategy, merge_patches
 from .._errors import ContextValidationError
 from .._results import StepResult
 from .._services import RunServices
+from .._usage import Usage
 from ._fanout import Branch, FanOutResult, fan_out
 from ._messages import StepDone
 
@@ -51,6 +52,7 @@ async def run_branches(
         name,
         path,
         fanned,
+        services.journal.committed.under(path),
         base=base,
         merge=merge,
         propagate=propagate,
@@ -64,6 +66,7 @@ def _fan_out_result(
     name: str,
     path: str,
     fanned: FanOutResult,
+    usage: Usage,
     *,
     base: BaseContext,
     merge: MergeStrategy,
@@ -75,7 +78,7 @@ def _fan_out_result(
     """The :class:`StepDone` of a step that fanned out; see the module docstring."""
     history = (*history_before, *(result for _, result in fanned.finished))
     details = {**(metadata or {}), **_details(fanned)}
-    result = StepResult(name, path, attempts=1, step_history=history, metadata=details)
+    result = StepResult(name, path, attempts=1, usage=usage, step_history=history, metadata=details)
     latency = max((r.latency_s for _, r in fanned.finished), default=0.0)
     result = _with(result, latency_s=latency)
     if fanned.breach is not None:

@@ -24,8 +24,6 @@ class ConditionalActor(StepActor):
     matching key and no default is a failure naming the key and the choices.
     """
 
-    has_steps_beneath = True
-
     def __init__(self, spec: ConditionalStep, services: RunServices) -> None:
         super().__init__(services)
         self._spec = spec
@@ -63,6 +61,7 @@ class ConditionalActor(StepActor):
             done.result,
             name=spec.name,
             path=self.path,
+            usage=self._committed_usage(),
             metadata={**done.result.metadata, "branch_key": key},
             step_history=(done.result,),
         )

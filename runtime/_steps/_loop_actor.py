@@ -45,8 +45,6 @@ class _Progress:
 class LoopActor(StepActor):
     """Runs one :class:`LoopStep` once, then stops."""
 
-    has_steps_beneath = True
-
     def __init__(self, spec: LoopStep, services: RunServices) -> None:
         super().__init__(services)
         self._spec = spec
@@ -136,6 +134,7 @@ class LoopActor(StepActor):
             success=success,
             attempts=len(history),
             latency_s=sum(r.latency_s for r in history),
+            usage=self._committed_usage(),
             feedback=feedback,
             metadata={"exit_reason": exit_reason, "iterations": len(history)},
             patch=progress.patch,

@@ -17,8 +17,6 @@ from ._step_actor import StepActor
 class MapActor(StepActor):
     """Runs one :class:`MapStep` once, then stops."""
 
-    has_steps_beneath = True
-
     def __init__(self, spec: MapStep, services: RunServices) -> None:
         super().__init__(services)
         self._spec = spec

@@ -22,8 +22,6 @@ def outputs_by_branch(fanned: FanOutResult) -> dict[str, Any]:
 class ParallelActor(StepActor):
     """Runs one :class:`ParallelStep` once, then stops."""
 
-    has_steps_beneath = True
-
     def __init__(self, spec: ParallelStep, services: RunServices) -> None:
         super().__init__(services)
         self._spec = spec

@@ -31,8 +31,6 @@ from ._step_actor import StepActor
 class PipelineActor(StepActor):
     """Runs one :class:`Pipeline` once, then stops."""
 
-    has_steps_beneath = True
-
     def __init__(self, pipeline: Pipeline, name: str, services: RunServices) -> None:
         super().__init__(services)
         self._pipeline = pipeline
@@ -86,6 +84,7 @@ class PipelineActor(StepActor):
             success=success,
             attempts=1,
             latency_s=sum(result.latency_s for result in history),
+            usage=self._committed_usage(),
             feedback=None if success else last.feedback,
             patch=patch,
             step_history=tuple(history),

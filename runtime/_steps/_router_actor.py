@@ -25,8 +25,6 @@ class RouterActor(StepActor):
     parallel step, in declaration order.
     """
 
-    has_steps_beneath = True
-
     def __init__(self, spec: RouterStep, services: RunServices) -> None:
         super().__init__(services)
         self._spec = spec
@@ -43,6 +41,7 @@ class RouterActor(StepActor):
             summary = StepResult(
                 spec.name,
                 self.path,
+                usage=self._committed_usage(),
                 feedback=choice.feedback,
                 step_history=(choice,),
             )
@@ -53,6 +52,7 @@ class RouterActor(StepActor):
                 StepResult(
                     spec.name,
                     self.path,
+                    usage=self._committed_usage(),
                     feedback=problem,
                     step_history=(choice,),
                 )

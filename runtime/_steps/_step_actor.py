@@ -8,10 +8,11 @@ is stored before the parent hears the outcome. A paused step is not
 complete, so it gets no record and runs again on resume.
 
 A step with steps beneath it (a pipeline, a loop, a conditional, a
-fan-out) takes its usage from the run's ledger: what was committed under
-its path, never its children's results summed (see :mod:`.._ledger` for
-why). It is read once the step's children have ended, so every commit
-beneath it has settled; the read is no message and no checkpoint.
+fan-out) reports as its usage what the run's ledger holds under its path
+(:meth:`StepActor._committed_usage`), never its children's results summed
+(see :mod:`.._ledger` for why). It reads it once its children have ended,
+so every commit beneath it has settled; the read is no message and no
+checkpoint.
 
 When it has finished, the actor notes its step's outcome in the trace
 (``outcome``: ``ok``, ``failed``, ``limit`` or ``paused``): the actor
@@ -22,13 +23,12 @@ the run (the command line's progress) must say which.
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
 
-import attrs
 import trio
 from trioflow.actors import Actor, TraceEvent, TraceKind
 
 from .._services import RunServices
+from .._usage import Usage
 from ._messages import Execute, StepDone
 
 #: The label of the note a step actor leaves when its step has finished.
@@ -57,9 +57,6 @@ def outcome_of(done: StepDone) -> StepOutcome:
 class StepActor(Actor[Execute]):
     """Base class of the actors that run steps; subclasses implement :meth:`execute`."""
 
-    #: Whether the step runs steps beneath it: its usage is then the ledger's (see above).
-    has_steps_beneath: ClassVar[bool] = False
-
     def __init__(self, services: RunServices) -> None:
         self._services = services
 
@@ -73,8 +70,6 @@ class StepActor(Actor[Execute]):
             )
             return replayed
         done = await self.execute(message)
-        if self.has_steps_beneath:
-            done = self._with_committed_usage(done)
         if not done.paused:
             # The step has finished: its record is written and its parent told even if
             # a cancellation arrives now (a store's record_step finishes regardless).
@@ -89,9 +84,6 @@ class StepActor(Actor[Execute]):
     async def execute(self, message: Execute) -> StepDone:
         raise NotImplementedError
 
-    def _with_committed_usage(self, done: StepDone) -> StepDone:
-        """``done`` with the usage the run's ledger holds under this step's path."""
-        usage = self._services.journal.committed.under(self.path)
-        if usage == done.result.usage:
-            return done
-        return attrs.evolve(done, result=attrs.evolve(done.result, usage=usage))
+    def _committed_usage(self) -> Usage:
+        """What the run's ledger holds under this step's path: a composite step's usage."""
+        return self._services.journal.committed.under(self.path)
