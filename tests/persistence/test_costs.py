@@ -3,14 +3,15 @@
 The translator (``persistence/_costs.py``) is the one place a cost becomes
 text and back: the digits survive (``0.50`` stays ``0.50``), the stored
 form is the text every journal has always held, and a stored cost that is
-not decimal text is a damaged record, named as such.
+not decimal text is a damaged record, named as such. That every store gives
+each cost back as that ``Decimal`` is part of the store contract
+(``test_store_contract.py``).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,10 +20,8 @@ import pytest
 from trioflow.persistence import (
     CODEC,
     CorruptJournal,
-    InMemoryStore,
     LedgerEntry,
     RunRecord,
-    RunStore,
     SQLiteStore,
     StepRecord,
     UnreadableRuns,
@@ -99,42 +98,6 @@ def test_a_cost_that_is_not_a_decimal_cannot_be_stored() -> None:
     with pytest.raises(UnstorableValue) as raised:
         CODEC.encode(broken, where="ledger")
     assert str(raised.value) == ("ledger.cost_usd: a stored cost must be a finite Decimal, got 0.5")
-
-
-# -- both stores give back the same Decimal ---------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
-    if request.param == "memory":
-        yield InMemoryStore()
-    else:
-        async with SQLiteStore.open(tmp_path / "j.db") as sqlite:
-            yield sqlite
-
-
-async def test_every_store_gives_back_each_cost_with_its_digits(store: RunStore) -> None:
-    run = RunRecord(
-        "r", "p", "completed", STARTED, "in", total_cost_usd=Decimal("0.750"), input_tokens=9
-    )
-    await store.create_run(run)
-    await store.record_step(StepRecord("r", "main/0:a", "a", True, "x", 1, Decimal("0.50"), 1, 2))
-    await store.record_usage(LedgerEntry("r", "k", "main/0:a", Decimal("1E-7"), 1, 2))
-    [step] = await store.steps_of("r")
-    [entry] = await store.ledger_of("r")
-    [summary] = await store.list_runs()
-    costs = [
-        (await store.get_run("r")).total_cost_usd,
-        summary.total_cost_usd,
-        step.cost_usd,
-        entry.cost_usd,
-    ]
-    assert [(type(cost), str(cost)) for cost in costs] == [
-        (Decimal, "0.750"),
-        (Decimal, "0.750"),
-        (Decimal, "0.50"),
-        (Decimal, "1E-7"),
-    ]
 
 
 # -- a journal written before records held Decimal -------------------------------------------
