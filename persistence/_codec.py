@@ -14,7 +14,9 @@ one-key object naming what it is:
 * pydantic models, field by field (so a field typed ``Any`` keeps its
   value's type), a field the codec has no form for (``HttpUrl``, ``Path``)
   through pydantic's own JSON mode (``{"$json": ...}``); restored by
-  validation against the model; attrs classes, field by field;
+  validation against the model; attrs classes, field by field (a field
+  whose metadata names its stored form, as a record's cost does, is stored
+  as that form: see :mod:`._costs`);
 * user types registered with :func:`register_type`, through the cattrs
   converter that holds the registry.
 
@@ -63,7 +65,7 @@ import json
 import math
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -71,6 +73,7 @@ import cattrs
 import pydantic
 import pydantic_core
 
+from ._costs import STORED_AS
 from ._records import LedgerEntry, PauseRecord, RunRecord, StepRecord
 from ._store import StoreError
 from ._trusted import NO_TYPES, TrustedTypes, class_name, is_stored_by_name, walk_parts
@@ -119,6 +122,9 @@ class UnstorableValue(TypeError):
 class CorruptJournal(StoreError, ValueError):
     """Stored JSON that the codec cannot read back (a damaged or foreign record)."""
 
+
+#: No field with a stored form of its own (most classes').
+_NOTHING_STORED_AS: Mapping[str, Callable[[Any], Any]] = {}
 
 #: The tag of each kind of class-named value, and the key holding its data.
 _DATA_KEY = {"$enum": "value", "$model": "value", "$attrs": "fields", "$type": "value"}
@@ -262,7 +268,7 @@ class Codec:
         if issubclass(cls, pydantic.BaseModel):
             return self._model
         if attrs.has(cls):
-            return functools.partial(self._attrs, _attrs_fields(cls))
+            return functools.partial(self._attrs, *_attrs_fields(cls))
         return None
 
     def _container_encoder(self, cls: type) -> Callable[[Any], Any] | None:
@@ -364,8 +370,15 @@ class Codec:
         fallback = functools.partial(_json_mode, value)
         return {"$model": class_name(cls), "value": self._fields(value, names, names, fallback)}
 
-    def _attrs(self, fields: tuple[tuple[str, ...], tuple[str, ...]], value: Any) -> Any:
-        return {"$attrs": class_name(type(value)), "fields": self._fields(value, *fields)}
+    def _attrs(
+        self,
+        names: tuple[str, ...],
+        keys: tuple[str, ...],
+        stored_as: Mapping[str, Callable[[Any], Any]],
+        value: Any,
+    ) -> Any:
+        fields = self._fields(value, names, keys, stored_as=stored_as)
+        return {"$attrs": class_name(type(value)), "fields": fields}
 
     def _fields(
         self,
@@ -373,11 +386,14 @@ class Codec:
         names: Sequence[str],
         keys: Sequence[str],
         fallback: Callable[[str, _Unplaced], Any] | None = None,
+        stored_as: Mapping[str, Callable[[Any], Any]] = _NOTHING_STORED_AS,
     ) -> dict[str, Any]:
         """Attribute ``names[i]`` of ``value`` encoded under ``keys[i]``.
 
         ``fallback(name, error)`` is tried for an attribute the codec cannot
-        store; it raises ``error`` if it cannot store it either.
+        store; it raises ``error`` if it cannot store it either. An attribute
+        named in ``stored_as`` is stored as its function gives (a record's
+        cost, as :mod:`._costs` writes it).
         """
         encoded = {}
         for name, key in zip(names, keys, strict=True):
@@ -385,7 +401,11 @@ class Codec:
             if type(field) in _PLAIN:  # most fields of a record: no call, no dispatch
                 encoded[key] = field
                 continue
+            translate = stored_as.get(name)
             try:
+                if translate is not None:
+                    encoded[key] = _stored_as(translate, field)
+                    continue
                 try:
                     encoded[key] = self._to_json(field)
                 except _Unplaced as error:
@@ -603,13 +623,26 @@ def _refusal(cls: type) -> Callable[[Any], Any]:
     return refuse
 
 
-def _attrs_fields(cls: type) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The attributes of the init fields, and their ``__init__`` names (``_x`` is ``x``)."""
+def _attrs_fields(
+    cls: type,
+) -> tuple[tuple[str, ...], tuple[str, ...], Mapping[str, Callable[[Any], Any]]]:
+    """The attributes of the init fields, their ``__init__`` names (``_x`` is ``x``),
+    and the functions giving the stored form of those that name one (:data:`STORED_AS`).
+    """
     fields = [field for field in attrs.fields(cls) if field.init]
     return (
         tuple(field.name for field in fields),
         tuple(field.alias or field.name for field in fields),
+        {field.name: field.metadata[STORED_AS] for field in fields if STORED_AS in field.metadata},
     )
+
+
+def _stored_as(translate: Callable[[Any], Any], value: Any) -> Any:
+    """``value`` in the stored form its field names; one it cannot take is unstorable."""
+    try:
+        return translate(value)
+    except ValueError as error:
+        raise _Unplaced(value, str(error)) from None
 
 
 def _sort_key(item: Any) -> str:

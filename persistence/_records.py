@@ -2,15 +2,20 @@
 
 Records hold plain Python values; a store encodes them with the codec
 (:mod:`._codec`) when it writes and decodes them when it reads, so what
-comes back is an equal copy, never the object that was written.
+comes back is an equal copy, never the object that was written. Costs are
+exact ``Decimal`` amounts, kept in the journal as decimal text by the one
+translator in :mod:`._costs`.
 """
 
 from __future__ import annotations
 
 import datetime
+from decimal import Decimal
 from typing import Any
 
 import attrs
+
+from ._costs import COST, cost_from_stored
 
 
 @attrs.frozen
@@ -44,7 +49,9 @@ class RunRecord:
     finished_at: datetime.datetime | None = None
     output: Any = None
     final_context: Any = None
-    total_cost_usd: str = "0"
+    total_cost_usd: Decimal = attrs.field(
+        default=Decimal(0), converter=cost_from_stored, metadata=COST
+    )
     input_tokens: int = 0
     output_tokens: int = 0
     error: str | None = None
@@ -106,7 +113,7 @@ class RunSummary:
     finished_at: datetime.datetime | None = attrs.field(
         default=None, validator=_optional(datetime.datetime)
     )
-    total_cost_usd: str = attrs.field(default="0", validator=_str)
+    total_cost_usd: Decimal = attrs.field(default=Decimal(0), converter=cost_from_stored)
     input_tokens: int = attrs.field(default=0, validator=_int)
     output_tokens: int = attrs.field(default=0, validator=_int)
     error: str | None = attrs.field(default=None, validator=_optional(str))
@@ -142,7 +149,7 @@ class StepRecord:
     success: bool
     output: Any
     attempts: int
-    cost_usd: str
+    cost_usd: Decimal = attrs.field(converter=cost_from_stored, metadata=COST)
     input_tokens: int
     output_tokens: int
     patch: tuple[Any, ...] = ()
@@ -183,6 +190,6 @@ class LedgerEntry:
     run_id: str
     key: str
     path: str
-    cost_usd: str
+    cost_usd: Decimal = attrs.field(converter=cost_from_stored, metadata=COST)
     input_tokens: int
     output_tokens: int

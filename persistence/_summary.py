@@ -27,5 +27,7 @@ def run_summary(document: Any) -> RunSummary:
     kept = {name: CODEC.from_document(fields[name]) for name in SUMMARY_FIELDS if name in fields}
     try:
         return RunSummary(**kept)
-    except TypeError as error:  # a field of the wrong type (attrs validators), or one missing
+    # A field of the wrong type (attrs validators), a cost that is not decimal text
+    # (its converter), or one missing.
+    except (TypeError, ValueError) as error:
         raise CorruptJournal(f"a stored run cannot be listed: {error}") from None

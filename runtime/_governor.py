@@ -15,14 +15,17 @@ spent; without an estimate (optimistic mode) this is where a breach is
 found, and the reply names it. What was spent is counted as reported even
 when it is more than the reservation (an estimate that was not a true
 bound): the trace then notes the ``excess``.
+
+What was committed is the run's ledger (:class:`~._ledger.CommittedUsage`),
+kept by the journal as it stores each entry: the governor checks limits
+against it, and it is the one source of every usage total in the run (see
+:mod:`._ledger`).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
 from collections.abc import Sequence
-from decimal import Decimal
 
 import attrs
 import trio
@@ -32,7 +35,6 @@ from trioflow.persistence import LedgerEntry
 from ._journal import Journal
 from ._money import format_usd
 from ._notes import Committed, NoteKind, note
-from ._paths import is_within
 from ._usage import NO_USAGE, Usage, UsageLimits
 
 
@@ -105,18 +107,7 @@ class Totals(Ask[Usage]):
     """Ask for the run's committed usage."""
 
 
-@attrs.frozen(slots=True)
-class UsageUnder(Ask[Usage]):
-    """Ask for the usage committed by ``path`` and every step beneath it.
-
-    A supervisor asks this for its own total: it covers branches that were
-    cancelled or failed, whose results never reached it.
-    """
-
-    path: str
-
-
-GovernorMessage = Reserve | Commit | Release | Totals | UsageUnder
+GovernorMessage = Reserve | Commit | Release | Totals
 
 
 class Governor(Actor[GovernorMessage]):
@@ -132,35 +123,22 @@ class Governor(Actor[GovernorMessage]):
         self._limits = limits
         self._trace = trace
         self._journal = journal
-        self._committed = NO_USAGE
+        self._ledger = journal.committed
         self._reserved: dict[int, Usage] = {}
-        self._by_path: defaultdict[str, Usage] = defaultdict(Usage)
-        self._entries: dict[str, tuple[str, Usage]] = {}
         self._ids = itertools.count(1)
         self._breach: str | None = None
         # Set (and replaced) whenever a reservation settles: reservations told
         # to Wait try again then.
         self._settled = trio.Event()
-        for entry in ledger:  # a resumed run starts from what its journal committed
-            usage = Usage(Decimal(entry.cost_usd), entry.input_tokens, entry.output_tokens)
-            self._settle(entry.key, entry.path, usage)
-
-    def _settle(self, key: str, path: str, usage: Usage) -> None:
-        """Count ``usage`` under ``key``, replacing what an earlier run of that call counted."""
-        earlier = self._entries.get(key)
-        if earlier is not None:
-            self._committed = _minus(self._committed, earlier[1])
-            self._by_path[earlier[0]] = _minus(self._by_path[earlier[0]], earlier[1])
-        self._entries[key] = (path, usage)
-        self._committed += usage
-        self._by_path[path] += usage
+        journal.count_ledger(ledger)  # a resumed run starts from what its journal committed
 
     async def receive(self, message: GovernorMessage) -> Grant | Denial | Wait | str | Usage | None:
         match message:
             case Reserve():
                 return self._reserve(message)
             case Commit():
-                # Journal first: if the write fails, the totals were not changed either.
+                # Journaled and counted in the ledger together: if the write fails,
+                # the totals were not changed either.
                 await self._journal.record_usage(message.key, message.path, message.actual)
                 return self._commit(message)
             case Release(grant=grant):
@@ -168,12 +146,7 @@ class Governor(Actor[GovernorMessage]):
                 self._wake_waiters()
                 return None
             case Totals():
-                return self._committed
-            case UsageUnder(path=path):
-                return sum(
-                    (usage for step, usage in self._by_path.items() if is_within(step, path)),
-                    NO_USAGE,
-                )
+                return self._ledger.total
         raise TypeError(f"governor cannot handle {message!r}")
 
     def _reserve(self, request: Reserve) -> Grant | Denial | Wait:
@@ -183,19 +156,20 @@ class Governor(Actor[GovernorMessage]):
             detail = f"{self._breach}: no more calls are granted"
             self._note(NoteKind.DENY, request.path, detail)
             return Denial(detail)
-        crowded = _exceeded(self._limits, self._committed + reserved + estimate)
-        if crowded is not None and _exceeded(self._limits, self._committed + estimate) is None:
+        committed = self._ledger.total
+        crowded = _exceeded(self._limits, committed + reserved + estimate)
+        if crowded is not None and _exceeded(self._limits, committed + estimate) is None:
             self._note(NoteKind.WAIT, request.path, str(estimate))
             return Wait(self._settled)
         limit = crowded
         step_limit = _step_exceeded(
-            request.step_limits, self._by_path[request.path] + estimate, request.path
+            request.step_limits, self._ledger.at(request.path) + estimate, request.path
         )
         breach = limit or step_limit
         if breach is not None:
             detail = (
                 f"{breach} would be exceeded: step {request.path!r} needs up to {estimate} "
-                f"with {format_usd(self._committed.cost_usd)} committed and "
+                f"with {format_usd(committed.cost_usd)} committed and "
                 f"{format_usd(reserved.cost_usd)} reserved"
             )
             self._note(NoteKind.DENY, request.path, detail)
@@ -213,13 +187,12 @@ class Governor(Actor[GovernorMessage]):
         if commit.grant is not None:
             self._reserved.pop(commit.grant.id, None)
             self._wake_waiters()
-        self._settle(commit.key, commit.path, commit.actual)
         self._note(NoteKind.COMMIT, commit.path, commit.key, Committed(commit.key, commit.actual))
         reserved = None if commit.grant is None else commit.grant.estimate
         if reserved is not None and _beyond(commit.actual, reserved):
             self._note(NoteKind.EXCESS, commit.path, f"{commit.actual} spent, {reserved} reserved")
-        limit = _exceeded(self._limits, self._committed) or _step_exceeded(
-            commit.step_limits, self._by_path[commit.path], commit.path
+        limit = _exceeded(self._limits, self._ledger.total) or _step_exceeded(
+            commit.step_limits, self._ledger.at(commit.path), commit.path
         )
         if limit is None:
             return None
@@ -230,14 +203,6 @@ class Governor(Actor[GovernorMessage]):
 
     def _note(self, kind: NoteKind, about: str, detail: str, data: object = None) -> None:
         self._trace.record(note(kind, self.path, detail, about=about, data=data))
-
-
-def _minus(total: Usage, part: Usage) -> Usage:
-    return Usage(
-        total.cost_usd - part.cost_usd,
-        total.input_tokens - part.input_tokens,
-        total.output_tokens - part.output_tokens,
-    )
 
 
 def _beyond(actual: Usage, reserved: Usage) -> bool:

@@ -10,13 +10,17 @@ depends on a step proceeds until its record is stored.
 A composite step's record lists its children's paths instead of copying
 their results (they have records of their own); any other history (an
 agent step's fallback attempts) is kept inline.
+
+The journal also keeps the run's ledger in memory (:attr:`Journal.committed`,
+see :mod:`._ledger`): each entry is counted once it is stored, so a total
+never includes a call the journal does not hold. Usage goes into records
+and comes back through :mod:`._recorded_usage`, as exact ``Decimal`` costs.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
-from decimal import Decimal
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -28,6 +32,8 @@ from trioflow.persistence import (
     UnstorableValue,
 )
 
+from ._ledger import CommittedUsage
+from ._recorded_usage import ledger_entry, usage_of
 from ._results import StepResult
 from ._steps._messages import StepDone
 from ._usage import Usage
@@ -35,7 +41,7 @@ from ._usage import Usage
 
 @attrs.define
 class Journal:
-    """The completion records of one run, and the human answers given to it (by path).
+    """The completion records of one run, the human answers given to it (by path), its ledger.
 
     Every write carries ``epoch``, the epoch of the lease this drive holds:
     the store refuses it once another owner has claimed the run.
@@ -46,6 +52,8 @@ class Journal:
     epoch: int
     records: dict[str, StepRecord] = attrs.field(factory=dict)
     answers: Mapping[str, PauseRecord] = attrs.field(factory=dict)
+    #: What the run's calls committed, with totals at and beneath every path.
+    committed: CommittedUsage = attrs.field(factory=CommittedUsage)
 
     def restore(self, path: str) -> StepDone | None:
         """The recorded outcome of ``path``, if it completed before."""
@@ -67,7 +75,7 @@ class Journal:
             success=record.success,
             attempts=record.attempts,
             latency_s=record.latency_s,
-            usage=Usage(Decimal(record.cost_usd), record.input_tokens, record.output_tokens),
+            usage=usage_of(record),
             feedback=record.feedback,
             metadata=metadata,
             patch=tuple(record.patch),
@@ -109,18 +117,14 @@ class Journal:
         )
 
     async def record_usage(self, key: str, path: str, usage: Usage) -> None:
-        """Store the ledger entry of one agent call."""
-        await self.store.record_usage(
-            LedgerEntry(
-                self.run_id,
-                key,
-                path,
-                str(usage.cost_usd),
-                usage.input_tokens,
-                usage.output_tokens,
-            ),
-            epoch=self.epoch,
-        )
+        """Store the ledger entry of one agent call, then count it in :attr:`committed`."""
+        await self.store.record_usage(ledger_entry(self.run_id, key, path, usage), epoch=self.epoch)
+        self.committed.settle(key, path, usage)
+
+    def count_ledger(self, entries: Iterable[LedgerEntry]) -> None:
+        """Count the entries an earlier drive of the run stored (a resumed run's ledger)."""
+        for entry in entries:
+            self.committed.settle(entry.key, entry.path, usage_of(entry))
 
     async def _write(self, done: StepDone) -> None:
         result = done.result
@@ -135,7 +139,7 @@ class Journal:
             success=result.success,
             output=result.output,
             attempts=result.attempts,
-            cost_usd=str(result.usage.cost_usd),
+            cost_usd=result.usage.cost_usd,
             input_tokens=result.usage.input_tokens,
             output_tokens=result.usage.output_tokens,
             patch=result.patch,

@@ -20,7 +20,6 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +56,7 @@ from ._interrupts import StopSignals
 from ._journal import Journal
 from ._lease import DEFAULT_LEASE_S, LeaseClock, LeaseKeeper, LeaseTerms, Ownership
 from ._logging import LoggedTrace, run_ended, run_lost, run_started
+from ._recorded_usage import ledger_total, run_totals
 from ._replay import Replay, first_difference
 from ._results import PipelineResult, RunStatus
 from ._resume import NO_INPUT
@@ -437,11 +437,9 @@ class Runtime:
             finished_at=_now(),
             output=result.output,
             final_context=result.context,
-            total_cost_usd=str(usage.cost_usd),
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
             error=result.error,
             paused_at=result.paused_at,
+            **run_totals(usage),
         )
         if not ended:
             raise _taken_over(ownership, result)
@@ -486,21 +484,13 @@ class Runtime:
         cancelled = _only(error, trio.Cancelled)
         status = RunStatus.CANCELLED if cancelled else RunStatus.INTERRUPTED
         try:
-            spent = sum(
-                (
-                    Usage(Decimal(entry.cost_usd), entry.input_tokens, entry.output_tokens)
-                    for entry in await self.store.ledger_of(record.run_id)
-                ),
-                NO_USAGE,
-            )
+            spent = ledger_total(await self.store.ledger_of(record.run_id))
             await self.store.save_trace(record.run_id, events, epoch=ownership.epoch)
             await ownership.end(
                 status=status.value,
                 finished_at=_now(),
-                total_cost_usd=str(spent.cost_usd),
-                input_tokens=spent.input_tokens,
-                output_tokens=spent.output_tokens,
                 error=self._stops.reason(error),
+                **run_totals(spent),
             )
         except StaleEpoch:
             return  # taken over meanwhile: nothing of this drive's is stored

@@ -124,7 +124,7 @@ async def run_history(result: PipelineResult | str, store: RunStore | Runtime) -
     records = await runs.steps_of(run_id)
     events = tuple(await runs.trace_of(run_id))
     ordered = _in_execution_order(records, events)
-    usage = Usage(Decimal(run.total_cost_usd), run.input_tokens, run.output_tokens)
+    usage = Usage(run.total_cost_usd, run.input_tokens, run.output_tokens)
     steps = tuple(_step_run(record) for record in ordered if _is_step(record))
     return RunHistory(run_id, run.status, usage, run.error, steps, events)
 
@@ -203,7 +203,7 @@ def _step_run(record: StepRecord) -> StepRun:
         name=record.name,
         success=record.success,
         attempts=record.attempts,
-        usage=Usage(Decimal(record.cost_usd), record.input_tokens, record.output_tokens),
+        usage=Usage(record.cost_usd, record.input_tokens, record.output_tokens),
         output=record.output,
         feedback=record.feedback,
         metadata=dict(record.metadata),

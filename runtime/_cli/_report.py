@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 from rich.console import Console
@@ -114,7 +113,7 @@ def runs_table(runs: Sequence[RunSummary]) -> Table:
             shown(run.pipeline_name),
             run.status,
             run.started_at.strftime("%Y-%m-%d %H:%M"),
-            format_usd(Decimal(run.total_cost_usd)),
+            format_usd(run.total_cost_usd),
             str(run.total_tokens),
         )
     return table
@@ -130,7 +129,7 @@ def print_run(
     console.print(f"[bold]run:[/] {run.run_id}   [bold]pipeline:[/] {shown(run.pipeline_name)}")
     console.print(
         f"[bold]status:[/] {run.status}   [bold]cost:[/] "
-        f"{format_usd(Decimal(run.total_cost_usd))}   [bold]tokens:[/] {run.total_tokens}"
+        f"{format_usd(run.total_cost_usd)}   [bold]tokens:[/] {run.total_tokens}"
     )
     if run.error is not None:
         console.print(f"[bold red]error:[/] {shown(run.error)}")
@@ -143,7 +142,7 @@ def print_run(
             shown(step.path),
             "ok" if step.success else "failed",
             str(step.attempts),
-            format_usd(Decimal(step.cost_usd)),
+            format_usd(step.cost_usd),
             str(step.input_tokens + step.output_tokens),
         )
     console.print(table)

@@ -1,10 +1,12 @@
 """Turning the outcome of a fan-out into the step's result.
 
-Shared by the parallel, map-over and router steps: the step's usage is
-what the governor committed under its path (so failed and cancelled
-branches count), its history lists the finished branches in declaration
-order, and its patch is the merge of the successful branches' patches.
-A failed branch contributes no context changes.
+Shared by the parallel, map-over and router steps: the step's history
+lists the finished branches in declaration order, and its patch is the
+merge of the successful branches' patches. A failed branch contributes no
+context changes. The step's usage is what the run's ledger holds under
+its path (read once every branch has ended), so failed and cancelled
+branches count, as for every step with steps beneath it (see
+:mod:`.._ledger`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from .._dsl._context import BaseContext
 from .._dsl._control import OnBranchFailure
 from .._dsl._merge import MergeStrategy, merge_patches
 from .._errors import ContextValidationError
-from .._governor import UsageUnder
 from .._results import StepResult
 from .._services import RunServices
+from .._usage import Usage
 from ._fanout import Branch, FanOutResult, fan_out
 from ._messages import StepDone
 
@@ -46,35 +48,34 @@ async def run_branches(
     fanned = await fan_out(
         path, branches, services, propagate=propagate, max_concurrency=max_concurrency
     )
-    return await _fan_out_result(
+    return _fan_out_result(
         name,
         path,
         fanned,
+        services.journal.committed.under(path),
         base=base,
         merge=merge,
         propagate=propagate,
         shape=shape,
-        services=services,
         history_before=history_before,
         metadata=metadata,
     )
 
 
-async def _fan_out_result(
+def _fan_out_result(
     name: str,
     path: str,
     fanned: FanOutResult,
+    usage: Usage,
     *,
     base: BaseContext,
     merge: MergeStrategy,
     propagate: bool,
     shape: Shape,
-    services: RunServices,
     history_before: Sequence[StepResult] = (),
     metadata: dict[str, Any] | None = None,
 ) -> StepDone:
     """The :class:`StepDone` of a step that fanned out; see the module docstring."""
-    usage = await services.governor.ask(UsageUnder(path), sender=path)
     history = (*history_before, *(result for _, result in fanned.finished))
     details = {**(metadata or {}), **_details(fanned)}
     result = StepResult(name, path, attempts=1, usage=usage, step_history=history, metadata=details)

@@ -61,6 +61,7 @@ class ConditionalActor(StepActor):
             done.result,
             name=spec.name,
             path=self.path,
+            usage=self._committed_usage(),
             metadata={**done.result.metadata, "branch_key": key},
             step_history=(done.result,),
         )

@@ -29,7 +29,6 @@ from .._dsl._control import LoopStep
 from .._paths import iteration_segment
 from .._results import StepResult
 from .._services import RunServices
-from .._usage import NO_USAGE
 from . import _dispatch
 from ._absorb import absorb
 from ._messages import Execute, StepDone
@@ -132,7 +131,7 @@ class LoopActor(StepActor):
             success=success,
             attempts=len(history),
             latency_s=sum(r.latency_s for r in history),
-            usage=sum((r.usage for r in history), NO_USAGE),
+            usage=self._committed_usage(),
             feedback=feedback,
             metadata={"exit_reason": exit_reason, "iterations": len(history)},
             patch=progress.patch,

@@ -22,7 +22,6 @@ from .._dsl._pipeline import Pipeline
 from .._paths import step_segment
 from .._results import StepResult
 from .._services import RunServices
-from .._usage import NO_USAGE
 from . import _dispatch
 from ._absorb import absorb
 from ._messages import Execute, StepDone
@@ -74,7 +73,7 @@ class PipelineActor(StepActor):
             success=success,
             attempts=1,
             latency_s=sum(result.latency_s for result in history),
-            usage=sum((result.usage for result in history), NO_USAGE),
+            usage=self._committed_usage(),
             feedback=None if success else last.feedback,
             patch=patch,
             step_history=tuple(history),

@@ -41,7 +41,7 @@ class RouterActor(StepActor):
             summary = StepResult(
                 spec.name,
                 self.path,
-                usage=choice.usage,
+                usage=self._committed_usage(),
                 feedback=choice.feedback,
                 step_history=(choice,),
             )
@@ -52,7 +52,7 @@ class RouterActor(StepActor):
                 StepResult(
                     spec.name,
                     self.path,
-                    usage=choice.usage,
+                    usage=self._committed_usage(),
                     feedback=problem,
                     step_history=(choice,),
                 )

@@ -7,6 +7,13 @@ restored from its record instead (a ``restored`` note says so). After running, i
 is stored before the parent hears the outcome. A paused step is not
 complete, so it gets no record and runs again on resume.
 
+A step with steps beneath it (a pipeline, a loop, a conditional, a
+fan-out) reports as its usage what the run's ledger holds under its path
+(:meth:`StepActor._committed_usage`), never its children's results summed
+(see :mod:`.._ledger` for why). It reads it once its children have ended,
+so every commit beneath it has settled; the read is no message and no
+checkpoint.
+
 When it has finished, the actor notes its step's outcome in the trace
 (``outcome``: ``ok``, ``failed``, ``limit`` or ``paused``): the actor
 itself exits ``ok`` whether its step succeeded or not, and a live view of
@@ -21,6 +28,7 @@ from trioflow.actors import Actor
 
 from .._notes import NoteKind, note
 from .._services import RunServices
+from .._usage import Usage
 from ._messages import Execute, StepDone
 
 
@@ -66,3 +74,7 @@ class StepActor(Actor[Execute]):
 
     async def execute(self, message: Execute) -> StepDone:
         raise NotImplementedError
+
+    def _committed_usage(self) -> Usage:
+        """What the run's ledger holds under this step's path: a composite step's usage."""
+        return self._services.journal.committed.under(self.path)

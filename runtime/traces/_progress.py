@@ -32,6 +32,7 @@ from trioflow.persistence import LedgerEntry
 from .._money import format_usd
 from .._notes import Committed, NoteKind
 from .._paths import is_step_path, is_within
+from .._recorded_usage import ledger_total
 from .._safe_text import inert, shown
 from .._steps._step_actor import StepOutcome
 
@@ -78,7 +79,7 @@ class RunProgress:
 
     def spent_before(self, ledger: Iterable[LedgerEntry]) -> None:
         """Count what a resumed run committed before (its ledger) in the cost shown."""
-        self._cost += sum((Decimal(entry.cost_usd) for entry in ledger), Decimal(0))
+        self._cost += ledger_total(ledger).cost_usd
 
     def record(self, event: TraceEvent) -> None:
         if event.kind is TraceKind.NOTE:

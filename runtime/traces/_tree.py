@@ -60,6 +60,7 @@ from .._paths import (
     parse_ledger_key,
     parse_segment,
 )
+from .._recorded_usage import usage_of
 from .._results import StepResult
 from .._steps._fallback_history import fallback_history
 from .._steps._messages import Execute
@@ -276,17 +277,13 @@ def build_trace(
     timeline = _timeline(events, run.started_at)
     spans = _spans(timeline)
     waiting = {pause.path: pause.message for pause in pauses if pause.answered_at is None}
-    usage = {entry.key: _usage_of(entry) for entry in ledger}
+    usage = {entry.key: usage_of(entry) for entry in ledger}
     records = {step.path: step for step in steps}
     roots = _Tree(timeline, spans, records, waiting, usage).roots()
     started_at = timeline[0].wall if timeline else run.started_at
     return RunTrace(
         run.run_id, run.pipeline_name, run.status, started_at, timeline, spans, roots, usage
     )
-
-
-def _usage_of(entry: LedgerEntry) -> Usage:
-    return Usage(Decimal(entry.cost_usd), entry.input_tokens, entry.output_tokens)
 
 
 def is_anchor(event: TraceEvent) -> bool:
@@ -425,7 +422,7 @@ class _Outcome:
         return cls(
             record.success,
             record.attempts,
-            Decimal(record.cost_usd),
+            record.cost_usd,
             record.input_tokens + record.output_tokens,
             record.feedback,
             record.breach,

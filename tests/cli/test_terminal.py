@@ -19,6 +19,7 @@ import subprocess
 import sys
 import termios
 from collections.abc import Callable, Iterator, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,7 @@ def _only_run(db: Path) -> str:
 
 
 def _steps(steps: Sequence[StepRecord]) -> list[tuple[str, bool, int, str]]:
-    return [(step.path, step.success, step.attempts, step.cost_usd) for step in steps]
+    return [(step.path, step.success, step.attempts, str(step.cost_usd)) for step in steps]
 
 
 def _run_id(terminal: Terminal) -> str:
@@ -227,7 +228,7 @@ def test_run_shows_each_step_and_the_result(start: Start, journal_in_tmp_path: P
         f"status: completed   cost: $0.002178   tokens: 270   run: {run_id}"
     )
     run, steps, _ = _journal(journal_in_tmp_path, run_id)
-    assert (run.status, run.total_cost_usd, run.error) == ("completed", "0.002178", None)
+    assert (run.status, run.total_cost_usd, run.error) == ("completed", Decimal("0.002178"), None)
     assert [step.path for step in steps] == [
         "main/0:draft",
         "main/1:keep_draft",
@@ -280,7 +281,7 @@ def test_a_step_the_budget_refuses_says_refused(start: Start, journal_in_tmp_pat
         f"status: usage_limit   cost: $0.011415   tokens: 217   run: {run_id}"
     )
     run, steps, _ = _journal(journal_in_tmp_path, run_id)
-    assert (run.status, run.total_cost_usd) == ("usage_limit", "0.011415")
+    assert (run.status, run.total_cost_usd) == ("usage_limit", Decimal("0.011415"))
     assert _steps(steps)[:4] == [
         ("main/0:plan", True, 1, "0.00096"),
         ("main/1:search", True, 1, "0.00498"),

@@ -118,7 +118,7 @@ async def drive(db: str, kill_after: int) -> dict[str, Any]:
         "status": record.status,
         "output": record.output,
         "context": context,
-        "cost": record.total_cost_usd,
+        "cost": str(record.total_cost_usd),
         "tokens": [record.input_tokens, record.output_tokens],
         "writes": store.writes,
     }

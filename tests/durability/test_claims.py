@@ -563,7 +563,11 @@ async def test_a_resume_of_a_run_whose_owner_holds_its_lease_is_refused_and_chan
         1,
         None,
     )
-    assert (stored.total_cost_usd, stored.input_tokens, stored.output_tokens) == ("0.50", 20, 10)
+    assert (stored.total_cost_usd, stored.input_tokens, stored.output_tokens) == (
+        Decimal("0.50"),
+        20,
+        10,
+    )
 
 
 # -- a run left running by a crash: taken over without an answer, then answered ---------------

@@ -117,9 +117,7 @@ def keys_of(calls: Calls, name: str) -> list[str]:
 
 def entry(run_id: str, key: str, usage: Usage = CALL_USAGE) -> LedgerEntry:
     path = key.partition("#")[0]
-    return LedgerEntry(
-        run_id, key, path, str(usage.cost_usd), usage.input_tokens, usage.output_tokens
-    )
+    return LedgerEntry(run_id, key, path, usage.cost_usd, usage.input_tokens, usage.output_tokens)
 
 
 # -- cancelled while the agent was being called --------------------------------------------
@@ -169,7 +167,11 @@ async def test_totals_after_resuming_equal_an_uninterrupted_run(
     assert resumed.usage == uninterrupted.usage == Usage(Decimal("0.75"), 30, 15)
     assert resumed.output == uninterrupted.output
     record = await store.get_run(run_id)
-    assert (record.total_cost_usd, record.input_tokens, record.output_tokens) == ("0.75", 30, 15)
+    assert (record.total_cost_usd, record.input_tokens, record.output_tokens) == (
+        Decimal("0.75"),
+        30,
+        15,
+    )
 
 
 async def test_the_ledger_has_one_entry_per_call_key(rt: Runtime, store: RunStore) -> None:

@@ -199,7 +199,7 @@ async def test_a_lease_that_cannot_be_renewed_stops_the_drive_with_the_store_err
     run = await only_run(store)
     assert calls.names() == ["s0", "s1"]  # stopped in s1, at the first renewal
     assert (run.status, run.error, run.owner) == ("interrupted", "StoreError: disk full", None)
-    assert (run.total_cost_usd, run.epoch, run.revision) == ("0.25", 1, 1)
+    assert (run.total_cost_usd, run.epoch, run.revision) == (Decimal("0.25"), 1, 1)
 
 
 # -- a lease nobody renews runs out; an owner that stalled past it writes nothing ----------------
@@ -272,7 +272,7 @@ async def test_an_owner_stalled_past_its_lease_is_taken_over_and_then_writes_not
     # its ledger and its trace are the new owner's.
     assert await stores[0].get_run(run.run_id) == taken_over
     assert (taken_over.status, taken_over.epoch, taken_over.revision) == ("completed", 2, 2)
-    assert (taken_over.total_cost_usd, taken_over.input_tokens) == ("1.00", 40)
+    assert (taken_over.total_cost_usd, taken_over.input_tokens) == (Decimal("1.00"), 40)
     steps = {step.path: step.output for step in await stores[0].steps_of(run.run_id)}
     assert [steps[f"main/{n}:{name}"] for n, name in enumerate(STEPS)] == [
         "in>s0@stalled",
@@ -282,7 +282,7 @@ async def test_an_owner_stalled_past_its_lease_is_taken_over_and_then_writes_not
     ]
     ledger = await stores[0].ledger_of(run.run_id)
     assert [(entry.key, entry.cost_usd) for entry in ledger] == [
-        (f"main/{n}:{name}#1#1", "0.25") for n, name in enumerate(STEPS)
+        (f"main/{n}:{name}#1#1", Decimal("0.25")) for n, name in enumerate(STEPS)
     ]
     trace = await stores[0].trace_of(run.run_id)
     assert [event.label for event in trace if event.label in ("started", "resumed")] == ["resumed"]
@@ -437,7 +437,11 @@ async def race_left_behind(stores: Sequence[RunStore], how: str, paces: Sequence
         left.epoch + 1,
         left.revision + 2,
     )
-    assert (stored.total_cost_usd, stored.input_tokens, stored.output_tokens) == ("1.00", 40, 20)
+    assert (stored.total_cost_usd, stored.input_tokens, stored.output_tokens) == (
+        Decimal("1.00"),
+        40,
+        20,
+    )
     ledger = await stores[0].ledger_of(left.run_id)
     assert [entry.key for entry in ledger] == [
         f"main/{n}:{name}#1#1" for n, name in enumerate(STEPS)
@@ -704,7 +708,7 @@ async def check_an_owner_cancelled_at(at: int, store: RunStore) -> None:
     assert epochs == sorted(epochs), audited.accepted
     assert (stored.status, stored.owner, stored.lease_expires_at) == ("completed", None, None)
     assert (stored.total_cost_usd, stored.input_tokens, stored.output_tokens) == (
-        "1.00",
+        Decimal("1.00"),
         40,
         20,
     )

@@ -238,7 +238,11 @@ async def test_usage_totals_after_a_pause_equal_an_uninterrupted_run(
     result = await rt.resume(paused.run_id, True)
     assert result.usage == Usage(Decimal("0.50"), 20, 10)
     record = await store.get_run(paused.run_id)
-    assert (record.total_cost_usd, record.input_tokens, record.output_tokens) == ("0.50", 20, 10)
+    assert (record.total_cost_usd, record.input_tokens, record.output_tokens) == (
+        Decimal("0.50"),
+        20,
+        10,
+    )
     assert await store.ledger_of(paused.run_id) == [
         LedgerEntry(paused.run_id, "main/0:draft#1#1", "main/0:draft", "0.25", 10, 5),
         LedgerEntry(paused.run_id, "main/2:publish#1#1", "main/2:publish", "0.25", 10, 5),

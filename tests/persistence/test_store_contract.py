@@ -930,3 +930,30 @@ def test_assert_identical_tells_apart_what_equality_does_not(got: Any, expected:
     assert got == expected
     with pytest.raises(AssertionError):
         assert_identical(got, expected)
+
+
+# -- costs --------------------------------------------------------------------------------------
+
+
+async def test_every_cost_comes_back_as_the_decimal_written_with_its_digits(
+    store: RunStore,
+) -> None:
+    await store.create_run(a_run(total_cost_usd=Decimal("0.750")))
+    await store.record_step(a_step("main/0:a", cost_usd=Decimal("0.50")))
+    await store.record_usage(an_entry("main/0:a#1#1", cost_usd=Decimal("1E-7")))
+
+    [step] = await store.steps_of("r1")
+    [entry] = await store.ledger_of("r1")
+    [summary] = await store.list_runs()
+    costs = [
+        (await store.get_run("r1")).total_cost_usd,
+        summary.total_cost_usd,
+        step.cost_usd,
+        entry.cost_usd,
+    ]
+    assert [(type(cost), str(cost)) for cost in costs] == [
+        (Decimal, "0.750"),
+        (Decimal, "0.750"),
+        (Decimal, "0.50"),
+        (Decimal, "1E-7"),
+    ]

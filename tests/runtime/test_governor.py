@@ -172,7 +172,11 @@ async def test_a_cancelled_run_keeps_what_it_spent(autojump_clock: Any) -> None:
 
     [record] = await store.list_runs()
     assert record.status == RunStatus.CANCELLED.value
-    assert (record.total_cost_usd, record.input_tokens, record.output_tokens) == ("0.25", 3, 4)
+    assert (record.total_cost_usd, record.input_tokens, record.output_tokens) == (
+        Decimal("0.25"),
+        3,
+        4,
+    )
 
 
 async def test_a_cancelled_branch_gives_its_reservation_back(

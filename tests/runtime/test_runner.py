@@ -177,7 +177,7 @@ async def test_store_has_one_record_per_step_path_of_a_nested_pipeline(
         "main/2:add_one",
     ]
     by_path: dict[str, StepRecord] = {s.path: s for s in steps}
-    assert by_path["main/1:inner"].cost_usd == "0.02"
+    assert by_path["main/1:inner"].cost_usd == Decimal("0.02")
     assert by_path["main/1:inner"].patch == (AddTo("total", 2), AddTo("total", 3))
     assert by_path["main/2:add_one"].patch == (AddTo("total", 4),)
 
