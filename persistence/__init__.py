@@ -7,8 +7,9 @@ from ._health import JournalHealth, Recovery, examine_journal
 from ._memory import InMemoryStore
 from ._records import LedgerEntry, PauseRecord, RunRecord, RunSummary, StepRecord
 from ._retention import PrunePolicy, prune_runs
+from ._rows import UnreadableRuns
 from ._schema import SchemaTooNew
-from ._sqlite import Durability, SQLiteStore, UnreadableRuns
+from ._sqlite import Durability, SQLiteStore
 from ._store import RunStore, StaleEpoch, StoreError, UnknownRun
 from ._trusted import NO_TYPES, TrustedTypes
 
