@@ -5,6 +5,7 @@ from ._failures import DEFAULT_BUSY_TIMEOUT_S, CorruptDatabase, JournalBusy
 from ._files import NotAJournal
 from ._health import JournalHealth, Recovery, examine_journal
 from ._memory import InMemoryStore
+from ._postgres import PostgresStore
 from ._records import LedgerEntry, PauseRecord, RunRecord, RunSummary, StepRecord
 from ._retention import PrunePolicy, prune_runs
 from ._rows import UnreadableRuns
@@ -27,6 +28,7 @@ __all__ = [
     "LedgerEntry",
     "NotAJournal",
     "PauseRecord",
+    "PostgresStore",
     "PrunePolicy",
     "Recovery",
     "RunRecord",

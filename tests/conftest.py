@@ -1,12 +1,18 @@
-"""Suite-wide set-up: the default journal of every test lives in its own temporary folder."""
+"""Suite-wide set-up: each test's default journal in its own temporary folder; the stores.
+
+``each_store`` is the one fixture that gives a test every kind of store in
+turn (in memory, SQLite, PostgreSQL): the store contract, the durability
+scenarios and retention run on all three through it, so none can drift.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from postgres_server import PostgresServer, running_server
+from trioflow.persistence import InMemoryStore, PostgresStore, RunStore, SQLiteStore
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +35,21 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh, empty database on the session's server, dropped after the test."""
     with postgres_server.database() as url:
         yield url
+
+
+#: Every kind of store, as ``each_store`` names them.
+STORE_KINDS = ["memory", "sqlite", "postgres"]
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def each_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
+    """A fresh store of each kind: in memory, an SQLite file, a PostgreSQL database."""
+    if request.param == "memory":
+        yield InMemoryStore()
+    elif request.param == "sqlite":
+        async with SQLiteStore.open(tmp_path / "journal" / "runs.db") as sqlite:
+            yield sqlite
+    else:
+        url = request.getfixturevalue("postgres_url")
+        async with PostgresStore.open(url) as postgres:
+            yield postgres

@@ -7,7 +7,6 @@ cannot drift apart.
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -33,13 +32,9 @@ T0 = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 DAY = datetime.timedelta(days=1)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
-    if request.param == "memory":
-        yield InMemoryStore()
-    else:
-        async with SQLiteStore.open(tmp_path / "runs.db") as sqlite:
-            yield sqlite
+@pytest.fixture
+def store(each_store: RunStore) -> RunStore:
+    return each_store
 
 
 def a_run(run_id: str, status: str = "completed", day: int = 0) -> RunRecord:

@@ -1,7 +1,8 @@
 """The store contract: one suite, run against every store.
 
-Each test runs once with :class:`InMemoryStore` and once with
-:class:`SQLiteStore` in a fresh file, so the two cannot drift apart. Values
+Each test runs with every store (``each_store``: :class:`InMemoryStore`,
+:class:`SQLiteStore` in a fresh file, :class:`PostgresStore` in a fresh
+database), so they cannot drift apart. Values
 are compared exactly (:func:`assert_identical`): same types, enum members
 by identity, ``Decimal`` exponents, datetime offsets.
 """
@@ -13,9 +14,8 @@ import datetime
 import enum
 import pathlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -24,12 +24,10 @@ import pytest
 import trio
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import (
-    InMemoryStore,
     LedgerEntry,
     PauseRecord,
     RunRecord,
     RunStore,
-    SQLiteStore,
     StaleEpoch,
     StepRecord,
     TrustedTypes,
@@ -44,13 +42,9 @@ IST = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
 T0 = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
-    if request.param == "memory":
-        yield InMemoryStore()
-    else:
-        async with SQLiteStore.open(tmp_path / "journal" / "runs.db") as sqlite:
-            yield sqlite
+@pytest.fixture
+def store(each_store: RunStore) -> RunStore:
+    return each_store
 
 
 # -- values the journal must keep exactly ---------------------------------------------------
