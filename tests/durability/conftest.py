@@ -1,7 +1,9 @@
-"""Fixtures of the durability tests: every scenario runs on both stores.
+"""Fixtures of the durability tests: every scenario runs on every store.
 
+``store`` is the suite's ``each_store`` (memory, SQLite, PostgreSQL).
 ``stores`` gives two racing runtimes their stores: one shared store in memory
-or SQLite, or two SQLite stores on one file (two "processes").
+or SQLite, or two SQLite stores on one file, or two PostgreSQL stores on one
+database (two "processes").
 """
 
 from __future__ import annotations
@@ -10,17 +12,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from trioflow.persistence import InMemoryStore, RunStore, SQLiteStore
+from trioflow.persistence import InMemoryStore, PostgresStore, RunStore, SQLiteStore
 from trioflow.runtime import Runtime, open_runtime
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunStore]:
-    if request.param == "memory":
-        yield InMemoryStore()
-    else:
-        async with SQLiteStore.open(tmp_path / "j.db") as sqlite:
-            yield sqlite
+@pytest.fixture
+def store(each_store: RunStore) -> RunStore:
+    return each_store
 
 
 @pytest.fixture
@@ -29,7 +27,7 @@ async def rt(store: RunStore) -> AsyncIterator[Runtime]:
         yield runtime
 
 
-@pytest.fixture(params=["memory", "one sqlite store", "two sqlite stores"])
+@pytest.fixture(params=["memory", "one sqlite store", "two sqlite stores", "two postgres stores"])
 async def stores(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[RunStore, RunStore]]:
@@ -40,9 +38,13 @@ async def stores(
     elif request.param == "one sqlite store":
         async with SQLiteStore.open(tmp_path / "j.db") as sqlite:
             yield sqlite, sqlite
-    else:
+    elif request.param == "two sqlite stores":
         async with (
             SQLiteStore.open(tmp_path / "j.db") as first,
             SQLiteStore.open(tmp_path / "j.db") as second,
         ):
+            yield first, second
+    else:
+        url = request.getfixturevalue("postgres_url")
+        async with PostgresStore.open(url) as first, PostgresStore.open(url) as second:
             yield first, second
