@@ -23,13 +23,8 @@ from __future__ import annotations
 
 import trio
 from trioflow.persistence import InMemoryStore
-from trioflow.runtime import (
-    FakeModel,
-    Step,
-    UsageLimitExceeded,
-    UsageLimits,
-    open_runtime,
-)
+from trioflow.runtime import AgentStep, Step, UsageLimitExceeded, UsageLimits, open_runtime
+from trioflow.runtime.agents import FakeModel
 
 BUDGET_USD = "0.005"
 
@@ -44,7 +39,7 @@ tagger = FakeModel(
 )
 
 pipeline = Step.map_over(
-    "tag_all", Step("tag", tagger, input_type=str, output_type=str), max_concurrency=4
+    "tag_all", AgentStep("tag", tagger, input_type=str, output_type=str), max_concurrency=4
 )
 
 ITEMS = [f"document {number}" for number in range(20)]

@@ -24,7 +24,8 @@ The command line exits with code 3 when a usage limit stops the run.
 from __future__ import annotations
 
 import trio
-from trioflow.runtime import FakeModel, Step, UsageLimitExceeded, UsageLimits, open_runtime
+from trioflow.runtime import AgentStep, UsageLimitExceeded, UsageLimits, open_runtime
+from trioflow.runtime.agents import FakeModel
 
 #: The budget of one run, in US dollars.
 BUDGET_USD = "0.015"
@@ -44,10 +45,10 @@ summarizer = FakeModel("summarizer", seed=2, **pricey)
 writer = FakeModel("writer", seed=3, **pricey)
 
 pipeline = (
-    Step("plan", planner, input_type=str, output_type=str)
-    >> Step("search", searcher, input_type=str, output_type=str)
-    >> Step("summarize", summarizer, input_type=str, output_type=str)
-    >> Step("write_report", writer, input_type=str, output_type=str)
+    AgentStep("plan", planner, input_type=str, output_type=str)
+    >> AgentStep("search", searcher, input_type=str, output_type=str)
+    >> AgentStep("summarize", summarizer, input_type=str, output_type=str)
+    >> AgentStep("write_report", writer, input_type=str, output_type=str)
 ).named("research")
 
 

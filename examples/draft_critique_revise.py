@@ -24,17 +24,17 @@ from typing import Any
 
 from pydantic import Field
 from trioflow.runtime import (
+    AgentStep,
     AppendTo,
     BaseContext,
-    FakeModel,
     RetryPolicy,
     SetField,
-    Step,
     ValidationResult,
     WithPatch,
     run_sync,
     step,
 )
+from trioflow.runtime.agents import FakeModel
 
 FEEDBACK_MARK = "Feedback on the previous attempt"
 
@@ -94,9 +94,9 @@ async def revision_prompt(critique: str, *, context: EssayContext) -> WithPatch:
     return WithPatch(prompt, [AppendTo("notes", critique)])
 
 
-draft = Step("draft", writer, input_type=str, output_type=str)
-critique = Step("critique", critic, input_type=str, output_type=str)
-revise = Step(
+draft = AgentStep("draft", writer, input_type=str, output_type=str)
+critique = AgentStep("critique", critic, input_type=str, output_type=str)
+revise = AgentStep(
     "revise",
     editor,
     input_type=str,
@@ -104,12 +104,12 @@ revise = Step(
     validators=[has_conclusion],
     retry=RetryPolicy(max_attempts=3),
 )
-polish = Step(
+polish = AgentStep(
     "polish",
     OverloadedModel(),
     input_type=str,
     output_type=str,
-    fallback=Step("polish_backup", backup, input_type=str, output_type=str),
+    fallback=AgentStep("polish_backup", backup, input_type=str, output_type=str),
 )
 
 pipeline = (

@@ -20,7 +20,8 @@ Run it (two commands, two processes)::
 from __future__ import annotations
 
 import pydantic
-from trioflow.runtime import BaseContext, FakeModel, Step, step
+from trioflow.runtime import AgentStep, BaseContext, Step, step
+from trioflow.runtime.agents import FakeModel
 
 
 class Approval(pydantic.BaseModel):
@@ -47,7 +48,7 @@ async def publish(answer: Approval, *, context: Review) -> str:
 
 pipeline = (
     (
-        Step("draft", writer, input_type=str, output_type=str)
+        AgentStep("draft", writer, input_type=str, output_type=str)
         >> Step.human_in_the_loop("approve", "Publish this draft?", Approval)
         >> publish
     )

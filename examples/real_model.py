@@ -35,17 +35,8 @@ import sys
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from trioflow.runtime import (
-    DEFAULT_PRICES,
-    Agent,
-    FakeModel,
-    OpenAIChat,
-    RetryPolicy,
-    Step,
-    UsageLimits,
-    run_sync,
-    step,
-)
+from trioflow.runtime import AgentStep, RetryPolicy, UsageLimits, run_sync, step
+from trioflow.runtime.agents import DEFAULT_PRICES, Agent, FakeModel, OpenAIChat
 
 #: The variable holding the key of the endpoint at ``OPENAI_BASE_URL``.
 BASE_URL_KEY = "OPENAI_BASE_URL_KEY"
@@ -105,7 +96,7 @@ def choose_model() -> tuple[Agent, str]:
 
 reviewer, USING = choose_model()
 
-review = Step(
+review = AgentStep(
     "review",
     reviewer,
     input_type=str,

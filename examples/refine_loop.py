@@ -23,8 +23,8 @@ from typing import Any
 
 from trioflow.runtime import (
     AddTo,
+    AgentStep,
     BaseContext,
-    FakeModel,
     RetryPolicy,
     Step,
     ValidationResult,
@@ -32,6 +32,7 @@ from trioflow.runtime import (
     run_sync,
     step,
 )
+from trioflow.runtime.agents import FakeModel
 
 CLOSING = "Done."
 
@@ -58,7 +59,7 @@ async def outline(topic: str) -> str:
     return f"On {topic}."
 
 
-edit = Step(
+edit = AgentStep(
     "edit",
     FakeModel("editor", respond=_edit, seed=3, latency_s=(0.01, 0.03)),
     input_type=str,

@@ -21,16 +21,17 @@ from __future__ import annotations
 
 from pydantic import Field
 from trioflow.runtime import (
+    AgentStep,
     AppendTo,
     BaseContext,
     Completion,
-    FakeModel,
     SetKey,
     Step,
     WithPatch,
     run_sync,
     step,
 )
+from trioflow.runtime.agents import FakeModel
 
 
 class Research(BaseContext):
@@ -38,7 +39,7 @@ class Research(BaseContext):
     sources: dict[str, str] = Field(default_factory=dict)
 
 
-def researcher(name: str, angle: str, seed: int) -> Step:
+def researcher(name: str, angle: str, seed: int) -> AgentStep:
     model = FakeModel(f"{name}-model", respond=lambda q: f"{angle} of {q}", seed=seed)
 
     async def research(question: str) -> Completion:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import trio
 from trioflow.persistence import InMemoryStore
-from trioflow.runtime import FakeModel, Step, open_runtime
+from trioflow.runtime import AgentStep, Step, open_runtime
+from trioflow.runtime.agents import FakeModel
 
 
 def choose(question: str) -> list[str]:
@@ -31,9 +32,9 @@ def choose(question: str) -> list[str]:
 router_model = FakeModel("router-small", respond=choose, seed=11, latency_s=(0.01, 0.02))
 
 
-def specialist(name: str) -> Step:
+def specialist(name: str) -> AgentStep:
     model = FakeModel(f"{name}-model", respond=lambda q: f"{name} answer to: {q}", seed=12)
-    return Step(name, model, input_type=str, output_type=str)
+    return AgentStep(name, model, input_type=str, output_type=str)
 
 
 pipeline = Step.router(

@@ -1,29 +1,32 @@
-"""trioflow's pipeline runtime: the DSL, step actors, governor and runner."""
+"""trioflow's pipeline runtime: what a pipeline author needs, in one namespace.
 
-from ._agents import Agent, CallableAgent, FakeModel, StubAgent
-from ._calls import CallInfo, current_call
-from ._checks import Plugin, PluginOutcome, ValidationResult
-from ._context import (
-    AddTo,
-    AppendTo,
-    BaseContext,
-    Patch,
-    PatchOp,
-    Remove,
-    SetField,
-    SetKey,
-    WithPatch,
-    apply_patch,
-)
-from ._control import (
-    DEFAULT_MAP_CONCURRENCY,
-    ConditionalStep,
-    LoopStep,
-    MapStep,
-    OnBranchFailure,
-    ParallelStep,
-    RouterStep,
-)
+Build steps and pipelines (:class:`Step`, :func:`step`, :class:`Pipeline`),
+say how they retry, merge and change the context, run them
+(:func:`open_runtime`), and read what they did (:class:`PipelineResult`).
+
+The rest lives in named namespaces, as trio keeps ``trio.lowlevel`` apart:
+
+* :mod:`trioflow.runtime.agents`: model agents (OpenAI-compatible, fake and
+  stub models for tests), their prices and their errors;
+* :mod:`trioflow.runtime.traces`: a run's trace as a tree, and its
+  Perfetto export;
+* :mod:`trioflow.runtime.lowlevel`: the step kinds' classes, patch
+  operations as data, replay comparisons, and limits of the engine.
+
+The package's own layout: ``_dsl/`` (the specifications), ``_steps/`` (one
+actor per step kind), ``agents/``, ``traces/`` and ``_cli/``; the runner,
+journal, governor, usage, results and errors are modules at the top.
+"""
+
+from ._dsl._agent_step import AgentStep, Cache, step
+from ._dsl._checks import Plugin, PluginOutcome, ValidationResult
+from ._dsl._context import AddTo, AppendTo, BaseContext, Remove, SetField, SetKey, WithPatch
+from ._dsl._control import OnBranchFailure
+from ._dsl._human import HumanInputInvalid, HumanInteraction
+from ._dsl._merge import Merge, MergeConflict, MergeError
+from ._dsl._pipeline import Pipeline
+from ._dsl._retry import FailureKind, RetryPolicy
+from ._dsl._step import Step
 from ._errors import (
     AgentOutputInvalid,
     ConfigurationError,
@@ -32,136 +35,66 @@ from ._errors import (
     FallbackLoopError,
     HumanInputRequired,
     InputTypeError,
-    ModelCallFailed,
-    ModelRequestRejected,
-    ModelTimeout,
     PipelineTypeError,
     RedirectLoopError,
-    ReplayMismatch,
     RunClaimed,
     RunNotResumable,
     RunTakenOver,
-    ScriptExhausted,
     TrioflowError,
     UsageLimitExceeded,
 )
-from ._human import HumanInputInvalid, HumanInteraction, HumanStep
-from ._merge import Merge, MergeConflict, MergeError
-from ._nesting import MAX_NESTING_DEPTH
-from ._openai import OpenAIChat, SchemaMode
-from ._perfetto import perfetto_json, perfetto_trace
-from ._pipeline import Pipeline, PipelineStep
-from ._prices import DEFAULT_PRICES, ModelPrice, PriceTable
-from ._replay import Difference, Replay
 from ._results import PipelineResult, RunStatus, StepResult
-from ._retry import FailureKind, RetryPolicy, append_feedback
-from ._runtime import Runtime, default_db_path, open_runtime, run_sync
-from ._spec import StepSpec
-from ._step import MAX_FALLBACK_DEPTH, Cache, Step, step
-from ._stored_types import stored_types
-from ._trace_tree import (
-    ActorSpan,
-    NodeKind,
-    NodeStatus,
-    NoTrace,
-    RunTrace,
-    SpanEnd,
-    TimedEvent,
-    TraceNode,
-    filter_nodes,
-)
+from ._runtime import Runtime, open_runtime, run_sync
+from ._steps._call_info import CallInfo, current_call
 from ._usage import Completion, Usage, UsageLimits
 
 __all__ = [
-    "DEFAULT_MAP_CONCURRENCY",
-    "DEFAULT_PRICES",
-    "MAX_FALLBACK_DEPTH",
-    "MAX_NESTING_DEPTH",
-    "ActorSpan",
     "AddTo",
-    "Agent",
     "AgentOutputInvalid",
+    "AgentStep",
     "AppendTo",
     "BaseContext",
     "Cache",
     "CallInfo",
-    "CallableAgent",
     "Completion",
-    "ConditionalStep",
     "ConfigurationError",
     "ContextValidationError",
     "ControlSignal",
-    "Difference",
     "FailureKind",
-    "FakeModel",
     "FallbackLoopError",
     "HumanInputInvalid",
     "HumanInputRequired",
     "HumanInteraction",
-    "HumanStep",
     "InputTypeError",
-    "LoopStep",
-    "MapStep",
     "Merge",
     "MergeConflict",
     "MergeError",
-    "ModelCallFailed",
-    "ModelPrice",
-    "ModelRequestRejected",
-    "ModelTimeout",
-    "NoTrace",
-    "NodeKind",
-    "NodeStatus",
     "OnBranchFailure",
-    "OpenAIChat",
-    "ParallelStep",
-    "Patch",
-    "PatchOp",
     "Pipeline",
     "PipelineResult",
-    "PipelineStep",
     "PipelineTypeError",
     "Plugin",
     "PluginOutcome",
-    "PriceTable",
     "RedirectLoopError",
     "Remove",
-    "Replay",
-    "ReplayMismatch",
     "RetryPolicy",
-    "RouterStep",
     "RunClaimed",
     "RunNotResumable",
     "RunStatus",
     "RunTakenOver",
-    "RunTrace",
     "Runtime",
-    "SchemaMode",
-    "ScriptExhausted",
     "SetField",
     "SetKey",
-    "SpanEnd",
     "Step",
     "StepResult",
-    "StepSpec",
-    "StubAgent",
-    "TimedEvent",
-    "TraceNode",
     "TrioflowError",
     "Usage",
     "UsageLimitExceeded",
     "UsageLimits",
     "ValidationResult",
     "WithPatch",
-    "append_feedback",
-    "apply_patch",
     "current_call",
-    "default_db_path",
-    "filter_nodes",
     "open_runtime",
-    "perfetto_json",
-    "perfetto_trace",
     "run_sync",
     "step",
-    "stored_types",
 ]

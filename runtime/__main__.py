@@ -1,5 +1,5 @@
 """``python -m trioflow.runtime``: the same as the ``trioflow`` command."""
 
-from ._cli import main
+from ._cli._commands import main
 
 main()

@@ -28,8 +28,8 @@ from trioflow.persistence import (
     UnstorableValue,
 )
 
-from ._messages import StepDone
 from ._results import StepResult
+from ._steps._messages import StepDone
 from ._usage import Usage
 
 

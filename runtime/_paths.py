@@ -8,16 +8,16 @@ belongs to, so the answer is validated before anything runs.
 
 from __future__ import annotations
 
-from ._control import ConditionalStep, LoopStep, MapStep, ParallelStep, RouterStep
+from ._dsl._agent_step import AgentStep
+from ._dsl._control import ConditionalStep, LoopStep, MapStep, ParallelStep, RouterStep
+from ._dsl._pipeline import Pipeline, PipelineStep
+from ._dsl._step import Step
 from ._errors import ConfigurationError
-from ._pipeline import Pipeline, PipelineStep
-from ._spec import StepSpec
-from ._step import Step
 
-Node = Pipeline | StepSpec
+Node = Pipeline | Step
 
 
-def locate(pipeline: Pipeline, path: str, *, root: str) -> StepSpec:
+def locate(pipeline: Pipeline, path: str, *, root: str) -> Step:
     """The step at ``path`` in ``pipeline`` (whose actor is at ``root``)."""
     first, _, rest = path.partition("/")
     if first != root or not rest:
@@ -45,11 +45,11 @@ def _child(node: Node, segment: str, path: str) -> Node:
             found = _body(dict(node.branches).get(segment))
         case RouterStep():
             chosen = dict(node.branches).get(segment)
-            found = node.router if segment == node.router.name else _body(chosen)
+            found = node.chooser if segment == node.chooser.name else _body(chosen)
         case ConditionalStep():
             branches = {str(key): body for key, body in node.branches}
             found = _body(node.default if segment == "default" else branches.get(segment))
-        case Step():
+        case AgentStep():
             fallback = node.fallback
             if fallback is not None and segment == f"fallback:{fallback.name}":
                 found = fallback
@@ -65,7 +65,7 @@ def _body(body: Pipeline | None) -> Node | None:
     return body.sole_step or body
 
 
-def _numbered_step(pipeline: Pipeline, segment: str) -> StepSpec | None:
+def _numbered_step(pipeline: Pipeline, segment: str) -> Step | None:
     index, _, name = segment.partition(":")
     if not index.isdigit() or int(index) >= len(pipeline.steps):
         return None

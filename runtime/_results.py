@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from ._context import EMPTY_PATCH, BaseContext, Patch
+from ._dsl._context import EMPTY_PATCH, BaseContext, Patch
 from ._usage import NO_USAGE, Usage
 
 

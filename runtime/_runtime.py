@@ -38,8 +38,11 @@ from trioflow.persistence import (
     TrustedTypes,
 )
 
-from ._cache import StepCache
-from ._context import BaseContext, apply_patch
+from ._dsl._context import BaseContext, apply_patch
+from ._dsl._human import HumanStep
+from ._dsl._nesting import check_nesting
+from ._dsl._pipeline import Pipeline, StepLike, as_pipeline
+from ._dsl._type_checks import check_input
 from ._errors import (
     ConfigurationError,
     HumanInputRequired,
@@ -49,23 +52,20 @@ from ._errors import (
     UsageLimitExceeded,
 )
 from ._governor import Governor, Totals
-from ._human import HumanStep
 from ._interrupts import StopSignals
 from ._journal import Journal
 from ._lease import DEFAULT_LEASE_S, LeaseClock, LeaseKeeper, LeaseTerms, Ownership
-from ._messages import Execute, StepDone
-from ._nesting import check_nesting
 from ._paths import locate
-from ._pipeline import Pipeline, StepLike, as_pipeline
-from ._pipeline_actor import PipelineActor
 from ._replay import Replay, first_difference
 from ._results import PipelineResult, RunStatus
 from ._services import RunServices
+from ._steps._cache import StepCache
+from ._steps._messages import Execute, StepDone
+from ._steps._pipeline_actor import PipelineActor
 from ._stored import reading_run
 from ._stored_types import stored_types
-from ._trace_tree import RESUMED, STARTED, NoTrace, RunTrace, build_trace, clock_anchor
-from ._types import check_input
 from ._usage import NO_USAGE, Usage, UsageLimits
+from .traces._tree import RESUMED, STARTED, NoTrace, RunTrace, build_trace, clock_anchor
 
 #: How many runs' pipelines a runtime keeps for resume() and replay().
 REMEMBERED_PIPELINES = 1024

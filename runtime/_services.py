@@ -8,9 +8,9 @@ from typing import Any
 import attrs
 from trioflow.actors import ActorRef, TraceSink
 
-from ._cache import StepCache
 from ._governor import GovernorMessage
 from ._journal import Journal
+from ._steps._cache import StepCache
 from ._usage import UsageLimits
 
 

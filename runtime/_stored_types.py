@@ -26,13 +26,13 @@ from typing import Any
 import attrs
 from trioflow.persistence import CODEC, TrustedTypes
 
-from ._context import AddTo, AppendTo, BaseContext, Remove, SetField, SetKey
-from ._human import HumanInteraction
-from ._pipeline import Pipeline
-from ._replies import RecordedError
+from ._dsl._context import AddTo, AppendTo, BaseContext, Remove, SetField, SetKey
+from ._dsl._human import HumanInteraction
+from ._dsl._pipeline import Pipeline
+from ._dsl._retry import FailureKind
+from ._dsl._step import Step
+from ._recorded_replies import RecordedError
 from ._results import StepResult
-from ._retry import FailureKind
-from ._spec import StepSpec
 from ._usage import Completion, Usage, UsageLimits
 
 #: The runtime's classes that records hold.
@@ -67,7 +67,7 @@ def _declared(node: Any) -> Iterator[Any]:
         yield node.context_type
         for step in node.steps:
             yield from _declared(step)
-    elif isinstance(node, StepSpec):
+    elif isinstance(node, Step):
         yield node.input_type
         yield node.output_type
         kind: Any = type(node)

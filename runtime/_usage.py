@@ -61,7 +61,7 @@ class UsageLimits:
     """Upper bounds on cost and tokens; ``None`` means unlimited.
 
     Used for a whole run (``open_runtime(limits=...)`` or ``rt.run(...,
-    limits=...)``) and for one step (``Step(..., limits=...)``). A limit is
+    limits=...)``) and for one step (``AgentStep(..., limits=...)``). A limit is
     exceeded when the committed total goes *above* it; reaching it exactly
     is allowed.
     """

@@ -7,24 +7,24 @@
   deterministic model with no network), the agents to test with.
 * :func:`swap_agent`: the same built pipeline with one step's agent
   replaced, say by a stub, without editing the pipeline.
-* :func:`run_trace`, :func:`ran_steps` and :func:`assert_ran`: which steps
+* :func:`run_history`, :func:`ran_steps` and :func:`assert_ran`: which steps
   ran, in what order, with how many attempts and at what cost, read back
   from the store.
 """
 
-from trioflow.runtime import FakeModel, StubAgent
+from trioflow.runtime.agents import FakeModel, StubAgent
 
+from ._history import RunHistory, StepRun, assert_ran, ran_steps, run_history
 from ._swap import agent_steps, swap_agent
-from ._trace import RunTrace, StepRun, assert_ran, ran_steps, run_trace
 
 __all__ = [
     "FakeModel",
-    "RunTrace",
+    "RunHistory",
     "StepRun",
     "StubAgent",
     "agent_steps",
     "assert_ran",
     "ran_steps",
-    "run_trace",
+    "run_history",
     "swap_agent",
 ]

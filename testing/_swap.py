@@ -10,18 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import attrs
-from trioflow.runtime import (
-    Agent,
+from trioflow.runtime import AgentStep, ConfigurationError, Pipeline, Step
+from trioflow.runtime.agents import Agent
+from trioflow.runtime.lowlevel import (
     ConditionalStep,
-    ConfigurationError,
     LoopStep,
     MapStep,
     ParallelStep,
-    Pipeline,
     PipelineStep,
     RouterStep,
-    Step,
-    StepSpec,
 )
 
 #: The path of a run's top pipeline, as step paths in results start.
@@ -53,15 +50,15 @@ def swap_agent(pipeline: Pipeline, step: str, agent: Agent) -> Pipeline:
     return _pipeline(_replace(pipeline, segments, agent, path))
 
 
-def agent_steps(pipeline: Pipeline) -> list[tuple[str, Step]]:
+def agent_steps(pipeline: Pipeline) -> list[tuple[str, AgentStep]]:
     """Every agent step of ``pipeline`` with its path, in declaration order.
 
     Loop and map bodies are shown at ``loop[*]`` and ``item[*]``.
     """
-    return [(path, node) for path, node in _walk(pipeline, ROOT) if isinstance(node, Step)]
+    return [(path, node) for path, node in _walk(pipeline, ROOT) if isinstance(node, AgentStep)]
 
 
-Node = Pipeline | StepSpec
+Node = Pipeline | Step
 
 
 def _walk(node: Node, path: str) -> Iterator[tuple[str, Node]]:
@@ -85,7 +82,7 @@ def _children(node: Node) -> Iterator[tuple[str, Node]]:
             for name, branch in node.branches:
                 yield name, _body(branch)
         case RouterStep():
-            yield node.router.name, node.router
+            yield node.chooser.name, node.chooser
             for name, branch in node.branches:
                 yield name, _body(branch)
         case ConditionalStep():
@@ -93,7 +90,7 @@ def _children(node: Node) -> Iterator[tuple[str, Node]]:
                 yield str(key), _body(branch)
             if node.default is not None:
                 yield "default", _body(node.default)
-        case Step():
+        case AgentStep():
             if node.fallback is not None:
                 yield f"fallback:{node.fallback.name}", node.fallback
 
@@ -115,7 +112,7 @@ def _path_of_name(pipeline: Pipeline, name: str) -> str:
 
 def _replace(node: Node, segments: list[str], agent: Agent, path: str) -> Node:
     if not segments:
-        if isinstance(node, Step):
+        if isinstance(node, AgentStep):
             return attrs.evolve(node, agent=agent)
         kind = type(node).__name__
         raise ConfigurationError(f"{path!r} is a {kind}, not an agent step: it has no agent")
@@ -140,8 +137,8 @@ def _replace(node: Node, segments: list[str], agent: Agent, path: str) -> Node:
             if branches is not None:
                 return attrs.evolve(node, branches=branches)
         case RouterStep():
-            if head == node.router.name:
-                return attrs.evolve(node, router=_step(_replace(node.router, rest, agent, path)))
+            if head == node.chooser.name:
+                return attrs.evolve(node, chooser=_step(_replace(node.chooser, rest, agent, path)))
             branches = _replace_branch(node.branches, head, rest, agent, path)
             if branches is not None:
                 return attrs.evolve(node, branches=branches)
@@ -155,7 +152,7 @@ def _replace(node: Node, segments: list[str], agent: Agent, path: str) -> Node:
             if replaced is not None:
                 bodies = [branch for _, branch in replaced]
                 return attrs.evolve(node, branches=tuple(zip(keys, bodies, strict=True)))
-        case Step():
+        case AgentStep():
             fallback = node.fallback
             if fallback is not None and head == f"fallback:{fallback.name}":
                 return attrs.evolve(node, fallback=_step(_replace(fallback, rest, agent, path)))
@@ -175,8 +172,8 @@ def _replace_body(body: Pipeline, rest: list[str], agent: Agent, path: str) -> P
     return attrs.evolve(body, steps=(_spec(_replace(step, rest, agent, path)),))
 
 
-def _spec(node: Node) -> StepSpec:
-    assert isinstance(node, StepSpec)
+def _spec(node: Node) -> Step:
+    assert isinstance(node, Step)
     return node
 
 
@@ -185,8 +182,8 @@ def _pipeline(node: Node) -> Pipeline:
     return node
 
 
-def _step(node: Node) -> Step:
-    assert isinstance(node, Step)
+def _step(node: Node) -> AgentStep:
+    assert isinstance(node, AgentStep)
     return node
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from trioflow.runtime._cli import main
+from trioflow.runtime._cli._commands import main
 
 
 def trioflow(*arguments: str | Path) -> int:

@@ -30,7 +30,7 @@ import harness
 import pydantic
 import trio
 from harness import Report, Workload
-from trioflow.runtime import BaseContext, Pipeline, SetKey, Step, WithPatch
+from trioflow.runtime import AgentStep, BaseContext, Pipeline, SetKey, Step, WithPatch
 
 
 @attrs.frozen
@@ -51,7 +51,7 @@ def _key(index: int) -> str:
     return f"b{index}"
 
 
-def writer(index: int) -> Step:
+def writer(index: int) -> AgentStep:
     """A branch step that sets ``results[key] = index`` and passes its input on."""
     key = _key(index)
 

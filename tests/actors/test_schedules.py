@@ -175,14 +175,14 @@ def test_random_schedules_keep_per_sender_order_and_deliver_once(
 
 
 @attrs.frozen
-class Step:
+class AgentStep:
     gap: int
     delay: int
 
 
 @attrs.frozen
 class ChildPlan:
-    steps: list[Step]
+    steps: list[AgentStep]
     poison: int | None  # index of the step that fails, if any
 
 
@@ -195,7 +195,7 @@ class Work:
 
 @st.composite
 def escalation_plans(draw: st.DrawFn) -> list[ChildPlan]:
-    step = st.builds(Step, gap=st.integers(0, 3), delay=st.integers(0, 3))
+    step = st.builds(AgentStep, gap=st.integers(0, 3), delay=st.integers(0, 3))
     plans = []
     for _ in range(draw(st.integers(2, 5))):
         steps = draw(st.lists(step, max_size=6))

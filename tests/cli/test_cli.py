@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 from cli_in_process import trioflow
-from trioflow.runtime._cli import ExitCode
+from trioflow.runtime._cli._commands import ExitCode
 
 PIPELINES = """
 from decimal import Decimal
-from trioflow.runtime import Completion, Step, StubAgent, Usage, step
+from trioflow.runtime import Completion, Step, Usage, step
 
 
 @step

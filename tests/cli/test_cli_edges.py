@@ -20,15 +20,10 @@ import trio
 from cli_in_process import trioflow
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import PauseRecord, RunRecord, SQLiteStore, StepRecord
-from trioflow.runtime import (
-    MAX_NESTING_DEPTH,
-    ConfigurationError,
-    Pipeline,
-    open_runtime,
-    step,
-)
-from trioflow.runtime._cli import ExitCode
-from trioflow.runtime._loading import module_name_for
+from trioflow.runtime import ConfigurationError, Pipeline, open_runtime, step
+from trioflow.runtime._cli._commands import ExitCode
+from trioflow.runtime._cli._loading import module_name_for
+from trioflow.runtime.lowlevel import MAX_NESTING_DEPTH
 
 PIPELINES = """
 from trioflow.runtime import BaseContext, Pipeline, Step, step

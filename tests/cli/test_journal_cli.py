@@ -25,7 +25,7 @@ from cli_in_process import trioflow
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import DEFAULT_BUSY_TIMEOUT_S, RunRecord, SQLiteStore, _sqlite
 from trioflow.runtime import open_runtime
-from trioflow.runtime._cli import ExitCode
+from trioflow.runtime._cli._commands import ExitCode
 
 PIPELINES = """
 from trioflow.runtime import Pipeline, step

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from cli_in_process import trioflow
-from trioflow.runtime._cli import ExitCode
+from trioflow.runtime._cli._commands import ExitCode
 
 REVIEW = """
 from trioflow.runtime import Pipeline, Step, step

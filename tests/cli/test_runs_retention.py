@@ -10,7 +10,7 @@ import pytest
 import trio
 from cli_in_process import trioflow
 from trioflow.persistence import CODEC, RunRecord, SQLiteStore
-from trioflow.runtime._cli import ExitCode
+from trioflow.runtime._cli._commands import ExitCode
 
 T0 = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=datetime.UTC)
 

@@ -26,7 +26,7 @@ import pyte
 import pytest
 import trio
 from trioflow.persistence import PauseRecord, RunRecord, SQLiteStore, StepRecord
-from trioflow.runtime._cli import ExitCode
+from trioflow.runtime._cli._commands import ExitCode
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

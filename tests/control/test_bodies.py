@@ -11,22 +11,15 @@ from typing import Any
 
 from trioflow.actors import TraceKind
 from trioflow.persistence import InMemoryStore
-from trioflow.runtime import (
-    AppendTo,
-    BaseContext,
-    Pipeline,
-    Runtime,
-    Step,
-    StubAgent,
-    WithPatch,
-)
+from trioflow.runtime import AgentStep, AppendTo, BaseContext, Pipeline, Runtime, Step, WithPatch
+from trioflow.runtime.agents import StubAgent
 
 
 class Ctx(BaseContext):
     log: list[str] = []
 
 
-def note(name: str) -> Step:
+def note(name: str) -> AgentStep:
     """A step that appends its name to ``log`` and passes its input on."""
 
     async def run(data: Any) -> WithPatch:
@@ -101,7 +94,7 @@ async def test_map_items_and_loop_iterations(rt: Runtime, store: InMemoryStore) 
 
 
 async def test_conditional_and_router_choices(rt: Runtime, store: InMemoryStore) -> None:
-    router = Step("route", StubAgent([["left", "right"]]))
+    router = AgentStep("route", StubAgent([["left", "right"]]))
     pipeline = Pipeline.of(
         Step.branch_on("pick", lambda data, ctx: "yes", {"yes": note("y")}),
         Step.router("route", router, {"left": note("l"), "right": two_steps("r1", "r2")}),

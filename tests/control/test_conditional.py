@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 from trioflow.runtime import (
+    AgentStep,
     AppendTo,
     BaseContext,
     Completion,
-    ConditionalStep,
     ConfigurationError,
-    PatchOp,
     Pipeline,
     PipelineResult,
     RetryPolicy,
@@ -27,6 +26,7 @@ from trioflow.runtime import (
     UsageLimits,
     WithPatch,
 )
+from trioflow.runtime.lowlevel import ConditionalStep, PatchOp
 
 
 class Ctx(BaseContext):
@@ -34,7 +34,9 @@ class Ctx(BaseContext):
     notes: list[str] = []
 
 
-def act(name: str, *ops: PatchOp, log: list[str] | None = None, cost: str | None = None) -> Step:
+def act(
+    name: str, *ops: PatchOp, log: list[str] | None = None, cost: str | None = None
+) -> AgentStep:
     async def run(data: Any) -> Any:
         if log is not None:
             log.append(name)

@@ -12,22 +12,23 @@ from trioflow.actors import TraceKind
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
     AddTo,
+    AgentStep,
     AppendTo,
     BaseContext,
     Completion,
-    PatchOp,
     PipelineResult,
     RetryPolicy,
     RunStatus,
     Runtime,
     Step,
     StepResult,
-    StubAgent,
     Usage,
     UsageLimitExceeded,
     UsageLimits,
     WithPatch,
 )
+from trioflow.runtime.agents import StubAgent
+from trioflow.runtime.lowlevel import PatchOp
 
 
 class Ctx(BaseContext):
@@ -42,7 +43,7 @@ def paid(
     delay: float = 0.0,
     log: list[str] | None = None,
     **options: Any,
-) -> Step:
+) -> AgentStep:
     """A step that waits ``delay``, then returns ``out-<name>`` with ``ops``, costing ``cost``."""
 
     async def run(data: Any) -> Completion:
@@ -57,7 +58,7 @@ def paid(
     return Step.from_callable(run, name=name, **options)
 
 
-def wait(name: str, seconds: float) -> Step:
+def wait(name: str, seconds: float) -> AgentStep:
     async def run(data: Any) -> Any:
         await trio.sleep(seconds)
         return data

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from trioflow.runtime import (
     AddTo,
+    AgentStep,
     AppendTo,
     BaseContext,
     Completion,
     ConfigurationError,
-    LoopStep,
     PipelineResult,
     RetryPolicy,
     RunStatus,
@@ -24,6 +24,7 @@ from trioflow.runtime import (
     UsageLimits,
     WithPatch,
 )
+from trioflow.runtime.lowlevel import LoopStep
 
 
 class Ctx(BaseContext):
@@ -31,7 +32,7 @@ class Ctx(BaseContext):
     notes: list[str] = []
 
 
-def counting(seen: list[Ctx] | None = None, *, cost: str | None = None) -> Step:
+def counting(seen: list[Ctx] | None = None, *, cost: str | None = None) -> AgentStep:
     """A body step: adds 1 to ``count``, appends ``iter<n>``, outputs ``v<n>``."""
 
     async def body(data: Any, context: Ctx) -> Any:

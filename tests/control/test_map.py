@@ -8,13 +8,12 @@ from typing import Any
 import pytest
 import trio
 from trioflow.runtime import (
-    DEFAULT_MAP_CONCURRENCY,
     AddTo,
+    AgentStep,
     AppendTo,
     BaseContext,
     Completion,
     ConfigurationError,
-    MapStep,
     Merge,
     OnBranchFailure,
     RetryPolicy,
@@ -26,6 +25,7 @@ from trioflow.runtime import (
     Usage,
     WithPatch,
 )
+from trioflow.runtime.lowlevel import DEFAULT_MAP_CONCURRENCY, MapStep
 
 
 class Ctx(BaseContext):
@@ -44,7 +44,7 @@ class Gauge:
         self.most = 0
         self.started: list[Any] = []
 
-    def body(self, *, seconds: float = 1.0) -> Step:
+    def body(self, *, seconds: float = 1.0) -> AgentStep:
         async def work(item: Any) -> str:
             self.started.append(item)
             self.running += 1
@@ -56,7 +56,7 @@ class Gauge:
         return Step.from_callable(work, name="work")
 
 
-def item_body(*, log: list[Any] | None = None, fail_on: Any = None, delay: Any = None) -> Step:
+def item_body(*, log: list[Any] | None = None, fail_on: Any = None, delay: Any = None) -> AgentStep:
     """``body(item) -> f"item{item}"``; optionally logs, fails on one item, or waits."""
 
     async def body(item: Any) -> str:

@@ -9,12 +9,11 @@ import pytest
 import trio
 from trioflow.runtime import (
     AddTo,
+    AgentStep,
     AppendTo,
     BaseContext,
     ConfigurationError,
     Merge,
-    Patch,
-    PatchOp,
     Remove,
     RunStatus,
     Runtime,
@@ -23,6 +22,7 @@ from trioflow.runtime import (
     Step,
     WithPatch,
 )
+from trioflow.runtime.lowlevel import Patch, PatchOp
 
 
 class Ctx(BaseContext):
@@ -36,7 +36,7 @@ class Ctx(BaseContext):
 BASE = Ctx(x=-1, label="base", notes=["n0"], total=100, scores={"old": 0})
 
 
-def act(name: str, *ops: PatchOp, delay: float = 0.0) -> Step:
+def act(name: str, *ops: PatchOp, delay: float = 0.0) -> AgentStep:
     """A step that waits ``delay`` and returns its name with ``ops`` as its patch."""
 
     async def run(data: Any) -> WithPatch:
@@ -47,7 +47,7 @@ def act(name: str, *ops: PatchOp, delay: float = 0.0) -> Step:
     return Step.from_callable(run, name=name)
 
 
-def branches(*patches: tuple[PatchOp, ...]) -> dict[str, Step]:
+def branches(*patches: tuple[PatchOp, ...]) -> dict[str, AgentStep]:
     """Branches a, b, c, ... with the given patches; the first declared finishes last."""
     count = len(patches)
     return {

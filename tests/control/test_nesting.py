@@ -9,9 +9,9 @@ import trio
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
     AddTo,
+    AgentStep,
     AppendTo,
     BaseContext,
-    PatchOp,
     Pipeline,
     RetryPolicy,
     RunStatus,
@@ -21,6 +21,7 @@ from trioflow.runtime import (
     StepResult,
     WithPatch,
 )
+from trioflow.runtime.lowlevel import PatchOp
 
 
 class Ctx(BaseContext):
@@ -30,7 +31,7 @@ class Ctx(BaseContext):
     log: list[str] = []
 
 
-def act(name: str, *ops: PatchOp, output: Any = None, delay: float = 0.0) -> Step:
+def act(name: str, *ops: PatchOp, output: Any = None, delay: float = 0.0) -> AgentStep:
     async def run(data: Any) -> WithPatch:
         if delay:
             await trio.sleep(delay)
@@ -56,7 +57,7 @@ async def test_a_nested_pipeline_update_reaches_the_outer_pipeline(
 ) -> None:
     seen: list[tuple[str, Ctx]] = []
 
-    def looking(name: str, *ops: PatchOp) -> Step:
+    def looking(name: str, *ops: PatchOp) -> AgentStep:
         async def run(data: str, context: Ctx) -> WithPatch:
             seen.append((name, context))
             return WithPatch(f"{data}>{name}", ops)
@@ -258,7 +259,7 @@ async def test_parallel_inside_loop_inside_parallel(
 ) -> None:
     seen: list[tuple[str, Ctx]] = []
 
-    def fan_branch(name: str, add: int, delay: float) -> Step:
+    def fan_branch(name: str, add: int, delay: float) -> AgentStep:
         async def run(data: Any, context: Ctx) -> WithPatch:
             await trio.sleep(delay)
             seen.append((name, context))

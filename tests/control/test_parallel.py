@@ -11,14 +11,13 @@ from trioflow.actors import TraceKind
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
     AddTo,
+    AgentStep,
     AppendTo,
     BaseContext,
     Completion,
     ConfigurationError,
     Merge,
     OnBranchFailure,
-    ParallelStep,
-    PatchOp,
     RetryPolicy,
     RunStatus,
     Runtime,
@@ -29,6 +28,7 @@ from trioflow.runtime import (
     ValidationResult,
     WithPatch,
 )
+from trioflow.runtime.lowlevel import ParallelStep, PatchOp
 
 
 class Ctx(BaseContext):
@@ -45,7 +45,7 @@ def act(
     delay: float = 0.0,
     cost: str | None = None,
     log: list[str] | None = None,
-) -> Step:
+) -> AgentStep:
     """A step that waits ``delay``, logs its name, and returns ``output`` with ``ops``."""
 
     async def run(data: Any) -> Any:
@@ -59,7 +59,7 @@ def act(
     return Step.from_callable(run, name=name)
 
 
-def failing(name: str, message: str, *, delay: float = 0.0) -> Step:
+def failing(name: str, message: str, *, delay: float = 0.0) -> AgentStep:
     """A step that waits ``delay`` and then raises (once: no retry)."""
 
     async def run(data: Any) -> Any:
@@ -70,7 +70,7 @@ def failing(name: str, message: str, *, delay: float = 0.0) -> Step:
     return Step.from_callable(run, name=name, retry=RetryPolicy(max_attempts=1))
 
 
-def never_finishes(name: str, finished: list[str], *, delay: float = 100.0) -> Step:
+def never_finishes(name: str, finished: list[str], *, delay: float = 100.0) -> AgentStep:
     """A step that would record its name after ``delay`` seconds (if not cancelled first)."""
 
     async def run(data: Any) -> str:
@@ -95,7 +95,7 @@ def leaf(
 async def test_every_branch_starts_from_the_same_snapshot(rt: Runtime, autojump_clock: Any) -> None:
     seen: dict[str, Ctx] = {}
 
-    def looking(name: str, delay: float, *ops: PatchOp) -> Step:
+    def looking(name: str, delay: float, *ops: PatchOp) -> AgentStep:
         async def run(data: Any, context: Ctx) -> WithPatch:
             await trio.sleep(delay)
             seen[name] = context
@@ -352,7 +352,7 @@ async def test_ignore_fails_when_every_branch_failed(rt: Runtime, autojump_clock
 # --- usage of failed and cancelled branches ------------------------------------------------------
 
 
-def rejected(name: str, cost: str, *, delay: float, attempts: int) -> Step:
+def rejected(name: str, cost: str, *, delay: float, attempts: int) -> AgentStep:
     """A paid step whose every attempt fails validation."""
 
     async def run(data: Any) -> Completion:
@@ -434,7 +434,7 @@ async def test_context_include_keys_restricts_the_branch_snapshot(
 ) -> None:
     seen: dict[str, Ctx] = {}
 
-    def looking(name: str, *ops: PatchOp) -> Step:
+    def looking(name: str, *ops: PatchOp) -> AgentStep:
         async def run(data: Any, context: Ctx) -> WithPatch:
             seen[name] = context
             return WithPatch(name, ops)

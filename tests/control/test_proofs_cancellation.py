@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
+    AgentStep,
     Completion,
-    ParallelStep,
     Pipeline,
     PipelineResult,
     RetryPolicy,
@@ -44,11 +44,12 @@ from trioflow.runtime import (
     open_runtime,
     step,
 )
+from trioflow.runtime.lowlevel import ParallelStep
 
 PARALLEL_PATH = "main/0:par"
 MAP_PATH = "main/0:map"
 NO_RETRY = RetryPolicy(max_attempts=1)
-Branch = Step | ParallelStep | Pipeline
+Branch = AgentStep | ParallelStep | Pipeline
 
 
 @attrs.define
@@ -69,7 +70,7 @@ def tracked(
     fail: bool = False,
     cost: str = "0",
     estimate: str | None = None,
-) -> Step:
+) -> AgentStep:
     """A step that sleeps ``delay``, then raises (``fail``) or returns at a ``cost``."""
 
     @step(

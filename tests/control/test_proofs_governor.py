@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import InMemoryStore, LedgerEntry, RunRecord
 from trioflow.runtime import (
+    AgentStep,
     Completion,
     Pipeline,
     PipelineResult,
@@ -116,7 +117,7 @@ class Outcome:
     trace: list[TraceEvent]
 
 
-def paid_call(call: Call, log: Log) -> Step:
+def paid_call(call: Call, log: Log) -> AgentStep:
     estimate = None if call.estimate is None else Usage(call.estimate)
 
     @step(name=call.name, usage_estimate=estimate, retry=NO_RETRY)

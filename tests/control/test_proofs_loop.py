@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
     AddTo,
+    AgentStep,
     AppendTo,
     BaseContext,
     Completion,
@@ -32,10 +33,10 @@ from trioflow.runtime import (
     UsageLimitExceeded,
     UsageLimits,
     WithPatch,
-    apply_patch,
     open_runtime,
     step,
 )
+from trioflow.runtime.lowlevel import apply_patch
 
 DELAYS = st.lists(st.sampled_from([0, 0.5, 1, 2, 3]), min_size=1, max_size=24)
 LOOP_PATH = "main/0:loop"
@@ -92,7 +93,7 @@ def test_every_iteration_sees_every_earlier_update(
         await trio.sleep(cycling(delays, context.counter * 7))
         return WithPatch(context.counter + 1, [AddTo("counter", 1)])
 
-    def mark(branch: int) -> Step:
+    def mark(branch: int) -> AgentStep:
         @step(name=f"mark{branch}")
         async def mark_iteration(data: int, context: Tally) -> WithPatch:
             await trio.sleep(cycling(delays, data * 5 + branch))

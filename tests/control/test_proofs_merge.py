@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
     AddTo,
+    AgentStep,
     AppendTo,
     BaseContext,
-    PatchOp,
     Pipeline,
     PipelineResult,
     RunStatus,
@@ -32,10 +32,10 @@ from trioflow.runtime import (
     Step,
     StepResult,
     WithPatch,
-    apply_patch,
     open_runtime,
     step,
 )
+from trioflow.runtime.lowlevel import PatchOp, apply_patch
 
 MAX_BRANCHES = 8
 
@@ -72,7 +72,9 @@ def run_on_mock_clock(pipeline: Pipeline, data: Any, context: Board) -> Pipeline
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
-def branch_step(index: int, delay: float, patch: Sequence[PatchOp], finished: list[str]) -> Step:
+def branch_step(
+    index: int, delay: float, patch: Sequence[PatchOp], finished: list[str]
+) -> AgentStep:
     """Branch ``b<index>``: sleeps ``delay``, then returns ``out<index>`` with ``patch``."""
 
     @step(name=f"w{index}")
@@ -85,7 +87,7 @@ def branch_step(index: int, delay: float, patch: Sequence[PatchOp], finished: li
 
 
 def parallel_of(
-    steps: Sequence[Step], merge: str = "error_on_conflict"
+    steps: Sequence[AgentStep], merge: str = "error_on_conflict"
 ) -> tuple[Pipeline, list[str]]:
     names = [f"b{index}" for index in range(len(steps))]
     parallel = Step.parallel("par", dict(zip(names, steps, strict=True)), merge=merge)

@@ -8,21 +8,21 @@ from typing import Any
 import pytest
 import trio
 from trioflow.runtime import (
+    AgentStep,
     AppendTo,
     BaseContext,
     Completion,
     ConfigurationError,
-    PatchOp,
     RetryPolicy,
-    RouterStep,
     RunStatus,
     Runtime,
     Step,
     StepResult,
-    StubAgent,
     Usage,
     WithPatch,
 )
+from trioflow.runtime.agents import StubAgent
+from trioflow.runtime.lowlevel import PatchOp, RouterStep
 
 
 class Ctx(BaseContext):
@@ -35,7 +35,7 @@ def act(
     delay: float = 0.0,
     cost: str | None = None,
     log: list[str] | None = None,
-) -> Step:
+) -> AgentStep:
     async def run(data: Any) -> Any:
         if delay:
             await trio.sleep(delay)
@@ -54,7 +54,7 @@ def choosing(*choices: Any, cost: str | None = None) -> StubAgent:
     )
 
 
-def three_branches(ran: list[str]) -> dict[str, Step]:
+def three_branches(ran: list[str]) -> dict[str, AgentStep]:
     return {
         "a": act("in_a", AppendTo("notes", "a"), delay=3, log=ran),
         "b": act("in_b", AppendTo("notes", "b"), delay=2, log=ran),
@@ -239,7 +239,7 @@ async def test_a_failing_router_fails_the_step_with_its_error(
     ran: list[str] = []
     agent = StubAgent([RuntimeError("no idea")])
     routed = Step.router(
-        "route", Step("pick", agent, retry=RetryPolicy(max_attempts=1)), three_branches(ran)
+        "route", AgentStep("pick", agent, retry=RetryPolicy(max_attempts=1)), three_branches(ran)
     )
 
     result = await rt.run(routed, "q")
@@ -295,8 +295,8 @@ def test_a_router_step_wraps_an_agent_in_a_step_named_router() -> None:
     routed = Step.router("route", agent, {"a": a})
 
     assert isinstance(routed, RouterStep)
-    assert routed.router.name == "router"
-    assert routed.router.agent is agent
+    assert routed.chooser.name == "router"
+    assert routed.chooser.agent is agent
     assert [(name, branch.steps) for name, branch in routed.branches] == [("a", (a,))]
 
 

@@ -33,7 +33,8 @@ from trioflow.persistence import (
     StepRecord,
     TrustedTypes,
 )
-from trioflow.runtime import RunStatus, Runtime, open_runtime, stored_types
+from trioflow.runtime import RunStatus, Runtime, open_runtime
+from trioflow.runtime.lowlevel import stored_types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from crash_pipeline import pipeline

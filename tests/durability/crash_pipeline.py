@@ -14,6 +14,7 @@ from decimal import Decimal
 from pydantic import Field
 from trioflow.runtime import (
     AddTo,
+    AgentStep,
     AppendTo,
     BaseContext,
     Completion,
@@ -56,7 +57,7 @@ async def improve(text: str) -> Completion:
     return paid(f"{text}+", "0.02", AddTo("total", 1))
 
 
-def branch(name: str) -> Step:
+def branch(name: str) -> AgentStep:
     async def work(text: str) -> Completion:
         executed()
         return paid(f"{name}:{text}", "0.03", AppendTo("log", name))

@@ -23,7 +23,15 @@ import sys
 from decimal import Decimal
 
 import trio
-from trioflow.runtime import Completion, Pipeline, RunNotResumable, Step, Usage, open_runtime
+from trioflow.runtime import (
+    AgentStep,
+    Completion,
+    Pipeline,
+    RunNotResumable,
+    Step,
+    Usage,
+    open_runtime,
+)
 
 #: The killed process's lease: short, so the test soon may take over.
 SHORT_LEASE_S = 1.0
@@ -44,7 +52,7 @@ def ran(log: str, name: str) -> None:
 
 
 def pipeline(log: str, kill: bool) -> Pipeline:
-    def paid(name: str) -> Step:
+    def paid(name: str) -> AgentStep:
         async def body(text: str) -> Completion:
             ran(log, name)
             if kill and name == KILLED_IN:

@@ -17,7 +17,7 @@ import pytest
 import trio
 from cli_in_process import trioflow
 from trioflow.persistence import RunRecord, SQLiteStore
-from trioflow.runtime._cli import ExitCode
+from trioflow.runtime._cli._commands import ExitCode
 
 PIPELINES = """
 from pathlib import Path

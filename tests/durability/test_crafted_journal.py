@@ -24,9 +24,10 @@ import trio
 from cli_in_process import trioflow
 from trioflow.actors import TraceEvent
 from trioflow.persistence import CorruptJournal, SQLiteStore, Unresolved
-from trioflow.runtime import Runtime, open_runtime, stored_types
-from trioflow.runtime._cli import ExitCode
-from trioflow.runtime._loading import load_target
+from trioflow.runtime import Runtime, open_runtime
+from trioflow.runtime._cli._commands import ExitCode
+from trioflow.runtime._cli._loading import load_target
+from trioflow.runtime.lowlevel import stored_types
 
 PIPELINE = """
 import enum

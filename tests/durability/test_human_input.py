@@ -17,6 +17,7 @@ import trio
 from trioflow.persistence import RunStore
 from trioflow.runtime import (
     AddTo,
+    AgentStep,
     AppendTo,
     BaseContext,
     HumanInputInvalid,
@@ -28,8 +29,8 @@ from trioflow.runtime import (
     Step,
     WithPatch,
     step,
-    stored_types,
 )
+from trioflow.runtime.lowlevel import stored_types
 
 # -- stores and runtime --------------------------------------------------------------------
 
@@ -317,7 +318,7 @@ ASK_B = "main/0:fan/b/1:ask_b"
 def parallel_pipeline(calls: list[str]) -> Pipeline:
     """Branches ``a`` and ``b`` work, then ask a person; ``c`` works a little longer."""
 
-    def work(name: str, delay: float = 0.0) -> Step:
+    def work(name: str, delay: float = 0.0) -> AgentStep:
         async def run(text: str) -> WithPatch:
             calls.append(name)
             await trio.sleep(delay)

@@ -20,6 +20,7 @@ import trio
 from trioflow.persistence import LedgerEntry, RunStore
 from trioflow.runtime import (
     AddTo,
+    AgentStep,
     BaseContext,
     Completion,
     Pipeline,
@@ -65,7 +66,7 @@ def logged(calls: Calls, name: str) -> None:
     calls.append((name, current_call().idempotency_key))
 
 
-def paid(name: str, calls: Calls, stall: Stall) -> Step:
+def paid(name: str, calls: Calls, stall: Stall) -> AgentStep:
     """Appends ``>name`` to its input for $0.25; may stall in its call or in its validator."""
 
     async def run(text: str) -> Completion:

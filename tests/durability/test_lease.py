@@ -51,6 +51,7 @@ from trioflow.persistence import (
     TrustedTypes,
 )
 from trioflow.runtime import (
+    AgentStep,
     Completion,
     ConfigurationError,
     Pipeline,
@@ -103,7 +104,7 @@ def four_steps(calls: Calls, hold: Callable[[str, str], Awaitable[None]]) -> Pip
     step's output, so a record shows which owner wrote it.
     """
 
-    def paid(name: str) -> Step:
+    def paid(name: str) -> AgentStep:
         async def body(text: str, *, resources: str) -> Completion:
             calls.made.append((resources, name))
             await hold(resources, name)

@@ -16,6 +16,7 @@ import pytest
 import trio
 from trioflow.persistence import LedgerEntry, RunStore, SQLiteStore, UnknownRun
 from trioflow.runtime import (
+    AgentStep,
     Completion,
     ConfigurationError,
     HumanInputRequired,
@@ -38,7 +39,7 @@ from trioflow.runtime import (
 COST = Decimal("0.25")
 
 
-def paid(name: str, calls: list[str]) -> Step:
+def paid(name: str, calls: list[str]) -> AgentStep:
     """A step that appends its name to its input, costing $0.25, 10 + 5 tokens."""
 
     async def run(text: str) -> Completion:

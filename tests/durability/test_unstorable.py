@@ -22,8 +22,8 @@ from trioflow.runtime import (
     WithPatch,
     open_runtime,
     step,
-    stored_types,
 )
+from trioflow.runtime.lowlevel import stored_types
 
 # -- stores and runtime --------------------------------------------------------------------
 

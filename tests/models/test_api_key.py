@@ -10,15 +10,9 @@ from pathlib import Path
 import pytest
 from cli_in_process import trioflow
 from trioflow.persistence import InMemoryStore, RunStore
-from trioflow.runtime import (
-    ConfigurationError,
-    OpenAIChat,
-    RetryPolicy,
-    RunStatus,
-    Step,
-    open_runtime,
-)
-from trioflow.runtime._cli import ExitCode
+from trioflow.runtime import AgentStep, ConfigurationError, RetryPolicy, RunStatus, open_runtime
+from trioflow.runtime._cli._commands import ExitCode
+from trioflow.runtime.agents import OpenAIChat
 
 from tests.models.fake_openai import Reply, serving
 
@@ -42,9 +36,9 @@ async def _run_everything(store: RunStore | Path, base_url: str) -> tuple[list[s
     wrong = OpenAIChat("gpt-4o-mini", base_url=base_url, api_key=f"{SECRET}-wrong")
     retry = RetryPolicy(max_attempts=2)
     async with open_runtime(store=store) as rt:
-        ok = await rt.run(Step("ask", agent, retry=retry), "hello")
-        echoed = await rt.run(Step("ask", agent, retry=retry), "hello")
-        refused = await rt.run(Step("ask", wrong, retry=retry), "hello")
+        ok = await rt.run(AgentStep("ask", agent, retry=retry), "hello")
+        echoed = await rt.run(AgentStep("ask", agent, retry=retry), "hello")
+        refused = await rt.run(AgentStep("ask", wrong, retry=retry), "hello")
         text = await _journal_text(rt.store, [ok.run_id, echoed.run_id, refused.run_id])
     assert [ok.status, echoed.status, refused.status] == [
         RunStatus.COMPLETED,
@@ -116,7 +110,7 @@ def test_the_key_is_not_in_the_repr_or_fingerprint(monkeypatch: pytest.MonkeyPat
     assert agent.api_key == SECRET
     assert "SECRET" not in repr(agent)
     assert "SECRET" not in agent.fingerprint
-    assert "SECRET" not in repr(Step("ask", agent))
+    assert "SECRET" not in repr(AgentStep("ask", agent))
 
 
 def test_a_key_from_another_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -147,7 +141,7 @@ async def test_an_endpoint_that_needs_no_key_never_gets_one(
     with serving(api_key=None) as fake:
         agent = OpenAIChat("local", base_url=fake.base_url, requires_key=False)
         async with open_runtime(store=InMemoryStore()) as rt:
-            result = await rt.run(Step("ask", agent), "hello")
+            result = await rt.run(AgentStep("ask", agent), "hello")
 
     assert agent.api_key is None
     assert result.output == "echo: hello"
@@ -167,7 +161,7 @@ def _no_piece_of(key: str, text: str) -> list[str]:
 async def _failure_of(fake_url: str, key: str) -> str:
     agent = OpenAIChat("gpt-4o-mini", base_url=fake_url, api_key=key)
     async with open_runtime(store=InMemoryStore()) as rt:
-        result = await rt.run(Step("ask", agent), "hello")
+        result = await rt.run(AgentStep("ask", agent), "hello")
     assert result.status is RunStatus.FAILED
     assert result.error is not None  # narrows Optional; the exact text is checked by callers
     prefix = (
@@ -257,7 +251,7 @@ async def test_the_environment_key_is_not_sent_to_another_host(
             OpenAIChat("gpt-4o-mini", base_url=fake.base_url)
         optional = OpenAIChat("gpt-4o-mini", base_url=fake.base_url, requires_key=False)
         async with open_runtime(store=InMemoryStore()) as rt:
-            result = await rt.run(Step("ask", optional), "hello")
+            result = await rt.run(AgentStep("ask", optional), "hello")
 
     assert str(caught.value) == (
         f"OpenAIChat('gpt-4o-mini'): no API key for {fake.base_url}: $OPENAI_API_KEY is sent "
@@ -297,7 +291,7 @@ async def test_a_variable_named_explicitly_is_sent_to_any_host(
     with serving(api_key=SECRET) as fake:
         agent = OpenAIChat("gpt-4o-mini", base_url=fake.base_url, api_key_env="OPENAI_API_KEY")
         async with open_runtime(store=InMemoryStore()) as rt:
-            result = await rt.run(Step("ask", agent), "hello")
+            result = await rt.run(AgentStep("ask", agent), "hello")
 
     assert result.output == "echo: hello"
     assert [r.headers["authorization"] for r in fake.requests] == [f"Bearer {SECRET}"]
@@ -307,10 +301,11 @@ async def test_a_variable_named_explicitly_is_sent_to_any_host(
 
 CLI_PIPELINE = """
 import os
-from trioflow.runtime import OpenAIChat, Step
+from trioflow.runtime import AgentStep
+from trioflow.runtime.agents import OpenAIChat
 
 agent = OpenAIChat("gpt-4o-mini", base_url=os.environ["FAKE_BASE_URL"], api_key_env="HOUSE_KEY")
-pipeline = Step("ask", agent)
+pipeline = AgentStep("ask", agent)
 """
 
 

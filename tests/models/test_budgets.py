@@ -12,9 +12,8 @@ from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
-    DEFAULT_PRICES,
+    AgentStep,
     ConfigurationError,
-    OpenAIChat,
     PipelineResult,
     RetryPolicy,
     RunStatus,
@@ -25,6 +24,7 @@ from trioflow.runtime import (
     open_runtime,
 )
 from trioflow.runtime._money import format_usd
+from trioflow.runtime.agents import DEFAULT_PRICES, OpenAIChat
 
 from tests.models.fake_openai import FakeOpenAI, Reply, serving, worst_case_prompt_tokens
 
@@ -48,7 +48,7 @@ def gpt_4o_mini(input_tokens: int, output_tokens: int) -> Usage:
     return Usage(cost, input_tokens, output_tokens)
 
 
-async def _run(step: Step, data: str, limits: UsageLimits) -> PipelineResult:
+async def _run(step: AgentStep, data: str, limits: UsageLimits) -> PipelineResult:
     async with open_runtime(store=InMemoryStore()) as rt:
         try:
             return await rt.run(step, data, limits=limits)
@@ -57,9 +57,9 @@ async def _run(step: Step, data: str, limits: UsageLimits) -> PipelineResult:
             return breach.result
 
 
-def _branches(fake: FakeOpenAI, systems: list[str], max_tokens: int) -> Step:
+def _branches(fake: FakeOpenAI, systems: list[str], max_tokens: int) -> AgentStep:
     agents = {
-        f"b{i}": Step(
+        f"b{i}": AgentStep(
             f"s{i}",
             OpenAIChat(
                 "gpt-4o-mini",
@@ -141,7 +141,7 @@ def test_the_example_of_the_issue_now_holds(fake_openai: FakeOpenAI) -> None:
     agent = OpenAIChat(
         "gpt-4o-mini", base_url=fake_openai.base_url, api_key="sk-test-key", max_tokens=1
     )
-    step = Step("ask", agent, retry=RetryPolicy(max_attempts=1))
+    step = AgentStep("ask", agent, retry=RetryPolicy(max_attempts=1))
 
     result = trio.run(_run, step, "word " * 83 + "x", UsageLimits(total_tokens=110))
 
@@ -158,8 +158,10 @@ async def test_max_tokens_none_is_unbounded_so_a_limit_refuses_it(fake_openai: F
         "gpt-4o-mini", base_url=fake_openai.base_url, api_key="sk-test-key", max_tokens=None
     )
     async with open_runtime(store=InMemoryStore()) as rt:
-        unlimited = await rt.run(Step("ask", agent), "hello")
-        limited = await rt.run(Step("ask", agent), "hello", limits=UsageLimits(total_tokens=10_000))
+        unlimited = await rt.run(AgentStep("ask", agent), "hello")
+        limited = await rt.run(
+            AgentStep("ask", agent), "hello", limits=UsageLimits(total_tokens=10_000)
+        )
 
     assert unlimited.status is RunStatus.COMPLETED
     assert "max_tokens" not in fake_openai.requests[0].body
@@ -190,7 +192,9 @@ async def test_more_than_was_reserved_is_recorded_and_traced(
     reserved = agent.estimate_usage("hello")
 
     async with open_runtime(store=store) as rt:
-        result = await rt.run(Step("ask", agent), "hello", limits=UsageLimits(total_cost_usd=1))
+        result = await rt.run(
+            AgentStep("ask", agent), "hello", limits=UsageLimits(total_cost_usd=1)
+        )
         trace = await store.trace_of(result.run_id)
 
     assert reserved == gpt_4o_mini(5 + 2 * TEMPLATE_TOKENS, 1024)
@@ -231,7 +235,7 @@ async def test_an_unpriced_model_under_a_cost_limit_is_refused_with_or_without_a
     step_limits: UsageLimits | None,
     estimate: Usage | None,
 ) -> None:
-    step = Step(
+    step = AgentStep(
         "ask",
         _unpriced(fake_openai),
         usage_estimate=estimate,
@@ -251,7 +255,7 @@ async def test_an_unpriced_model_under_a_token_limit_runs(
     fake_openai: FakeOpenAI, estimate: Usage | None
 ) -> None:
     fake_openai.script(Reply("hi", prompt_tokens=30, completion_tokens=2))
-    step = Step("ask", _unpriced(fake_openai), usage_estimate=estimate)
+    step = AgentStep("ask", _unpriced(fake_openai), usage_estimate=estimate)
     async with open_runtime(store=InMemoryStore()) as rt:
         result = await rt.run(step, "hello", limits=UsageLimits(total_tokens=2_000))
 

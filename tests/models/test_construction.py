@@ -9,14 +9,8 @@ from typing import Any
 
 import pydantic
 import pytest
-from trioflow.runtime import (
-    DEFAULT_PRICES,
-    ConfigurationError,
-    ModelPrice,
-    OpenAIChat,
-    PriceTable,
-    SchemaMode,
-)
+from trioflow.runtime import ConfigurationError
+from trioflow.runtime.agents import DEFAULT_PRICES, ModelPrice, OpenAIChat, PriceTable, SchemaMode
 
 KEY = "sk-test-key"
 

@@ -12,20 +12,18 @@ import pytest
 import trio
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
-    DEFAULT_PRICES,
     AgentOutputInvalid,
+    AgentStep,
     BaseContext,
-    ModelCallFailed,
-    OpenAIChat,
     RetryPolicy,
     RunStatus,
     Runtime,
-    Step,
     Usage,
     UsageLimits,
-    append_feedback,
     open_runtime,
 )
+from trioflow.runtime.agents import DEFAULT_PRICES, ModelCallFailed, OpenAIChat
+from trioflow.runtime.lowlevel import append_feedback
 
 from tests.models.conftest import KEY
 from tests.models.fake_openai import FakeOpenAI, Reply
@@ -45,8 +43,8 @@ def chat(fake: FakeOpenAI, **options: object) -> OpenAIChat:
     return OpenAIChat(MODEL, **options)  # type: ignore[arg-type]
 
 
-def answer_step(agent: OpenAIChat, **options: object) -> Step:
-    return Step("answer", agent, input_type=str, output_type=Answer, **options)  # type: ignore[arg-type]
+def answer_step(agent: OpenAIChat, **options: object) -> AgentStep:
+    return AgentStep("answer", agent, input_type=str, output_type=Answer, **options)  # type: ignore[arg-type]
 
 
 def gpt_4o_mini_cost(input_tokens: int, output_tokens: int) -> Decimal:
@@ -116,7 +114,7 @@ async def test_plain_text_output_and_options(fake_openai: FakeOpenAI, rt: Runtim
     )
     agent = chat(fake_openai, temperature=0.2, top_p=0.9, max_tokens=64, options={"seed": 3})
 
-    result = await rt.run(Step("say", agent, input_type=str, output_type=str), "Explain trio")
+    result = await rt.run(AgentStep("say", agent, input_type=str, output_type=str), "Explain trio")
 
     assert result.output == "Nurseries keep tasks together."
     assert result.usage == Usage(gpt_4o_mini_cost(7, 6), 7, 6)
@@ -133,7 +131,7 @@ async def test_plain_text_output_and_options(fake_openai: FakeOpenAI, rt: Runtim
 async def test_structured_input_is_sent_as_json(fake_openai: FakeOpenAI, rt: Runtime) -> None:
     agent = chat(fake_openai)
 
-    result = await rt.run(Step("say", agent), Answer(title="t", score=1))
+    result = await rt.run(AgentStep("say", agent), Answer(title="t", score=1))
 
     assert result.output == 'echo: {"title":"t","score":1}'
 
@@ -206,7 +204,7 @@ async def test_cost_comes_from_a_price_table_users_extend(
     prices = DEFAULT_PRICES.with_prices({"house-model": ("1.25", 5)})
     agent = OpenAIChat("house-model", base_url=fake_openai.base_url, api_key=KEY, prices=prices)
 
-    result = await rt.run(Step("say", agent), "hello")
+    result = await rt.run(AgentStep("say", agent), "hello")
 
     # 2,000 x $1.25 + 400 x $5, per million tokens.
     assert result.usage == Usage(Decimal("0.0045"), 2_000, 400)
@@ -219,7 +217,7 @@ async def test_tokens_are_counted_from_text_when_the_endpoint_reports_none(
     fake_openai.script(Reply("twelve chars", prompt_tokens=None, completion_tokens=None))
     agent = chat(fake_openai)
 
-    result = await rt.run(Step("say", agent), "sixteen chars ok")
+    result = await rt.run(AgentStep("say", agent), "sixteen chars ok")
 
     # Input: 16 characters = 4 tokens + 4 for the message; output: 12 characters = 3 tokens.
     assert result.usage == Usage(gpt_4o_mini_cost(8, 3), 8, 3)
@@ -245,7 +243,7 @@ async def test_the_governor_reserves_the_estimate(
 
     async with open_runtime(store=store, limits=limits) as rt:
         with pytest.raises(Exception, match=r"Cost limit of \$0.05 would be exceeded") as caught:
-            await rt.run(Step("say", agent), "hello")
+            await rt.run(AgentStep("say", agent), "hello")
 
     assert fake_openai.requests == []
     assert caught.value.result.step("say").attempts == 0  # type: ignore[attr-defined]
@@ -257,7 +255,7 @@ async def test_a_model_with_no_price_under_a_cost_limit_is_a_configuration_error
     agent = OpenAIChat("house-model", base_url=fake_openai.base_url, api_key=KEY)
 
     async with open_runtime(store=store, limits=UsageLimits(total_cost_usd=1)) as rt:
-        result = await rt.run(Step("say", agent, retry=RetryPolicy(max_attempts=3)), "hello")
+        result = await rt.run(AgentStep("say", agent, retry=RetryPolicy(max_attempts=3)), "hello")
 
     assert result.status is RunStatus.FAILED
     assert result.error == (
@@ -276,7 +274,7 @@ async def test_a_model_with_no_price_and_no_limit_reports_tokens(
     fake_openai.script(Reply("hi", prompt_tokens=30, completion_tokens=2))
     agent = OpenAIChat("house-model", base_url=fake_openai.base_url, api_key=KEY)
 
-    result = await rt.run(Step("say", agent), "hello")
+    result = await rt.run(AgentStep("say", agent), "hello")
 
     assert result.usage == Usage(0, 30, 2)
 
@@ -340,7 +338,7 @@ async def test_server_errors_are_retried(
     fake_openai.script(Reply(status=status, error="try again"), Reply("fine"))
     agent = chat(fake_openai)
 
-    result = await rt.run(Step("say", agent), "hello")
+    result = await rt.run(AgentStep("say", agent), "hello")
 
     assert result.output == "fine"
     assert result.step("say").attempts == 2
@@ -351,7 +349,7 @@ async def test_401_is_a_configuration_error_never_retried(
     fake_openai: FakeOpenAI, store: InMemoryStore, rt: Runtime
 ) -> None:
     agent = chat(fake_openai, api_key="sk-wrong-key-0123456789")
-    step = Step("say", agent, retry=RetryPolicy(max_attempts=4))
+    step = AgentStep("say", agent, retry=RetryPolicy(max_attempts=4))
 
     result = await rt.run(step, "hello")
 
@@ -375,7 +373,7 @@ async def test_request_errors_are_never_retried(
     fake_openai.script(Reply(status=status, error="Invalid value for 'max_tokens'"))
     agent = chat(fake_openai)
 
-    result = await rt.run(Step("say", agent, retry=RetryPolicy(max_attempts=3)), "hello")
+    result = await rt.run(AgentStep("say", agent, retry=RetryPolicy(max_attempts=3)), "hello")
 
     assert result.error == (
         f"step 'main/0:say' failed (configuration): model 'gpt-4o-mini' at "
@@ -392,7 +390,7 @@ async def test_a_call_past_its_timeout_is_cancelled_and_retried(
     agent = chat(fake_openai, timeout_s=0.5)
 
     started = time.monotonic()
-    result = await rt.run(Step("say", agent), "hello")
+    result = await rt.run(AgentStep("say", agent), "hello")
     elapsed = time.monotonic() - started
 
     assert result.output == "in time"
@@ -411,7 +409,7 @@ async def test_a_connection_failure_is_retried(rt: Runtime) -> None:
         port = probe.getsockname()[1]
     agent = OpenAIChat(MODEL, base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY)
 
-    result = await rt.run(Step("say", agent, retry=RetryPolicy(max_attempts=3)), "hello")
+    result = await rt.run(AgentStep("say", agent, retry=RetryPolicy(max_attempts=3)), "hello")
 
     assert result.status is RunStatus.FAILED
     assert result.step("say").attempts == 3
@@ -428,7 +426,7 @@ async def test_a_reply_that_is_not_a_completion_is_retried(
     fake_openai.script(Reply(raw=b"<html>gateway</html>"), Reply("fine"))
     agent = chat(fake_openai)
 
-    result = await rt.run(Step("say", agent), "hello")
+    result = await rt.run(AgentStep("say", agent), "hello")
 
     assert result.output == "fine"
     assert result.step("say").attempts == 2
@@ -437,7 +435,7 @@ async def test_a_reply_that_is_not_a_completion_is_retried(
 async def test_a_shared_http_client_is_used(fake_openai: FakeOpenAI, rt: Runtime) -> None:
     async with httpx.AsyncClient() as client:
         agent = chat(fake_openai, http_client=client)
-        result = await rt.run(Step("say", agent) >> Step("again", agent), "hello")
+        result = await rt.run(AgentStep("say", agent) >> AgentStep("again", agent), "hello")
 
     assert result.output == "echo: echo: hello"
     assert [r.user_message for r in fake_openai.requests] == ["hello", "echo: hello"]

@@ -13,18 +13,18 @@ from pathlib import Path
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
     AgentOutputInvalid,
+    AgentStep,
     Completion,
-    Difference,
     Pipeline,
     RetryPolicy,
     RunStatus,
-    Step,
-    StubAgent,
     Usage,
     open_runtime,
     step,
 )
-from trioflow.runtime._cli import ExitCode
+from trioflow.runtime._cli._commands import ExitCode
+from trioflow.runtime.agents import StubAgent
+from trioflow.runtime.lowlevel import Difference
 
 
 def writer() -> StubAgent:
@@ -42,7 +42,7 @@ def pipeline(model: StubAgent, suffix: str) -> Pipeline:
     async def polish(text: str) -> str:
         return text + suffix
 
-    return Step("write", model, retry=RetryPolicy(max_attempts=2)) >> polish
+    return AgentStep("write", model, retry=RetryPolicy(max_attempts=2)) >> polish
 
 
 async def test_a_replay_calls_no_model_and_reproduces_outputs_and_totals() -> None:
@@ -73,8 +73,8 @@ async def test_a_step_whose_code_changed_is_the_first_difference() -> None:
 
 async def test_a_model_call_the_original_never_made_fails_the_step() -> None:
     async with open_runtime(store=InMemoryStore()) as rt:
-        original = await rt.run(Step("write", StubAgent(["one"])), "topic")
-        changed = Step("write", StubAgent([]), retry=RetryPolicy(max_attempts=1)) >> Step(
+        original = await rt.run(AgentStep("write", StubAgent(["one"])), "topic")
+        changed = AgentStep("write", StubAgent([]), retry=RetryPolicy(max_attempts=1)) >> AgentStep(
             "again", StubAgent([])
         )
         replay = await rt.replay(original.run_id, pipeline=changed.named("write"))
@@ -106,13 +106,14 @@ def test_trioflow_replay_across_processes(tmp_path: Path) -> None:
     source.write_text(
         textwrap.dedent(
             """
-            from trioflow.runtime import FakeModel, Step, step
+            from trioflow.runtime import AgentStep, step
+            from trioflow.runtime.agents import FakeModel
 
             @step
             async def shout(text: str) -> str:
                 return text.upper()
 
-            pipeline = Step("draft", FakeModel("m", seed=1, latency_s=(0, 0))) >> shout
+            pipeline = AgentStep("draft", FakeModel("m", seed=1, latency_s=(0, 0))) >> shout
             """
         )
     )

@@ -10,20 +10,20 @@ import pytest
 from cli_in_process import trioflow
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
+    AgentStep,
     Completion,
     Pipeline,
     PipelineResult,
     RetryPolicy,
     RunStatus,
-    Step,
-    StubAgent,
     Usage,
     UsageLimitExceeded,
     UsageLimits,
     open_runtime,
     step,
 )
-from trioflow.runtime._cli import ExitCode
+from trioflow.runtime._cli._commands import ExitCode
+from trioflow.runtime.agents import StubAgent
 
 
 def limited(effects: list[str]) -> Pipeline:
@@ -34,8 +34,8 @@ def limited(effects: list[str]) -> Pipeline:
         effects.append(text)
         return text
 
-    first = Step("first", StubAgent([Completion("one", Usage("0.75", 10, 5))]))
-    second = Step("second", StubAgent([Completion("two", Usage("0.75", 10, 5))]))
+    first = AgentStep("first", StubAgent([Completion("one", Usage("0.75", 10, 5))]))
+    second = AgentStep("second", StubAgent([Completion("two", Usage("0.75", 10, 5))]))
     return (first >> second >> publish).named("limited")
 
 
@@ -78,7 +78,7 @@ def cached_pipeline(model: StubAgent) -> Pipeline:
     async def shout(text: str) -> str:
         return text.upper()
 
-    return (Step("draft", model, cache=True) >> shout).named("cached")
+    return (AgentStep("draft", model, cache=True) >> shout).named("cached")
 
 
 async def test_a_replay_reproduces_a_cache_hit() -> None:
@@ -105,7 +105,8 @@ async def test_a_replay_reproduces_a_cache_hit() -> None:
 
 
 LIMITED_FILE = """
-from trioflow.runtime import Completion, Step, StubAgent, Usage, step
+from trioflow.runtime import AgentStep, Completion, Usage, step
+from trioflow.runtime.agents import StubAgent
 
 
 @step
@@ -115,7 +116,7 @@ async def publish(text: str) -> str:
     return text
 
 
-limited = Step("first", StubAgent([Completion("one", Usage("0.75", 10, 5))])) >> Step(
+limited = AgentStep("first", StubAgent([Completion("one", Usage("0.75", 10, 5))])) >> AgentStep(
     "second", StubAgent([Completion("two", Usage("0.75", 10, 5))])
 ) >> publish
 """
@@ -143,9 +144,9 @@ def test_trioflow_replay_of_a_usage_limited_run_stops_at_the_same_step(
 
 async def test_a_replay_reproduces_a_cache_hit_of_a_fallback() -> None:
     def flaky() -> Pipeline:
-        backup = Step("backup", model, cache=True)
+        backup = AgentStep("backup", model, cache=True)
         down = StubAgent([RuntimeError("down")])
-        primary = Step("primary", down, retry=RetryPolicy(max_attempts=1), fallback=backup)
+        primary = AgentStep("primary", down, retry=RetryPolicy(max_attempts=1), fallback=backup)
         return Pipeline.of(primary, name="flaky")
 
     model = StubAgent([Completion("from backup", Usage("0.10", 3, 4))])

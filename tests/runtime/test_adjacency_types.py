@@ -13,17 +13,18 @@ from typing import Annotated, Any, Literal, NewType, Optional, Union
 
 import pytest
 from trioflow.runtime import (
+    AgentStep,
     Completion,
     InputTypeError,
     Pipeline,
     PipelineTypeError,
     Runtime,
     Step,
-    StubAgent,
     Usage,
     WithPatch,
     step,
 )
+from trioflow.runtime.agents import StubAgent
 
 UserId = NewType("UserId", str)
 AdminId = NewType("AdminId", UserId)
@@ -37,8 +38,8 @@ class Dog(Animal):
     pass
 
 
-def typed(name: str, input_type: Any, output_type: Any) -> Step:
-    return Step(name, StubAgent([None]), input_type=input_type, output_type=output_type)
+def typed(name: str, input_type: Any, output_type: Any) -> AgentStep:
+    return AgentStep(name, StubAgent([None]), input_type=input_type, output_type=output_type)
 
 
 def join(produced: Any, expected: Any) -> Pipeline:

@@ -7,16 +7,17 @@ from typing import Any
 import pytest
 import trio
 from trioflow.runtime import (
+    AgentStep,
     ControlSignal,
     FailureKind,
     RetryPolicy,
     RunStatus,
     Runtime,
     Step,
-    StubAgent,
     UsageLimitExceeded,
     ValidationResult,
 )
+from trioflow.runtime.agents import StubAgent
 
 
 def final_only(output: Any, context: Any) -> ValidationResult:
@@ -39,7 +40,7 @@ class StopNow(ControlSignal):
 
 async def test_validation_failing_twice_then_passing_takes_three_attempts(rt: Runtime) -> None:
     agent = StubAgent(["first", "second", "final"])
-    draft = Step("draft", agent, retry=RetryPolicy(max_attempts=3), validators=[final_only])
+    draft = AgentStep("draft", agent, retry=RetryPolicy(max_attempts=3), validators=[final_only])
 
     result = await rt.run(draft, "topic")
 
@@ -57,7 +58,7 @@ async def test_validation_exhausting_attempts_fails_after_exactly_max_attempts_c
     rt: Runtime,
 ) -> None:
     agent = StubAgent(["one", "two", "three"])
-    draft = Step("draft", agent, retry=RetryPolicy(max_attempts=3), validators=[never_valid])
+    draft = AgentStep("draft", agent, retry=RetryPolicy(max_attempts=3), validators=[never_valid])
 
     result = await rt.run(draft, "topic")
 
@@ -78,7 +79,7 @@ async def test_default_policy_is_two_attempts_in_all(rt: Runtime) -> None:
     assert RetryPolicy().max_attempts == 2
     agent = StubAgent([RuntimeError("flaky"), RuntimeError("flaky again"), "never reached"])
 
-    result = await rt.run(Step("flaky", agent), "x")
+    result = await rt.run(AgentStep("flaky", agent), "x")
 
     assert result.status is RunStatus.FAILED
     assert result.step("flaky").attempts == 2
@@ -89,7 +90,7 @@ async def test_default_policy_is_two_attempts_in_all(rt: Runtime) -> None:
 async def test_agent_error_is_classified_and_retried(rt: Runtime) -> None:
     agent = StubAgent([ValueError("malformed json"), "parsed"])
 
-    result = await rt.run(Step("parse", agent), "x")
+    result = await rt.run(AgentStep("parse", agent), "x")
 
     assert result.status is RunStatus.COMPLETED
     assert result.output == "parsed"
@@ -102,7 +103,9 @@ async def test_agent_error_is_classified_and_retried(rt: Runtime) -> None:
 
 async def test_script_exhausted_is_never_retried_and_names_the_step(rt: Runtime) -> None:
     agent = StubAgent(["only one"])
-    checked = Step("checked", agent, retry=RetryPolicy(max_attempts=5), validators=[never_valid])
+    checked = AgentStep(
+        "checked", agent, retry=RetryPolicy(max_attempts=5), validators=[never_valid]
+    )
 
     result = await rt.run(checked, "x")
 
@@ -121,7 +124,7 @@ async def test_script_exhausted_is_never_retried_and_names_the_step(rt: Runtime)
 async def test_script_exhausted_on_the_first_call_is_one_attempt(rt: Runtime) -> None:
     agent = StubAgent([])
 
-    result = await rt.run(Step("empty", agent, retry=RetryPolicy(max_attempts=4)), "x")
+    result = await rt.run(AgentStep("empty", agent, retry=RetryPolicy(max_attempts=4)), "x")
 
     assert result.step("empty").attempts == 1
     assert agent.calls == 1
@@ -136,8 +139,8 @@ async def test_control_signal_raised_by_a_step_is_not_retried(rt: Runtime) -> No
     """ControlSignal subclasses stop a step on purpose and are never retried."""
     agent = StubAgent([StopNow("stop here"), "retried anyway", "retried again"])
     fallback = StubAgent(["unused"])
-    halting = Step(
-        "halting", agent, retry=RetryPolicy(max_attempts=3), fallback=Step("backup", fallback)
+    halting = AgentStep(
+        "halting", agent, retry=RetryPolicy(max_attempts=3), fallback=AgentStep("backup", fallback)
     )
 
     result = await rt.run(halting, "x")
@@ -154,7 +157,7 @@ async def test_usage_limit_raised_inside_a_step_is_not_retried(rt: Runtime) -> N
     """An agent that itself hits a budget (e.g. a nested run) is a usage-limit failure."""
     agent = StubAgent([UsageLimitExceeded("Cost limit of $1.00 exceeded"), "again", "again"])
 
-    result = await rt.run(Step("nested", agent, retry=RetryPolicy(max_attempts=3)), "x")
+    result = await rt.run(AgentStep("nested", agent, retry=RetryPolicy(max_attempts=3)), "x")
 
     assert agent.calls == 1
     assert result.step("nested").attempts == 1
@@ -168,7 +171,7 @@ async def test_configuration_error_from_a_validator_is_not_retried(rt: Runtime) 
 
     agent = StubAgent(["a", "b", "c"])
     result = await rt.run(
-        Step("sloppy", agent, retry=RetryPolicy(max_attempts=3), validators=[sloppy]), "x"
+        AgentStep("sloppy", agent, retry=RetryPolicy(max_attempts=3), validators=[sloppy]), "x"
     )
 
     assert result.status is RunStatus.FAILED
@@ -271,7 +274,7 @@ async def test_retry_on_validation_only_does_not_retry_agent_errors(rt: Runtime)
     agent = StubAgent([RuntimeError("boom"), "never reached"])
     policy = RetryPolicy(max_attempts=3, retry_on={FailureKind.VALIDATION})
 
-    result = await rt.run(Step("picky", agent, retry=policy), "x")
+    result = await rt.run(AgentStep("picky", agent, retry=policy), "x")
 
     assert result.status is RunStatus.FAILED
     assert result.step("picky").attempts == 1
@@ -284,7 +287,7 @@ async def test_retry_on_validation_only_still_retries_validation(rt: Runtime) ->
     agent = StubAgent(["draft", "final"])
     policy = RetryPolicy(max_attempts=3, retry_on={FailureKind.VALIDATION})
 
-    result = await rt.run(Step("picky", agent, retry=policy, validators=[final_only]), "x")
+    result = await rt.run(AgentStep("picky", agent, retry=policy, validators=[final_only]), "x")
 
     assert result.output == "final"
     assert result.step("picky").attempts == 2
@@ -336,7 +339,7 @@ async def test_backoff_waits_between_attempts(rt: Runtime, autojump_clock: Any) 
     policy = RetryPolicy(max_attempts=3, backoff_s=1.5)
 
     started = trio.current_time()
-    result = await rt.run(Step("patient", agent, retry=policy), "x")
+    result = await rt.run(AgentStep("patient", agent, retry=policy), "x")
 
     # 1.5s before attempt 2, 3.0s before attempt 3
     assert trio.current_time() - started == 4.5

@@ -9,22 +9,20 @@ import pytest
 import trio
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
+    AgentStep,
     Completion,
     ConfigurationError,
-    FakeModel,
     InputTypeError,
     Pipeline,
     RetryPolicy,
     RunStatus,
     Runtime,
-    ScriptExhausted,
-    Step,
-    StubAgent,
     Usage,
     UsageLimits,
     open_runtime,
     step,
 )
+from trioflow.runtime.agents import FakeModel, ScriptExhausted, StubAgent
 
 
 @step
@@ -116,25 +114,25 @@ def test_negative_usage_is_rejected() -> None:
 @pytest.mark.parametrize("name", ["", "a/b", "/"])
 def test_bad_step_names(name: str) -> None:
     with pytest.raises(ConfigurationError, match="a step name must be a non-empty string"):
-        Step(name, StubAgent([]))
+        AgentStep(name, StubAgent([]))
 
 
 def test_nested_pipeline_name_cannot_contain_a_slash() -> None:
     """A '/' in a nested pipeline's name would make its steps' paths ambiguous."""
-    pipeline = Pipeline.of(Step("a", StubAgent([])))
+    pipeline = Pipeline.of(AgentStep("a", StubAgent([])))
     with pytest.raises(ConfigurationError):
         pipeline.as_step("x/y")
 
 
 def test_agent_without_run() -> None:
     with pytest.raises(ConfigurationError, match=r"step 'lazy': agent .* has no async 'run'"):
-        Step("lazy", object())  # type: ignore[arg-type]
+        AgentStep("lazy", object())  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("timeout", [0, -1.0])
 def test_non_positive_timeout(timeout: float) -> None:
     with pytest.raises(ConfigurationError, match="step 'slow': timeout_s must be > 0"):
-        Step("slow", StubAgent([]), timeout_s=timeout)
+        AgentStep("slow", StubAgent([]), timeout_s=timeout)
 
 
 def test_empty_pipeline_and_non_steps() -> None:
@@ -164,7 +162,7 @@ async def test_stub_agent_replays_its_script_and_records_inputs() -> None:
 async def test_scripted_exception_is_an_agent_error(rt: Runtime) -> None:
     agent = StubAgent([KeyError("missing field")])
 
-    result = await rt.run(Step("s", agent, retry=RetryPolicy(max_attempts=1)), "x")
+    result = await rt.run(AgentStep("s", agent, retry=RetryPolicy(max_attempts=1)), "x")
 
     assert result.status is RunStatus.FAILED
     assert result.step("s").metadata == {"failure": "agent_error"}
@@ -246,7 +244,7 @@ async def test_fake_model_in_a_run_is_reproducible(autojump_clock: Any) -> None:
     outcomes = []
     for _ in range(2):
         async with open_runtime() as runtime:
-            result = await runtime.run(Step("model", model), "the same prompt")
+            result = await runtime.run(AgentStep("model", model), "the same prompt")
             outcomes.append((result.output, result.usage, result.step("model").latency_s))
 
     assert outcomes[0] == outcomes[1]

@@ -7,6 +7,7 @@ from typing import Any
 
 import trio
 from trioflow.runtime import (
+    AgentStep,
     BaseContext,
     Cache,
     Completion,
@@ -15,10 +16,10 @@ from trioflow.runtime import (
     RunStatus,
     Runtime,
     Step,
-    StubAgent,
     Usage,
     open_runtime,
 )
+from trioflow.runtime.agents import StubAgent
 
 
 class User(BaseContext):
@@ -41,7 +42,7 @@ class Counting:
 
 async def test_without_cache_the_agent_runs_every_time(rt: Runtime) -> None:
     agent = Counting()
-    step = Step("s", agent)
+    step = AgentStep("s", agent)
 
     results = [await rt.run(step, "same") for _ in range(3)]
 
@@ -52,7 +53,7 @@ async def test_without_cache_the_agent_runs_every_time(rt: Runtime) -> None:
 
 async def test_cache_hit_is_marked_and_costs_nothing(rt: Runtime) -> None:
     agent = Counting()
-    step = Step("s", agent, cache=True)
+    step = AgentStep("s", agent, cache=True)
 
     first = await rt.run(step, "same")
     second = await rt.run(step, "same")
@@ -72,7 +73,7 @@ async def test_cache_hit_is_marked_and_costs_nothing(rt: Runtime) -> None:
 
 async def test_cache_key_covers_the_input(rt: Runtime) -> None:
     agent = Counting()
-    step = Step("s", agent, cache=Cache())
+    step = AgentStep("s", agent, cache=Cache())
 
     outputs = [(await rt.run(step, text)).output for text in ("a", "b", "a", "b")]
 
@@ -82,7 +83,7 @@ async def test_cache_key_covers_the_input(rt: Runtime) -> None:
 
 async def test_cache_key_covers_the_declared_context_fields(rt: Runtime) -> None:
     agent = Counting()
-    step = Step("s", agent, cache=Cache(context_fields=("user",)))
+    step = AgentStep("s", agent, cache=Cache(context_fields=("user",)))
 
     await rt.run(step, "q", context=User(user="ann", mood="calm"))
     await rt.run(step, "q", context=User(user="bob", mood="calm"))
@@ -96,7 +97,7 @@ async def test_cache_key_covers_the_declared_context_fields(rt: Runtime) -> None
 
 async def test_undeclared_context_fields_do_not_split_the_cache(rt: Runtime) -> None:
     agent = Counting()
-    step = Step("s", agent, cache=True)
+    step = AgentStep("s", agent, cache=True)
 
     await rt.run(step, "q", context=User(user="ann"))
     await rt.run(step, "q", context=User(user="bob"))
@@ -108,7 +109,7 @@ async def test_concurrent_identical_calls_run_the_agent_once(
     rt: Runtime, autojump_clock: Any
 ) -> None:
     agent = Counting(delay=1.0)
-    step = Step("slow", agent, cache=True)
+    step = AgentStep("slow", agent, cache=True)
     results: list[PipelineResult] = []
 
     async def one() -> None:
@@ -130,7 +131,7 @@ async def test_concurrent_identical_calls_run_the_agent_once(
 
 async def test_failures_are_not_cached(rt: Runtime) -> None:
     agent = StubAgent([RuntimeError("flaky"), "good", "unused"])
-    step = Step("s", agent, cache=True, retry=RetryPolicy(max_attempts=1))
+    step = AgentStep("s", agent, cache=True, retry=RetryPolicy(max_attempts=1))
 
     failed = await rt.run(step, "q")
     succeeded = await rt.run(step, "q")
@@ -175,7 +176,7 @@ async def test_waiters_run_again_when_the_running_call_fails(
 
 async def test_cache_hit_replays_the_context_update(rt: Runtime) -> None:
     agent = StubAgent([{"user": "from cache"}])
-    step = Step("s", agent, cache=True, updates_context=True)
+    step = AgentStep("s", agent, cache=True, updates_context=True)
 
     first = await rt.run(step, "q", context=User())
     second = await rt.run(step, "q", context=User())
@@ -187,7 +188,7 @@ async def test_cache_hit_replays_the_context_update(rt: Runtime) -> None:
 
 async def test_each_runtime_has_its_own_cache() -> None:
     agent = Counting()
-    step = Step("s", agent, cache=True)
+    step = AgentStep("s", agent, cache=True)
 
     async with open_runtime() as first:
         await first.run(step, "q")
@@ -199,8 +200,8 @@ async def test_each_runtime_has_its_own_cache() -> None:
 
 async def test_steps_calling_different_agents_do_not_share_entries(rt: Runtime) -> None:
     """Two steps that happen to share a name but call different agents are different steps."""
-    english = Step("answer", StubAgent(["hello"]), cache=True)
-    french = Step("answer", StubAgent(["bonjour"]), cache=True)
+    english = AgentStep("answer", StubAgent(["hello"]), cache=True)
+    french = AgentStep("answer", StubAgent(["bonjour"]), cache=True)
 
     first = await rt.run(english, "greet")
     second = await rt.run(french, "greet")
@@ -209,7 +210,7 @@ async def test_steps_calling_different_agents_do_not_share_entries(rt: Runtime) 
     assert second.output == "bonjour"
 
 
-def make_translator(language: str) -> Step:
+def make_translator(language: str) -> AgentStep:
     """A cached step; every call makes a new closure with the same qualified name."""
 
     async def translate(text: str) -> str:

@@ -10,6 +10,7 @@ import pydantic
 import pytest
 from trioflow.runtime import (
     AddTo,
+    AgentStep,
     AppendTo,
     BaseContext,
     ContextValidationError,
@@ -21,13 +22,12 @@ from trioflow.runtime import (
     Runtime,
     SetField,
     SetKey,
-    Step,
-    StubAgent,
     ValidationResult,
     WithPatch,
-    apply_patch,
     step,
 )
+from trioflow.runtime.agents import StubAgent
+from trioflow.runtime.lowlevel import apply_patch
 
 
 class Notes(BaseContext):
@@ -79,7 +79,7 @@ async def test_updates_context_with_a_non_mapping_output_is_a_configuration_fail
     rt: Runtime,
 ) -> None:
     agent = StubAgent([3, 4])
-    result = await rt.run(Step("counting", agent, updates_context=True), "x", context=Notes())
+    result = await rt.run(AgentStep("counting", agent, updates_context=True), "x", context=Notes())
 
     assert result.status is RunStatus.FAILED
     assert result.step("counting").attempts == 1
@@ -199,7 +199,7 @@ async def test_patch_with_an_invalid_value_fails_that_step(rt: Runtime) -> None:
         return WithPatch(text, [SetField("count", "many")])
 
     after = StubAgent(["unreached"])
-    pipeline = good >> bad >> Step("after", after)
+    pipeline = good >> bad >> AgentStep("after", after)
 
     result = await rt.run(pipeline, "x", context=Notes())
 
@@ -225,7 +225,7 @@ async def test_invalid_patch_in_a_nested_pipeline_names_the_nested_path(rt: Runt
         return WithPatch(text, [SetField("tags", ["not", "a", "dict"])])
 
     inner = (fine >> broken).named("inner")
-    pipeline = Pipeline.of(Step("first", StubAgent(["x"])), inner.as_step())
+    pipeline = Pipeline.of(AgentStep("first", StubAgent(["x"])), inner.as_step())
     result = await rt.run(pipeline, "x", context=Notes())
 
     assert result.status is RunStatus.FAILED

@@ -1,4 +1,4 @@
-"""The DSL: @step, Step, >> composition, type checks at composition and nested paths."""
+"""The DSL: @step, AgentStep, >> composition, type checks at composition and nested paths."""
 
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ from typing import Any
 import attrs
 import pytest
 from trioflow.runtime import (
+    AgentStep,
     BaseContext,
     Completion,
     ConfigurationError,
     Pipeline,
-    PipelineStep,
     PipelineTypeError,
     RetryPolicy,
     Runtime,
-    Step,
-    StubAgent,
     WithPatch,
     step,
 )
+from trioflow.runtime.agents import StubAgent
+from trioflow.runtime.lowlevel import PipelineStep
 
 
 class Ctx(BaseContext):
@@ -59,7 +59,7 @@ def paths(result: Any) -> list[str]:
 
 
 def test_step_decorator_reads_types_from_annotations() -> None:
-    assert isinstance(count, Step)
+    assert isinstance(count, AgentStep)
     assert count.name == "count"
     assert count.input_type is str
     assert count.output_type is int
@@ -218,8 +218,8 @@ async def test_nested_pipeline_paths(rt: Runtime) -> None:
 
 
 async def test_doubly_nested_pipeline_paths(rt: Runtime) -> None:
-    a = Step("a", StubAgent(["from a"]))
-    b = Step("b", StubAgent(["from b"]))
+    a = AgentStep("a", StubAgent(["from a"]))
+    b = AgentStep("b", StubAgent(["from b"]))
     inner = Pipeline.of(a, name="inner")
     outer = Pipeline.of(b, inner.as_step(), name="outer")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from trioflow.runtime import (
-    MAX_FALLBACK_DEPTH,
+    AgentStep,
     Completion,
     ConfigurationError,
     FallbackLoopError,
@@ -16,13 +16,13 @@ from trioflow.runtime import (
     RetryPolicy,
     RunStatus,
     Runtime,
-    Step,
-    StubAgent,
     Usage,
     UsageLimitExceeded,
     UsageLimits,
     ValidationResult,
 )
+from trioflow.runtime.agents import StubAgent
+from trioflow.runtime.lowlevel import MAX_FALLBACK_DEPTH
 
 
 def reject_drafts(output: Any, context: Any) -> ValidationResult:
@@ -36,8 +36,8 @@ async def test_fallback_runs_after_primary_exhausts_its_attempts(rt: Runtime) ->
         [Completion("draft", Usage("0.10", 100, 20)), Completion("draft", Usage("0.10", 100, 20))]
     )
     fallback_agent = StubAgent([Completion("solid answer", Usage("0.05", 50, 10))])
-    fallback = Step("backup", fallback_agent)
-    primary = Step(
+    fallback = AgentStep("backup", fallback_agent)
+    primary = AgentStep(
         "primary",
         primary_agent,
         retry=RetryPolicy(max_attempts=2),
@@ -79,7 +79,7 @@ async def test_fallback_runs_after_primary_exhausts_its_attempts(rt: Runtime) ->
 async def test_fallback_after_agent_errors_keeps_the_last_primary_error(rt: Runtime) -> None:
     primary_agent = StubAgent([RuntimeError("rate limited"), RuntimeError("rate limited again")])
     fallback_agent = StubAgent([Completion("cheap answer", Usage("0.01", 5, 5))])
-    primary = Step("primary", primary_agent, fallback=Step("cheap", fallback_agent))
+    primary = AgentStep("primary", primary_agent, fallback=AgentStep("cheap", fallback_agent))
 
     result = await rt.run(primary, "q")
 
@@ -103,10 +103,12 @@ async def test_fallback_retries_count_too(rt: Runtime) -> None:
             Completion("final", Usage("0.02", 2, 2)),
         ]
     )
-    fallback = Step(
+    fallback = AgentStep(
         "backup", fallback_agent, retry=RetryPolicy(max_attempts=3), validators=[reject_drafts]
     )
-    primary = Step("primary", primary_agent, retry=RetryPolicy(max_attempts=3), fallback=fallback)
+    primary = AgentStep(
+        "primary", primary_agent, retry=RetryPolicy(max_attempts=3), fallback=fallback
+    )
 
     result = await rt.run(primary, "q")
 
@@ -124,11 +126,11 @@ async def test_fallback_chain_runs_in_order(rt: Runtime) -> None:
     b = StubAgent([RuntimeError("b broke")])
     c = StubAgent([Completion("from c", Usage("0.30", 1, 1))])
     once = RetryPolicy(max_attempts=1)
-    chain = Step(
+    chain = AgentStep(
         "a",
         a,
         retry=once,
-        fallback=Step("b", b, retry=once, fallback=Step("c", c, retry=once)),
+        fallback=AgentStep("b", b, retry=once, fallback=AgentStep("c", c, retry=once)),
     )
 
     result = await rt.run(chain, "q")
@@ -155,8 +157,11 @@ async def test_failing_fallback_fails_the_step_and_keeps_both_errors(rt: Runtime
     primary_agent = StubAgent([RuntimeError("primary down")])
     fallback_agent = StubAgent([RuntimeError("backup down")])
     once = RetryPolicy(max_attempts=1)
-    primary = Step(
-        "primary", primary_agent, retry=once, fallback=Step("backup", fallback_agent, retry=once)
+    primary = AgentStep(
+        "primary",
+        primary_agent,
+        retry=once,
+        fallback=AgentStep("backup", fallback_agent, retry=once),
     )
 
     result = await rt.run(primary, "q")
@@ -177,7 +182,7 @@ async def test_failing_fallback_fails_the_step_and_keeps_both_errors(rt: Runtime
 async def test_no_fallback_after_a_control_signal(rt: Runtime) -> None:
     primary_agent = StubAgent([])  # exhausted at once: a configuration error
     fallback_agent = StubAgent(["unused"])
-    primary = Step("primary", primary_agent, fallback=Step("backup", fallback_agent))
+    primary = AgentStep("primary", primary_agent, fallback=AgentStep("backup", fallback_agent))
 
     result = await rt.run(primary, "q")
 
@@ -198,7 +203,9 @@ async def test_no_fallback_after_a_redirect_loop(rt: Runtime) -> None:
             return PluginOutcome(redirect_to=b if output == "from a" else a)
 
     fallback_agent = StubAgent(["unused"])
-    primary = Step("primary", a, plugins=[PingPong()], fallback=Step("backup", fallback_agent))
+    primary = AgentStep(
+        "primary", a, plugins=[PingPong()], fallback=AgentStep("backup", fallback_agent)
+    )
 
     result = await rt.run(primary, "q")
 
@@ -212,8 +219,11 @@ async def test_spending_by_the_failed_primary_counts_toward_the_run_limit(rt: Ru
         [Completion("draft", Usage("0.60")), Completion("draft", Usage("0.60"))]
     )
     fallback_agent = StubAgent([Completion("answer", Usage("0.10"))])
-    primary = Step(
-        "primary", primary_agent, validators=[reject_drafts], fallback=Step("fb", fallback_agent)
+    primary = AgentStep(
+        "primary",
+        primary_agent,
+        validators=[reject_drafts],
+        fallback=AgentStep("fb", fallback_agent),
     )
 
     with pytest.raises(UsageLimitExceeded, match=r"^Cost limit of \$1\.00 exceeded$") as caught:
@@ -232,28 +242,28 @@ async def test_spending_by_the_failed_primary_counts_toward_the_run_limit(rt: Ru
 
 def test_fallback_loop_is_detected_at_construction() -> None:
     agent = StubAgent([])
-    b = Step("B", agent, fallback=Step("A", agent))
+    b = AgentStep("B", agent, fallback=AgentStep("A", agent))
 
     with pytest.raises(FallbackLoopError, match="Fallback loop detected: A -> B -> A"):
-        Step("A", agent, fallback=b)
+        AgentStep("A", agent, fallback=b)
 
 
 def test_fallback_to_a_step_of_the_same_name_is_a_loop() -> None:
     agent = StubAgent([])
     with pytest.raises(FallbackLoopError, match="Fallback loop detected: A -> A"):
-        Step("A", agent, fallback=Step("A", agent))
+        AgentStep("A", agent, fallback=AgentStep("A", agent))
 
 
 def test_fallback_loop_is_a_configuration_error() -> None:
     assert issubclass(FallbackLoopError, ConfigurationError)
 
 
-def _chain(length: int) -> Step | None:
+def _chain(length: int) -> AgentStep | None:
     """A fallback chain of ``length`` steps named f1..f<length>, f1 first."""
     agent = StubAgent([])
-    chain: Step | None = None
+    chain: AgentStep | None = None
     for index in range(length, 0, -1):
-        chain = Step(f"f{index}", agent, fallback=chain)
+        chain = AgentStep(f"f{index}", agent, fallback=chain)
     return chain
 
 
@@ -261,9 +271,9 @@ def test_fallback_depth_is_bounded() -> None:
     assert MAX_FALLBACK_DEPTH == 10
     agent = StubAgent([])
 
-    deepest_allowed = Step("top", agent, fallback=_chain(MAX_FALLBACK_DEPTH))
-    assert isinstance(deepest_allowed.fallback, Step)
+    deepest_allowed = AgentStep("top", agent, fallback=_chain(MAX_FALLBACK_DEPTH))
+    assert isinstance(deepest_allowed.fallback, AgentStep)
     assert deepest_allowed.fallback.name == "f1"
 
     with pytest.raises(FallbackLoopError, match="fallback chain longer than 10"):
-        Step("top", agent, fallback=_chain(MAX_FALLBACK_DEPTH + 1))
+        AgentStep("top", agent, fallback=_chain(MAX_FALLBACK_DEPTH + 1))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from pydantic import Field
-from trioflow.runtime import BaseContext, Cache, ConfigurationError, Runtime, Step, StubAgent, step
+from trioflow.runtime import AgentStep, BaseContext, Cache, ConfigurationError, Runtime, step
+from trioflow.runtime.agents import StubAgent
 
 
 class Tagged(BaseContext):
@@ -12,7 +13,7 @@ class Tagged(BaseContext):
 
 
 async def test_caching_on_an_unknown_context_field_is_a_configuration_error(rt: Runtime) -> None:
-    cached = Step("lookup", StubAgent(["a"]), cache=Cache(context_fields=("user", "tags")))
+    cached = AgentStep("lookup", StubAgent(["a"]), cache=Cache(context_fields=("user", "tags")))
 
     with pytest.raises(
         ConfigurationError,
@@ -58,7 +59,7 @@ async def test_a_rejected_reply_is_paid_for_and_counted(rt: Runtime) -> None:
             Completion("fine", Usage("0.25", 5, 3)),
         ]
     )
-    result = await rt.run(Step("ask", agent, retry=RetryPolicy(max_attempts=2)), "q")
+    result = await rt.run(AgentStep("ask", agent, retry=RetryPolicy(max_attempts=2)), "q")
 
     answered = result.step("ask")
     assert (answered.success, answered.attempts) == (True, 2)

@@ -10,18 +10,17 @@ import trio
 from trioflow.actors import TraceKind
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
+    AgentStep,
     Completion,
-    FakeModel,
     PipelineResult,
     RetryPolicy,
     RunStatus,
     Runtime,
-    Step,
-    StubAgent,
     Usage,
     UsageLimitExceeded,
     UsageLimits,
 )
+from trioflow.runtime.agents import FakeModel, StubAgent
 
 
 async def governor_notes(store: InMemoryStore, run_id: str) -> list[tuple[str, str | None]]:
@@ -35,7 +34,7 @@ async def governor_notes(store: InMemoryStore, run_id: str) -> list[tuple[str, s
 
 async def test_a_failed_call_releases_its_reservation(rt: Runtime, store: InMemoryStore) -> None:
     agent = StubAgent([RuntimeError("transient"), Completion("ok", Usage("0.60"))])
-    step = Step("s", agent, usage_estimate=Usage("0.60"))
+    step = AgentStep("s", agent, usage_estimate=Usage("0.60"))
 
     # Two reservations of 0.60 exceed 1.00: the second attempt is granted only if the
     # first attempt's reservation was released when its call failed.
@@ -55,7 +54,7 @@ async def test_a_failed_call_releases_its_reservation(rt: Runtime, store: InMemo
 async def test_a_commit_settles_its_reservation(rt: Runtime) -> None:
     first = StubAgent([Completion("a", Usage("0.20"))])
     second = StubAgent([Completion("b", Usage("0.70"))])
-    pipeline = Step("first", first, usage_estimate=Usage("0.60")) >> Step(
+    pipeline = AgentStep("first", first, usage_estimate=Usage("0.60")) >> AgentStep(
         "second", second, usage_estimate=Usage("0.70")
     )
 
@@ -70,7 +69,7 @@ async def test_a_commit_settles_its_reservation(rt: Runtime) -> None:
 
 async def test_spending_above_the_estimate_is_caught_at_commit(rt: Runtime) -> None:
     agent = StubAgent([Completion("costly", Usage("2.00"))])
-    step = Step("s", agent, usage_estimate=Usage("0.10"))
+    step = AgentStep("s", agent, usage_estimate=Usage("0.10"))
 
     with pytest.raises(UsageLimitExceeded, match=r"^Cost limit of \$1\.00 exceeded$") as caught:
         await rt.run(step, "x", limits=UsageLimits(total_cost_usd=1))
@@ -83,7 +82,7 @@ async def test_spending_above_the_estimate_is_caught_at_commit(rt: Runtime) -> N
 
 async def test_denial_is_noted_and_nothing_is_committed(rt: Runtime, store: InMemoryStore) -> None:
     agent = StubAgent(["never"])
-    step = Step("s", agent, usage_estimate=Usage("5"))
+    step = AgentStep("s", agent, usage_estimate=Usage("5"))
 
     with pytest.raises(UsageLimitExceeded) as caught:
         await rt.run(step, "x", limits=UsageLimits(total_cost_usd=1))
@@ -96,7 +95,7 @@ async def test_denial_is_noted_and_nothing_is_committed(rt: Runtime, store: InMe
 
 
 async def test_breach_is_noted_after_the_commit(rt: Runtime, store: InMemoryStore) -> None:
-    step = Step("s", StubAgent([Completion("o", Usage("1.50"))]))
+    step = AgentStep("s", StubAgent([Completion("o", Usage("1.50"))]))
 
     with pytest.raises(UsageLimitExceeded) as caught:
         await rt.run(step, "x", limits=UsageLimits(total_cost_usd=1))
@@ -115,7 +114,7 @@ async def test_breach_is_noted_after_the_commit(rt: Runtime, store: InMemoryStor
 async def test_free_calls_without_limits_do_not_bother_the_governor(
     rt: Runtime, store: InMemoryStore
 ) -> None:
-    result = await rt.run(Step("s", StubAgent(["free"])), "x")
+    result = await rt.run(AgentStep("s", StubAgent(["free"])), "x")
 
     assert await governor_notes(store, result.run_id) == []
     assert result.usage == Usage()
@@ -130,7 +129,7 @@ async def test_estimating_agent_is_reserved_before_its_call(
 
     started = trio.current_time()
     with pytest.raises(UsageLimitExceeded, match=r"^Token limit of 500 .*exceeded") as caught:
-        await rt.run(Step("model", model), "prompt", limits=UsageLimits(total_tokens=500))
+        await rt.run(AgentStep("model", model), "prompt", limits=UsageLimits(total_tokens=500))
 
     # denied before the call: no simulated latency elapsed, nothing spent
     assert trio.current_time() - started == 0.0
@@ -141,7 +140,7 @@ async def test_estimating_agent_is_reserved_before_its_call(
 
 async def test_estimating_agent_within_budget_runs(rt: Runtime, autojump_clock: Any) -> None:
     model = FakeModel(seed=7, respond=lambda prompt: "short reply")
-    step = Step("model", model, retry=RetryPolicy(max_attempts=1))
+    step = AgentStep("model", model, retry=RetryPolicy(max_attempts=1))
 
     result = await rt.run(step, "prompt", limits=UsageLimits(total_tokens=600))
 

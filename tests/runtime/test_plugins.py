@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 from trioflow.runtime import (
+    AgentStep,
     BaseContext,
     Completion,
     Plugin,
@@ -14,11 +15,10 @@ from trioflow.runtime import (
     RetryPolicy,
     RunStatus,
     Runtime,
-    Step,
-    StubAgent,
     Usage,
     ValidationResult,
 )
+from trioflow.runtime.agents import StubAgent
 
 
 @attrs.define
@@ -73,7 +73,7 @@ async def test_plugins_run_highest_priority_first(rt: Runtime) -> None:
         Recorder("middle", 5, log),
         Recorder("negative", -3, log),
     ]
-    step = Step("s", StubAgent(["out"]), plugins=plugins)
+    step = AgentStep("s", StubAgent(["out"]), plugins=plugins)
 
     assert [plugin.priority for plugin in step.plugins] == [10, 5, 1, -3]
     result = await rt.run(step, "x")
@@ -86,7 +86,7 @@ async def test_equal_priorities_keep_declaration_order(rt: Runtime) -> None:
     log: list[tuple[str, Any]] = []
     plugins = [Recorder("first", 2, log), Recorder("second", 2, log), Recorder("third", 2, log)]
 
-    await rt.run(Step("s", StubAgent(["out"]), plugins=plugins), "x")
+    await rt.run(AgentStep("s", StubAgent(["out"]), plugins=plugins), "x")
 
     assert [name for name, _ in log] == ["first", "second", "third"]
 
@@ -101,7 +101,7 @@ async def test_new_solution_replaces_the_output_for_later_plugins_and_validators
         validated.append(output)
         return ValidationResult.ok()
 
-    step = Step(
+    step = AgentStep(
         "s",
         StubAgent(["rough draft"]),
         plugins=[Recorder("after", 1, log), Replace(9, "rough draft", "polished")],
@@ -117,7 +117,7 @@ async def test_new_solution_replaces_the_output_for_later_plugins_and_validators
 
 
 async def test_new_solution_none_is_a_real_replacement(rt: Runtime) -> None:
-    step = Step("s", StubAgent(["something"]), plugins=[Replace(0, "something", None)])
+    step = AgentStep("s", StubAgent(["something"]), plugins=[Replace(0, "something", None)])
 
     result = await rt.run(step, "x")
 
@@ -128,7 +128,7 @@ async def test_new_solution_none_is_a_real_replacement(rt: Runtime) -> None:
 async def test_redirect_runs_the_other_agent_with_the_same_input(rt: Runtime) -> None:
     primary = StubAgent([Completion("ask an expert", Usage("0.01", 10, 5))])
     expert = StubAgent([Completion("expert answer", Usage("0.20", 10, 50))])
-    step = Step("answer", primary, plugins=[RedirectWhen("ask an expert", expert)])
+    step = AgentStep("answer", primary, plugins=[RedirectWhen("ask an expert", expert)])
 
     result = await rt.run(step, "hard question")
 
@@ -143,7 +143,7 @@ async def test_redirect_runs_the_other_agent_with_the_same_input(rt: Runtime) ->
 async def test_redirected_output_goes_through_the_plugins_again(rt: Runtime) -> None:
     log: list[tuple[str, Any]] = []
     expert = StubAgent(["expert answer"])
-    step = Step(
+    step = AgentStep(
         "answer",
         StubAgent(["ask an expert"]),
         plugins=[RedirectWhen("ask an expert", expert, priority=5), Recorder("seen", 1, log)],
@@ -159,7 +159,7 @@ async def test_redirect_loop_fails_the_step_and_is_not_retried(rt: Runtime) -> N
     a = StubAgent(["from a", "from a", "from a"])
     b = StubAgent(["from b", "from b", "from b"])
     plugins = [RedirectWhen("from a", b), RedirectWhen("from b", a)]
-    step = Step("looping", a, plugins=plugins, retry=RetryPolicy(max_attempts=3))
+    step = AgentStep("looping", a, plugins=plugins, retry=RetryPolicy(max_attempts=3))
 
     result = await rt.run(step, "q")
 
@@ -177,7 +177,9 @@ async def test_redirect_loop_fails_the_step_and_is_not_retried(rt: Runtime) -> N
 
 async def test_redirect_to_itself_is_a_loop(rt: Runtime) -> None:
     a = StubAgent(["again", "again"])
-    step = Step("selfish", a, plugins=[RedirectWhen("again", a)], retry=RetryPolicy(max_attempts=2))
+    step = AgentStep(
+        "selfish", a, plugins=[RedirectWhen("again", a)], retry=RetryPolicy(max_attempts=2)
+    )
 
     result = await rt.run(step, "q")
 
@@ -200,7 +202,7 @@ async def test_plugins_see_the_context_snapshot(rt: Runtime) -> None:
             return PluginOutcome()
 
     await rt.run(
-        Step("s", StubAgent(["out"]), plugins=[ToneCheck()]), "x", context=Tone(tone="warm")
+        AgentStep("s", StubAgent(["out"]), plugins=[ToneCheck()]), "x", context=Tone(tone="warm")
     )
 
     assert seen == ["warm"]
@@ -214,7 +216,7 @@ async def test_plugin_failure_exhausting_attempts_is_a_plugin_failure(rt: Runtim
             return PluginOutcome(success=False, feedback=f"{output} is off-topic")
 
     agent = StubAgent(["one", "two", "three"])
-    step = Step("s", agent, plugins=[Refuse()], retry=RetryPolicy(max_attempts=3))
+    step = AgentStep("s", agent, plugins=[Refuse()], retry=RetryPolicy(max_attempts=3))
 
     result = await rt.run(step, "x")
 

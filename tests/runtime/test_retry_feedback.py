@@ -7,15 +7,16 @@ from typing import Any
 import attrs
 import trio
 from trioflow.runtime import (
+    AgentStep,
     PluginOutcome,
     RetryPolicy,
     RunStatus,
     Runtime,
     Step,
-    StubAgent,
     ValidationResult,
-    append_feedback,
 )
+from trioflow.runtime.agents import StubAgent
+from trioflow.runtime.lowlevel import append_feedback
 
 TOPIC = "Write about trio"
 
@@ -47,7 +48,7 @@ def test_append_feedback_format() -> None:
 async def test_validator_feedback_reaches_the_next_attempt(rt: Runtime) -> None:
     agent = StubAgent(["tiny", "long enough"])
 
-    result = await rt.run(Step("draft", agent, validators=[min_length]), TOPIC)
+    result = await rt.run(AgentStep("draft", agent, validators=[min_length]), TOPIC)
 
     assert result.output == "long enough"
     assert result.step("draft").attempts == 2
@@ -64,7 +65,7 @@ async def test_validator_feedback_reaches_the_next_attempt(rt: Runtime) -> None:
 async def test_plugin_feedback_reaches_the_next_attempt(rt: Runtime) -> None:
     agent = StubAgent(["LOUD", "calm"])
 
-    result = await rt.run(Step("draft", agent, plugins=[NoShouting()]), TOPIC)
+    result = await rt.run(AgentStep("draft", agent, plugins=[NoShouting()]), TOPIC)
 
     assert result.output == "calm"
     assert result.step("draft").attempts == 2
@@ -81,7 +82,7 @@ async def test_plugin_failure_without_feedback_says_it_rejected(rt: Runtime) -> 
             return PluginOutcome(success=False)
 
     agent = StubAgent(["a", "b"])
-    result = await rt.run(Step("draft", agent, plugins=[Silent()]), TOPIC)
+    result = await rt.run(AgentStep("draft", agent, plugins=[Silent()]), TOPIC)
 
     assert result.status is RunStatus.FAILED
     assert agent.inputs[1] == append_feedback(TOPIC, "Silent: rejected the output")
@@ -98,7 +99,7 @@ async def test_feedback_is_added_to_the_original_input_each_time(rt: Runtime) ->
         return ValidationResult.fail(f"{output!r} is {len(output)} characters")
 
     result = await rt.run(
-        Step("draft", agent, retry=RetryPolicy(max_attempts=3), validators=[exact_feedback]),
+        AgentStep("draft", agent, retry=RetryPolicy(max_attempts=3), validators=[exact_feedback]),
         TOPIC,
     )
 
@@ -115,7 +116,7 @@ async def test_every_failed_validator_contributes_feedback(rt: Runtime) -> None:
         return ValidationResult.ok() if output.endswith(".") else ValidationResult.fail("no period")
 
     agent = StubAgent(["bad", "A good sentence."])
-    result = await rt.run(Step("draft", agent, validators=[min_length, has_period]), TOPIC)
+    result = await rt.run(AgentStep("draft", agent, validators=[min_length, has_period]), TOPIC)
 
     assert result.output == "A good sentence."
     assert agent.inputs[1] == append_feedback(
@@ -132,7 +133,9 @@ async def test_custom_add_feedback_for_structured_input(rt: Runtime) -> None:
     policy = RetryPolicy(add_feedback=add_note)
     question = {"topic": "trio"}
 
-    result = await rt.run(Step("draft", agent, retry=policy, validators=[min_length]), question)
+    result = await rt.run(
+        AgentStep("draft", agent, retry=policy, validators=[min_length]), question
+    )
 
     assert result.output == "yes, long"
     assert agent.inputs == [
@@ -146,7 +149,7 @@ async def test_agent_error_retry_sends_the_original_input(rt: Runtime) -> None:
     """Only validation and plugin failures add feedback to the next attempt's input."""
     agent = StubAgent([RuntimeError("connection reset"), "recovered"])
 
-    result = await rt.run(Step("draft", agent), TOPIC)
+    result = await rt.run(AgentStep("draft", agent), TOPIC)
 
     assert result.output == "recovered"
     assert agent.inputs == [TOPIC, TOPIC]

@@ -12,18 +12,19 @@ from trioflow.actors import TraceEvent
 from trioflow.persistence import InMemoryStore, LedgerEntry, StoreError
 from trioflow.runtime import (
     AgentOutputInvalid,
+    AgentStep,
     Completion,
     ConfigurationError,
     RunStatus,
     Runtime,
     Step,
-    StubAgent,
     Usage,
     UsageLimitExceeded,
     UsageLimits,
     open_runtime,
     step,
 )
+from trioflow.runtime.agents import StubAgent
 
 
 class LedgerFailsOnce(InMemoryStore):
@@ -45,7 +46,7 @@ async def test_a_journal_failure_ends_the_run_as_interrupted_and_is_never_retrie
     model = StubAgent([Completion("a", Usage("0.25")), Completion("b", Usage("0.25"))])
     async with open_runtime(store=store) as rt:
         with pytest.raises(StoreError, match=r"^disk full$"):
-            await rt.run(Step("ask", model), "q")
+            await rt.run(AgentStep("ask", model), "q")
         [record] = await store.list_runs()
         assert model.calls == 1  # not retried as if the model had failed
         assert record.status == RunStatus.INTERRUPTED.value
@@ -128,7 +129,7 @@ async def test_a_rejected_reply_that_breaches_is_not_a_success(rt: Runtime) -> N
     rejected = StubAgent([AgentOutputInvalid("not JSON", usage=Usage("2.00"))])
 
     with pytest.raises(UsageLimitExceeded) as caught:
-        await rt.run(Step("ask", rejected), "q", limits=UsageLimits(total_cost_usd=1))
+        await rt.run(AgentStep("ask", rejected), "q", limits=UsageLimits(total_cost_usd=1))
 
     assert caught.value.result is not None  # narrows Optional; exact checks follow
     asked = caught.value.result.step("ask")
@@ -165,5 +166,5 @@ def test_conditional_branch_keys_may_not_share_a_path() -> None:
         )
 
 
-def StubAgentStep() -> Step:
-    return Step("s", StubAgent(["x"]))
+def StubAgentStep() -> AgentStep:
+    return AgentStep("s", StubAgent(["x"]))

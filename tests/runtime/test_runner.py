@@ -12,6 +12,7 @@ from trioflow.actors import TraceKind
 from trioflow.persistence import InMemoryStore, StepRecord, UnknownRun
 from trioflow.runtime import (
     AddTo,
+    AgentStep,
     BaseContext,
     Completion,
     Pipeline,
@@ -19,8 +20,6 @@ from trioflow.runtime import (
     RetryPolicy,
     RunStatus,
     Runtime,
-    Step,
-    StubAgent,
     Usage,
     UsageLimitExceeded,
     UsageLimits,
@@ -28,6 +27,7 @@ from trioflow.runtime import (
     run_sync,
     step,
 )
+from trioflow.runtime.agents import StubAgent
 
 
 class Tally(BaseContext):
@@ -39,8 +39,8 @@ async def add_one(number: int) -> Completion:
     return Completion(WithPatch(number + 1, [AddTo("total", number)]), Usage("0.01", 1, 1))
 
 
-def priced(name: str, output: Any, cost: str, tokens: tuple[int, int] = (0, 0)) -> Step:
-    return Step(name, StubAgent([Completion(output, Usage(cost, *tokens))]))
+def priced(name: str, output: Any, cost: str, tokens: tuple[int, int] = (0, 0)) -> AgentStep:
+    return AgentStep(name, StubAgent([Completion(output, Usage(cost, *tokens))]))
 
 
 # --- run_sync ------------------------------------------------------------------------------------
@@ -117,8 +117,8 @@ async def test_store_records_a_failed_run_up_to_the_failing_step(
     unreached = StubAgent(["never"])
     pipeline = (
         priced("a", "A", "0")
-        >> Step("b", StubAgent([RuntimeError("b broke")]), retry=RetryPolicy(max_attempts=1))
-        >> Step("c", unreached)
+        >> AgentStep("b", StubAgent([RuntimeError("b broke")]), retry=RetryPolicy(max_attempts=1))
+        >> AgentStep("c", unreached)
     )
 
     result = await rt.run(pipeline, "in")
@@ -246,7 +246,7 @@ async def test_trace_records_each_step_exit(rt: Runtime, store: InMemoryStore) -
 async def test_trace_records_retries_with_their_reason(rt: Runtime, store: InMemoryStore) -> None:
     agent = StubAgent([RuntimeError("first try"), "ok"])
 
-    result = await rt.run(Step("s", agent), "in")
+    result = await rt.run(AgentStep("s", agent), "in")
 
     notes = [
         (event.path, event.label, event.detail)

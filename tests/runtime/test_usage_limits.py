@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
+    AgentStep,
     BaseContext,
     Completion,
     Pipeline,
@@ -16,8 +17,6 @@ from trioflow.runtime import (
     RunStatus,
     Runtime,
     SetField,
-    Step,
-    StubAgent,
     Usage,
     UsageLimitExceeded,
     UsageLimits,
@@ -25,15 +24,16 @@ from trioflow.runtime import (
     open_runtime,
     step,
 )
+from trioflow.runtime.agents import StubAgent
 
 
 class Noted(BaseContext):
     note: str = ""
 
 
-def priced(name: str, cost: str, input_tokens: int = 0, output_tokens: int = 0) -> Step:
+def priced(name: str, cost: str, input_tokens: int = 0, output_tokens: int = 0) -> AgentStep:
     """A step whose one call returns ``out-<name>`` and costs ``cost``."""
-    return Step(
+    return AgentStep(
         name, StubAgent([Completion(f"out-{name}", Usage(cost, input_tokens, output_tokens))])
     )
 
@@ -115,7 +115,7 @@ async def test_reaching_a_limit_exactly_is_allowed(rt: Runtime) -> None:
 
 async def test_breach_in_the_middle_stops_the_run(rt: Runtime) -> None:
     last = StubAgent([Completion("never", Usage("0.01"))])
-    pipeline = priced("s0", "0.50") >> priced("s1", "0.60") >> Step("s2", last)
+    pipeline = priced("s0", "0.50") >> priced("s1", "0.60") >> AgentStep("s2", last)
 
     with pytest.raises(UsageLimitExceeded, match=r"^Cost limit of \$1\.00 exceeded$") as caught:
         await rt.run(pipeline, "x", limits=UsageLimits(total_cost_usd=1))
@@ -156,7 +156,7 @@ async def test_retries_spend_toward_the_run_limit(rt: Runtime) -> None:
         return ValidationResult.fail("no")
 
     agent = StubAgent([Completion("a", Usage("0.40")) for _ in range(5)])
-    step = Step("s", agent, validators=[never], retry=RetryPolicy(max_attempts=5))
+    step = AgentStep("s", agent, validators=[never], retry=RetryPolicy(max_attempts=5))
 
     with pytest.raises(UsageLimitExceeded, match=r"^Cost limit of \$1\.00 exceeded$") as caught:
         await rt.run(step, "x", limits=UsageLimits(total_cost_usd=1))
@@ -172,7 +172,9 @@ async def test_retries_spend_toward_the_run_limit(rt: Runtime) -> None:
 
 async def test_reservation_that_would_exceed_is_denied_before_the_call(rt: Runtime) -> None:
     expensive = StubAgent([Completion("never", Usage("0.10"))])
-    pipeline = priced("cheap", "0.50") >> Step("expensive", expensive, usage_estimate=Usage("0.80"))
+    pipeline = priced("cheap", "0.50") >> AgentStep(
+        "expensive", expensive, usage_estimate=Usage("0.80")
+    )
 
     with pytest.raises(
         UsageLimitExceeded,
@@ -197,7 +199,7 @@ async def test_a_denial_after_a_paid_retry_counts_only_the_paid_attempt(rt: Runt
     def reject(output: Any, context: Any) -> ValidationResult:
         return ValidationResult.fail("try again")
 
-    step = Step(
+    step = AgentStep(
         "s",
         agent,
         validators=[reject],
@@ -212,7 +214,9 @@ async def test_a_denial_after_a_paid_retry_counts_only_the_paid_attempt(rt: Runt
 
 async def test_reservation_within_the_limit_is_granted(rt: Runtime) -> None:
     agent = StubAgent([Completion("ok", Usage("0.30", 10, 10))])
-    pipeline = priced("cheap", "0.50") >> Step("estimated", agent, usage_estimate=Usage("0.70"))
+    pipeline = priced("cheap", "0.50") >> AgentStep(
+        "estimated", agent, usage_estimate=Usage("0.70")
+    )
 
     result = await rt.run(pipeline, "x", limits=UsageLimits(total_cost_usd="1.20"))
 
@@ -223,7 +227,7 @@ async def test_reservation_within_the_limit_is_granted(rt: Runtime) -> None:
 
 async def test_token_reservation_is_denied_before_the_call(rt: Runtime) -> None:
     agent = StubAgent(["never"])
-    step = Step("big", agent, usage_estimate=Usage(0, 400, 200))
+    step = AgentStep("big", agent, usage_estimate=Usage(0, 400, 200))
 
     with pytest.raises(
         UsageLimitExceeded, match=r"^Token limit of 500 .*exceeded.*step 'main/0:big'"
@@ -237,7 +241,7 @@ async def test_token_reservation_is_denied_before_the_call(rt: Runtime) -> None:
 
 
 async def test_per_step_cost_limit_is_enforced(rt: Runtime) -> None:
-    step = Step(
+    step = AgentStep(
         "capped",
         StubAgent([Completion("o", Usage("0.30"))]),
         limits=UsageLimits(total_cost_usd="0.25"),
@@ -259,7 +263,7 @@ async def test_per_step_limit_counts_every_attempt(rt: Runtime) -> None:
         return ValidationResult.fail("no")
 
     agent = StubAgent([Completion("o", Usage("0.10", 5, 5)) for _ in range(5)])
-    step = Step(
+    step = AgentStep(
         "capped",
         agent,
         validators=[never],
@@ -279,7 +283,7 @@ async def test_per_step_limit_counts_every_attempt(rt: Runtime) -> None:
 
 
 async def test_per_step_limit_does_not_count_other_steps(rt: Runtime) -> None:
-    capped = Step(
+    capped = AgentStep(
         "capped",
         StubAgent([Completion("o", Usage("0.20"))]),
         limits=UsageLimits(total_cost_usd="0.25"),
@@ -293,7 +297,9 @@ async def test_per_step_limit_does_not_count_other_steps(rt: Runtime) -> None:
 
 async def test_per_step_token_limit_with_estimate_denies_before_the_call(rt: Runtime) -> None:
     agent = StubAgent(["never"])
-    step = Step("s", agent, usage_estimate=Usage(0, 80, 40), limits=UsageLimits(total_tokens=100))
+    step = AgentStep(
+        "s", agent, usage_estimate=Usage(0, 80, 40), limits=UsageLimits(total_tokens=100)
+    )
 
     with pytest.raises(
         UsageLimitExceeded, match=r"^Token limit of 100 (?=.*exceeded).*step 'main/0:s'"
@@ -322,7 +328,7 @@ async def test_ten_dimes_are_exactly_one_dollar(rt: Runtime) -> None:
 
 async def test_float_costs_are_read_as_written(rt: Runtime) -> None:
     pipeline = Pipeline.of(
-        *[Step(f"s{i}", StubAgent([Completion(i, Usage(0.1))])) for i in range(3)]
+        *[AgentStep(f"s{i}", StubAgent([Completion(i, Usage(0.1))])) for i in range(3)]
     )
 
     result = await rt.run(pipeline, "x", limits=UsageLimits(total_cost_usd=0.3))

@@ -6,16 +6,16 @@ from decimal import Decimal
 from typing import Any
 
 from trioflow.runtime import (
+    AgentStep,
     BaseContext,
     Completion,
     RetryPolicy,
     RunStatus,
     Runtime,
-    Step,
-    StubAgent,
     Usage,
     ValidationResult,
 )
+from trioflow.runtime.agents import StubAgent
 
 
 class Rules(BaseContext):
@@ -35,7 +35,7 @@ def test_validation_result_constructors() -> None:
 
 async def test_validators_see_the_context(rt: Runtime) -> None:
     agent = StubAgent(["about asyncio", "about trio"])
-    step = Step("s", agent, validators=[not_banned])
+    step = AgentStep("s", agent, validators=[not_banned])
 
     result = await rt.run(step, "x", context=Rules(banned="asyncio"))
 
@@ -48,7 +48,7 @@ async def test_async_validators_are_awaited(rt: Runtime) -> None:
         return ValidationResult.ok() if output % 2 == 0 else ValidationResult.fail("odd")
 
     agent = StubAgent([3, 4])
-    result = await rt.run(Step("s", agent, validators=[is_even]), 0)
+    result = await rt.run(AgentStep("s", agent, validators=[is_even]), 0)
 
     assert result.output == 4
     assert result.step("s").attempts == 2
@@ -56,7 +56,7 @@ async def test_async_validators_are_awaited(rt: Runtime) -> None:
 
 
 async def test_no_validators_means_no_validation_metadata(rt: Runtime) -> None:
-    result = await rt.run(Step("s", StubAgent(["a"])), "x")
+    result = await rt.run(AgentStep("s", StubAgent(["a"])), "x")
 
     assert result.step("s").metadata == {}
 
@@ -66,7 +66,7 @@ async def test_lenient_validation_keeps_the_output_and_reports(rt: Runtime) -> N
         return ValidationResult.fail("too long") if len(output) > 3 else ValidationResult.ok()
 
     agent = StubAgent(["lengthy"])
-    step = Step("s", agent, validators=[short], strict_validation=False)
+    step = AgentStep("s", agent, validators=[short], strict_validation=False)
 
     result = await rt.run(step, "x")
 
@@ -85,7 +85,8 @@ async def test_validator_failure_without_feedback_says_invalid(rt: Runtime) -> N
         return ValidationResult(False)
 
     result = await rt.run(
-        Step("s", StubAgent(["a"]), validators=[silent], retry=RetryPolicy(max_attempts=1)), "x"
+        AgentStep("s", StubAgent(["a"]), validators=[silent], retry=RetryPolicy(max_attempts=1)),
+        "x",
     )
 
     assert result.error == "step 'main/0:s' failed (validation): Validation failed: silent: invalid"
@@ -102,7 +103,7 @@ async def test_failed_validations_are_paid_for(rt: Runtime) -> None:
             Completion("final", Usage("0.10", 100, 10)),
         ]
     )
-    step = Step("s", agent, validators=[final_only], retry=RetryPolicy(max_attempts=3))
+    step = AgentStep("s", agent, validators=[final_only], retry=RetryPolicy(max_attempts=3))
 
     result = await rt.run(step, "x")
 
@@ -126,7 +127,7 @@ async def test_processors_run_around_the_call_and_validators_see_processed_outpu
         return f"prompt: {data}"
 
     agent = StubAgent(["  answer  "])
-    step = Step(
+    step = AgentStep(
         "s",
         agent,
         input_processors=[add_prefix],
@@ -146,7 +147,7 @@ async def test_a_raising_validator_is_an_agent_error(rt: Runtime) -> None:
         raise KeyError("missing")
 
     agent = StubAgent(["a", "b"])
-    result = await rt.run(Step("s", agent, validators=[broken]), "x")
+    result = await rt.run(AgentStep("s", agent, validators=[broken]), "x")
 
     assert result.status is RunStatus.FAILED
     assert result.step("s").attempts == 2

@@ -14,7 +14,8 @@ from pathlib import Path
 import trio
 from trio.testing import MockClock
 from trioflow.persistence import InMemoryStore
-from trioflow.runtime import FakeModel, Runtime, Step, UsageLimits
+from trioflow.runtime import AgentStep, Runtime, UsageLimits
+from trioflow.runtime.agents import FakeModel
 from trioflow.testing import StubAgent, ran_steps
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -31,7 +32,7 @@ async def test_the_runtime_fixture_runs_over_the_store_fixture(
     assert trioflow_runtime.store is trioflow_store
     assert trioflow_runtime.limits is None
 
-    result = await trioflow_runtime.run(Step("greet", StubAgent(["hello"])), "hi")
+    result = await trioflow_runtime.run(AgentStep("greet", StubAgent(["hello"])), "hi")
 
     assert result.output == "hello"
     assert [run.run_id for run in await trioflow_store.list_runs()] == [result.run_id]
@@ -49,7 +50,7 @@ async def test_fake_model_latency_takes_no_real_time_under_autojump(
     started = trio.current_time()
 
     result = await trioflow_runtime.run(
-        Step("shout", slow), "trio", limits=UsageLimits(total_cost_usd=1)
+        AgentStep("shout", slow), "trio", limits=UsageLimits(total_cost_usd=1)
     )
 
     assert result.output == "TRIO"

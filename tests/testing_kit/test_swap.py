@@ -6,14 +6,15 @@ from typing import Any
 
 import pytest
 from trioflow.runtime import (
+    AgentStep,
     ConfigurationError,
-    FakeModel,
     Pipeline,
     RetryPolicy,
     Runtime,
     Step,
     step,
 )
+from trioflow.runtime.agents import FakeModel
 from trioflow.testing import StubAgent, agent_steps, assert_ran, swap_agent
 
 
@@ -40,28 +41,28 @@ def build() -> Pipeline:
     checks = Step.parallel(
         "checks",
         {
-            "fast": Step("lint", model("lint")),
-            "slow": Step("audit", model("audit")) >> Step("sign", model("sign")),
+            "fast": AgentStep("lint", model("lint")),
+            "slow": AgentStep("audit", model("audit")) >> AgentStep("sign", model("sign")),
         },
     )
     loop = Step.loop_until(
-        "refine", Step("polish", model("polish")), lambda output, context: True, max_loops=2
+        "refine", AgentStep("polish", model("polish")), lambda output, context: True, max_loops=2
     )
-    each = Step.map_over("each", Step("item", model("item")))
+    each = Step.map_over("each", AgentStep("item", model("item")))
     pick = Step.branch_on(
         "pick",
         lambda data, context: "short" if len(data) < 5 else "other",
-        {"short": Step("brief", model("brief"))},
-        default=Step("long", model("long")),
+        {"short": AgentStep("brief", model("brief"))},
+        default=AgentStep("long", model("long")),
     )
     route = Step.router(
-        "route", model("router", respond=lambda _: "a"), {"a": Step("ra", model("ra"))}
+        "route", model("router", respond=lambda _: "a"), {"a": AgentStep("ra", model("ra"))}
     )
-    nested = (Step("inner", model("inner")) >> shout).as_step("nest")
-    draft = Step(
+    nested = (AgentStep("inner", model("inner")) >> shout).as_step("nest")
+    draft = AgentStep(
         "draft",
         model("draft"),
-        fallback=Step("backup", model("backup")),
+        fallback=AgentStep("backup", model("backup")),
         retry=RetryPolicy(max_attempts=1),
     )
     return (draft >> checks >> loop >> nested >> pick >> route >> split >> each).named("everything")
@@ -153,7 +154,7 @@ async def test_a_stub_inside_a_parallel_branch(trioflow_runtime: Runtime) -> Non
 
 
 def model_pipeline() -> Pipeline:
-    return Step("draft", model("draft")) >> Step("review", model("review"))
+    return AgentStep("draft", model("draft")) >> AgentStep("review", model("review"))
 
 
 def test_an_unknown_name_lists_the_agent_steps() -> None:
@@ -165,7 +166,9 @@ def test_an_unknown_name_lists_the_agent_steps() -> None:
 
 
 def test_a_name_used_twice_asks_for_the_path() -> None:
-    pipeline = Step("draft", model("a")) >> Step.parallel("twice", {"x": Step("draft", model("b"))})
+    pipeline = AgentStep("draft", model("a")) >> Step.parallel(
+        "twice", {"x": AgentStep("draft", model("b"))}
+    )
     with pytest.raises(ConfigurationError) as caught:
         swap_agent(pipeline, "draft", StubAgent([]))
     assert str(caught.value) == (

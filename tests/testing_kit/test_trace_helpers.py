@@ -1,4 +1,4 @@
-"""run_trace, ran_steps and assert_ran: which steps ran, in what order, attempts and cost."""
+"""run_history, ran_steps and assert_ran: which steps ran, in what order, attempts and cost."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from trio.testing import MockClock
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
-    FakeModel,
+    AgentStep,
     RetryPolicy,
     Runtime,
     Step,
@@ -16,7 +16,8 @@ from trioflow.runtime import (
     UsageLimitExceeded,
     UsageLimits,
 )
-from trioflow.testing import StubAgent, assert_ran, ran_steps, run_trace
+from trioflow.runtime.agents import FakeModel
+from trioflow.testing import StubAgent, assert_ran, ran_steps, run_history
 
 from tests.testing_kit.test_swap import build
 
@@ -88,7 +89,7 @@ async def test_attempts_retries_and_cost(
     trioflow_runtime: Runtime, autojump_clock: MockClock
 ) -> None:
     flaky = StubAgent([RuntimeError("overloaded"), TimeoutError("slow"), "drafted"])
-    pipeline = Step("draft", flaky, retry=RetryPolicy(max_attempts=3)) >> Step(
+    pipeline = AgentStep("draft", flaky, retry=RetryPolicy(max_attempts=3)) >> AgentStep(
         "review", priced("critic", "x" * 40)
     )
 
@@ -110,10 +111,10 @@ async def test_attempts_retries_and_cost(
 
 
 async def test_a_fallback_is_part_of_its_step(trioflow_runtime: Runtime) -> None:
-    pipeline = Step(
+    pipeline = AgentStep(
         "draft",
         StubAgent([RuntimeError("down"), RuntimeError("down")]),
-        fallback=Step("backup", StubAgent(["from the backup"])),
+        fallback=AgentStep("backup", StubAgent(["from the backup"])),
     )
 
     result = await trioflow_runtime.run(pipeline, "topic")
@@ -126,7 +127,7 @@ async def test_a_fallback_is_part_of_its_step(trioflow_runtime: Runtime) -> None
 
 
 async def test_a_failed_run(trioflow_runtime: Runtime) -> None:
-    pipeline = Step("draft", StubAgent(["ok"])) >> Step(
+    pipeline = AgentStep("draft", StubAgent(["ok"])) >> AgentStep(
         "review", StubAgent([RuntimeError("no"), RuntimeError("still no")])
     )
 
@@ -144,7 +145,11 @@ async def test_a_run_stopped_by_a_limit(
     def model(name: str) -> FakeModel:
         return FakeModel(name, respond=lambda text: "y" * 400, max_output_tokens=100)
 
-    pipeline = Step("one", model("a")) >> Step("two", model("b")) >> Step("three", model("c"))
+    pipeline = (
+        AgentStep("one", model("a"))
+        >> AgentStep("two", model("b"))
+        >> AgentStep("three", model("c"))
+    )
 
     with pytest.raises(UsageLimitExceeded) as caught:
         await trioflow_runtime.run(pipeline, "go", limits=UsageLimits(total_cost_usd="0.004"))
@@ -165,9 +170,9 @@ async def test_a_run_stopped_by_a_limit(
 
 async def test_a_resumed_run_lists_each_step_once(trioflow_runtime: Runtime) -> None:
     pipeline = (
-        Step("draft", StubAgent(["drafted"]))
+        AgentStep("draft", StubAgent(["drafted"]))
         >> Step.human_in_the_loop("approve", "Publish?", bool)
-        >> Step("publish", StubAgent(["published"]))
+        >> AgentStep("publish", StubAgent(["published"]))
     )
 
     paused = await trioflow_runtime.run(pipeline, "topic")
@@ -179,7 +184,7 @@ async def test_a_resumed_run_lists_each_step_once(trioflow_runtime: Runtime) -> 
 
 
 async def test_a_mismatch_says_what_ran(trioflow_runtime: Runtime) -> None:
-    pipeline = Step("draft", StubAgent(["d"])) >> Step("review", StubAgent(["r"]))
+    pipeline = AgentStep("draft", StubAgent(["d"])) >> AgentStep("review", StubAgent(["r"]))
     result = await trioflow_runtime.run(pipeline, "topic")
 
     with pytest.raises(AssertionError) as caught:
@@ -195,7 +200,7 @@ async def test_a_mismatch_says_what_ran(trioflow_runtime: Runtime) -> None:
 
 async def test_looking_up_a_step(trioflow_runtime: Runtime) -> None:
     result = await trioflow_runtime.run(build(), "hi")
-    trace = await run_trace(result, trioflow_runtime)
+    trace = await run_history(result, trioflow_runtime)
 
     assert trace.step("main/7:each/item[1]").output == "item(second)"
     with pytest.raises(KeyError, match="2 steps named 'item' ran"):

@@ -28,21 +28,20 @@ import trio
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import InMemoryStore, RunRecord, StepRecord
 from trioflow.runtime import (
+    AgentStep,
     Completion,
     RunStatus,
     Runtime,
-    RunTrace,
     Step,
-    StubAgent,
     Usage,
     UsageLimitExceeded,
     UsageLimits,
     ValidationResult,
     open_runtime,
-    perfetto_json,
-    perfetto_trace,
 )
-from trioflow.runtime._trace_tree import build_trace
+from trioflow.runtime.agents import StubAgent
+from trioflow.runtime.traces import RunTrace, perfetto_json, perfetto_trace
+from trioflow.runtime.traces._tree import build_trace
 
 Event = dict[str, Any]
 
@@ -151,7 +150,9 @@ async def rt(store: InMemoryStore) -> AsyncIterator[Runtime]:
         yield runtime
 
 
-def timed(name: str, delay: float, *, cost: str | None = None, fail: str | None = None) -> Step:
+def timed(
+    name: str, delay: float, *, cost: str | None = None, fail: str | None = None
+) -> AgentStep:
     """A step that takes ``delay`` seconds, then fails with ``fail`` or returns (at ``cost``)."""
 
     async def run(data: Any) -> Any:
@@ -273,7 +274,7 @@ async def test_retries_and_a_fallback_are_slices_inside_the_step(
     def strong(output: Any, context: Any) -> ValidationResult:
         return ValidationResult.fail("too weak")
 
-    fallback = Step("fb", StubAgent([Completion("F", Usage("0.05", 2, 2))]))
+    fallback = AgentStep("fb", StubAgent([Completion("F", Usage("0.05", 2, 2))]))
     step = Step.from_callable(flaky, name="s", validators=[strong], fallback=fallback)
 
     result = await rt.run(step, "x")

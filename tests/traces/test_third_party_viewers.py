@@ -26,15 +26,10 @@ from typing import Any
 import pytest
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import InMemoryStore, RunRecord
-from trioflow.runtime import (
-    FakeModel,
-    Step,
-    UsageLimitExceeded,
-    UsageLimits,
-    open_runtime,
-    perfetto_trace,
-)
-from trioflow.runtime._trace_tree import build_trace
+from trioflow.runtime import AgentStep, Step, UsageLimitExceeded, UsageLimits, open_runtime
+from trioflow.runtime.agents import FakeModel
+from trioflow.runtime.traces import perfetto_trace
+from trioflow.runtime.traces._tree import build_trace
 
 NODE_DIR = Path(__file__).parent / "node"
 PARSERS = ("@paulirish/trace_engine", "@tracerbench/trace-model")
@@ -198,7 +193,7 @@ async def test_devtools_reads_a_budgeted_map_as_exported(devtools: Any, tmp_path
         max_output_tokens=100,
         latency_s=(0.01, 0.05),
     )
-    items = Step.map_over("tag_all", Step("tag", tagger), max_concurrency=4)
+    items = Step.map_over("tag_all", AgentStep("tag", tagger), max_concurrency=4)
     async with open_runtime(store=InMemoryStore()) as rt:
         with pytest.raises(UsageLimitExceeded) as raised:
             await rt.run(items, [f"doc {n}" for n in range(20)], limits=UsageLimits("0.005"))

@@ -13,11 +13,13 @@ import trio
 import trio.testing
 from cli_in_process import trioflow
 from trioflow.persistence import InMemoryStore, RunRecord, SQLiteStore
-from trioflow.runtime import Completion, Pipeline, Step, Usage, open_runtime
-from trioflow.runtime._cli import ExitCode
+from trioflow.runtime import AgentStep, Completion, Pipeline, Step, Usage, open_runtime
+from trioflow.runtime._cli._commands import ExitCode
 
 
-def timed(name: str, delay: float, *, cost: str | None = None, fail: str | None = None) -> Step:
+def timed(
+    name: str, delay: float, *, cost: str | None = None, fail: str | None = None
+) -> AgentStep:
     """A step that takes ``delay`` seconds, then fails with ``fail`` or returns (at ``cost``)."""
 
     async def run(data: Any) -> Any:
@@ -29,7 +31,7 @@ def timed(name: str, delay: float, *, cost: str | None = None, fail: str | None 
     return Step.from_callable(run, name=name)
 
 
-def record_run(db: Path, pipeline: Pipeline | Step) -> tuple[str, int]:
+def record_run(db: Path, pipeline: Pipeline | AgentStep) -> tuple[str, int]:
     """Run ``pipeline`` on a mock clock and journal it in ``db``: its id and trace length.
 
     The run itself uses an in-memory store: the SQLite store writes from a worker

@@ -12,24 +12,20 @@ import trio
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import InMemoryStore, RunRecord, StepRecord, UnknownRun
 from trioflow.runtime import (
+    AgentStep,
     Completion,
-    NodeKind,
-    NodeStatus,
-    NoTrace,
     RunStatus,
     Runtime,
-    RunTrace,
     Step,
-    StubAgent,
-    TraceNode,
     Usage,
     UsageLimitExceeded,
     UsageLimits,
     ValidationResult,
-    filter_nodes,
     open_runtime,
 )
-from trioflow.runtime._trace_tree import build_trace, committed_usage
+from trioflow.runtime.agents import StubAgent
+from trioflow.runtime.traces import NodeKind, NodeStatus, NoTrace, RunTrace, TraceNode, filter_nodes
+from trioflow.runtime.traces._tree import build_trace, committed_usage
 
 T0 = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.UTC)
 
@@ -45,7 +41,9 @@ async def rt(store: InMemoryStore) -> AsyncIterator[Runtime]:
         yield runtime
 
 
-def timed(name: str, delay: float, *, cost: str | None = None, fail: str | None = None) -> Step:
+def timed(
+    name: str, delay: float, *, cost: str | None = None, fail: str | None = None
+) -> AgentStep:
     """A step that takes ``delay`` seconds, then fails with ``fail`` or returns (at ``cost``)."""
 
     async def run(data: Any) -> Any:
@@ -170,8 +168,8 @@ async def test_retries_are_attempt_children_with_their_own_cost_and_reason(
 
 
 async def test_a_fallback_chain_is_children_of_the_step(rt: Runtime, autojump_clock: Any) -> None:
-    last = Step("last", StubAgent([Completion("L", Usage("0.05", 2, 2))]))
-    middle = Step("middle", StubAgent([RuntimeError("m1"), RuntimeError("m2")]), fallback=last)
+    last = AgentStep("last", StubAgent([Completion("L", Usage("0.05", 2, 2))]))
+    middle = AgentStep("middle", StubAgent([RuntimeError("m1"), RuntimeError("m2")]), fallback=last)
 
     async def primary(data: Any) -> str:
         await trio.sleep(1)

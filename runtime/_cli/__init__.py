@@ -1,0 +1,1 @@
+"""The ``trioflow`` command line: commands, input, loading pipeline files, reports."""
