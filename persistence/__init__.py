@@ -5,7 +5,7 @@ from ._failures import DEFAULT_BUSY_TIMEOUT_S, CorruptDatabase, JournalBusy
 from ._files import NotAJournal
 from ._health import JournalHealth, Recovery, examine_journal
 from ._memory import InMemoryStore
-from ._postgres import PostgresStore
+from ._postgres import PostgresStore, is_postgres_url
 from ._records import LedgerEntry, PauseRecord, RunRecord, RunSummary, StepRecord
 from ._retention import PrunePolicy, prune_runs
 from ._rows import UnreadableRuns
@@ -45,6 +45,7 @@ __all__ = [
     "Unresolved",
     "UnstorableValue",
     "examine_journal",
+    "is_postgres_url",
     "prune_runs",
     "register_type",
 ]

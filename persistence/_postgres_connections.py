@@ -115,17 +115,21 @@ class Connections:
         return connection
 
     def failure(self, error: psycopg.Error) -> StoreError:
-        """What ``error`` means for the user, naming the database (without its password)."""
+        """What ``error`` means for the user, naming the database (without its password).
+
+        One line: the server's and libpq's own lines (a message, a hint) are joined.
+        """
+        said = " ".join(str(error).split())
         if isinstance(error, psycopg.errors.QueryCanceled):
             return StoreError(
                 f"the PostgreSQL journal {self.shown} did not answer within the statement "
-                f"timeout ({self._statement_timeout_ms / 1000:g} s): {error}"
+                f"timeout ({self._statement_timeout_ms / 1000:g} s): {said}"
             )
         if isinstance(error, psycopg.OperationalError):
-            return StoreError(f"the PostgreSQL journal {self.shown} cannot be reached: {error}")
+            return StoreError(f"the PostgreSQL journal {self.shown} cannot be reached: {said}")
         return StoreError(
             f"the PostgreSQL journal {self.shown} refused a statement: "
-            f"{type(error).__name__}: {error}"
+            f"{type(error).__name__}: {said}"
         )
 
     def close(self) -> None:

@@ -18,7 +18,6 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -32,7 +31,6 @@ from trioflow.persistence import (
     PauseRecord,
     RunRecord,
     RunStore,
-    SQLiteStore,
     StaleEpoch,
     StoreError,
     TrustedTypes,
@@ -62,6 +60,7 @@ from ._services import RunServices
 from ._steps._cache import StepCache
 from ._steps._messages import Execute, StepDone
 from ._steps._pipeline_actor import PipelineActor
+from ._store_choice import journal_location, open_journal
 from ._stored import reading_run
 from ._stored_types import stored_types
 from ._usage import NO_USAGE, Usage, UsageLimits
@@ -697,15 +696,6 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-#: Where runs are kept unless ``store=``, ``--db`` or ``TRIOFLOW_DB`` say otherwise.
-DEFAULT_DB = Path(".trioflow") / "trioflow.db"
-
-
-def default_db_path() -> Path:
-    """``$TRIOFLOW_DB`` if set, else ``.trioflow/trioflow.db`` in the working directory."""
-    return Path(os.environ.get("TRIOFLOW_DB") or DEFAULT_DB)
-
-
 @asynccontextmanager
 async def open_runtime(
     *,
@@ -719,8 +709,10 @@ async def open_runtime(
     """Open a runtime over a store.
 
     ``store`` is a :class:`RunStore` (an :class:`InMemoryStore` for
-    throwaway runs) or the path of an SQLite journal; by default the
-    journal at :func:`default_db_path`. A damaged journal is refused
+    throwaway runs), the path of an SQLite journal or a ``postgresql://``
+    URL (:class:`~trioflow.persistence.PostgresStore`); by default
+    ``$TRIOFLOW_DB`` (either), else the journal at :func:`default_db_path`.
+    A damaged journal is refused
     (:class:`~trioflow.persistence.CorruptDatabase`) and left in place until
     ``recover=True`` repairs it, or moves it aside (never deleting it) and
     starts a fresh one. ``busy_timeout_s`` is how long a journal write waits
@@ -735,8 +727,9 @@ async def open_runtime(
     keeper = LeaseKeeper(LeaseTerms(lease_s, LeaseClock()))
     # The keeper's heartbeat runs inside the store's block: it stops before the store closes.
     if store is None or isinstance(store, str | os.PathLike):
-        path = default_db_path() if store is None else Path(store)
-        opening = SQLiteStore.open(path, recover=recover, busy_timeout_s=busy_timeout_s)
+        opening = open_journal(
+            journal_location(store), recover=recover, busy_timeout_s=busy_timeout_s
+        )
         async with opening as journal, keeper.running():
             yield Runtime(journal, limits, cache, keeper)
     else:

@@ -94,8 +94,9 @@ from .._errors import (
 from .._interrupts import CTRL_C, StopSignals, was_interrupted
 from .._replay import Replay
 from .._results import PipelineResult, RunStatus
-from .._runtime import Runtime, default_db_path, open_runtime
+from .._runtime import Runtime, open_runtime
 from .._safe_text import inert, shown
+from .._store_choice import JournalLocation, journal_location
 from .._stored import reading_run
 from .._usage import UsageLimits
 from ..traces._perfetto import perfetto_json
@@ -213,7 +214,10 @@ def _parser() -> argparse.ArgumentParser:
 def _global_options(parser: argparse.ArgumentParser) -> None:
     """Options every command takes, before or after the command's name."""
     parser.add_argument(
-        "--db", metavar="PATH", help="the journal (default: $TRIOFLOW_DB or .trioflow/trioflow.db)"
+        "--db",
+        metavar="PATH|URL",
+        help="the journal: an SQLite file or a postgresql:// URL "
+        "(default: $TRIOFLOW_DB or .trioflow/trioflow.db)",
     )
     parser.add_argument(
         "--recover",
@@ -353,8 +357,8 @@ def _interrupted(stops: StopSignals, error: BaseException) -> _Fail:
     )
 
 
-def _db(arguments: argparse.Namespace) -> Path:
-    return Path(arguments.db) if arguments.db else default_db_path()
+def _db(arguments: argparse.Namespace) -> JournalLocation:
+    return journal_location(arguments.db or None)
 
 
 def _report_recovery(runtime: Runtime) -> None:
@@ -605,8 +609,15 @@ def _age(text: str) -> datetime.timedelta:
 def _doctor_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     if arguments.recover:  # repair first, then check what is left
         _with_runtime(arguments, _nothing)
+    location = _db(arguments)
+    if not isinstance(location, Path):
+        raise _Fail(
+            ExitCode.BAD_ARGUMENTS,
+            "doctor checks the pages of an SQLite journal file; a PostgreSQL journal is "
+            "checked by its server (e.g. pg_amcheck)",
+        )
     try:
-        sound = doctor(console, _db(arguments), arguments.busy_timeout)
+        sound = doctor(console, location, arguments.busy_timeout)
     except StoreError as error:
         raise _Fail(ExitCode.STORE_ERROR, str(error)) from error
     return ExitCode.OK if sound else ExitCode.STORE_ERROR
