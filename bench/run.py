@@ -32,6 +32,7 @@ import workloads.governor_race
 import workloads.idle_actors
 import workloads.journal_growth
 import workloads.map
+import workloads.postgres_journal
 from harness import Report, Workload
 
 #: Every workload the suite runs, in the plan's order.
@@ -45,6 +46,7 @@ WORKLOADS: tuple[Workload[Any], ...] = (
     workloads.cancel.WORKLOAD,
     workloads.journal_growth.WORKLOAD,
     workloads.idle_actors.WORKLOAD,
+    workloads.postgres_journal.WORKLOAD,
 )
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
