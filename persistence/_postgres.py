@@ -12,7 +12,8 @@ hosts: every write is committed when the awaited call returns (the
 server's own durability settings decide what a commit survives; with
 PostgreSQL's defaults, a power loss), a compare-and-set has one winner,
 and every fenced write is refused once another owner claimed the run
-(:mod:`._postgres_sql` says how each holds under concurrency). Records are
+(:mod:`._postgres_sql` says how each holds under concurrency). A run's
+records keep the order its writes were called in (:mod:`._in_call_order`). Records are
 the codec's text, exactly as in SQLite (:mod:`._rows`): a journal is data,
 never code.
 
@@ -34,8 +35,10 @@ import attrs
 import trio
 from trioflow.actors import TraceEvent
 
+from . import _postgres_queue as queue
 from . import _postgres_sql as sql
 from ._codec import CODEC
+from ._in_call_order import InCallOrder
 from ._records import LedgerEntry, PauseRecord, RunRecord, RunSummary, StepRecord
 from ._rows import decoded, run_row, summaries, trace_event
 from ._store import StoreError, require_same_run
@@ -69,6 +72,7 @@ class PostgresStore:
 
     def __init__(self, connections: Connections) -> None:
         self._connections = connections
+        self._order = InCallOrder()
         #: The database's URL without its password: what messages may show.
         self.url = connections.shown
 
@@ -144,16 +148,39 @@ class PostgresStore:
     async def _put(
         self, table: str, run_id: str, key: str, payload: str, epoch: int | None
     ) -> None:
-        await self._call(lambda c: sql.put(c, table, run_id, key, payload, epoch))
+        async with self._order.turn(run_id):
+            await self._call(lambda c: sql.put(c, table, run_id, key, payload, epoch))
 
     async def save_trace(
         self, run_id: str, events: Sequence[TraceEvent], *, epoch: int | None = None
     ) -> None:
         kept = tuple(events)
-        await self._call(lambda connection: sql.append_trace(connection, run_id, kept, epoch))
+        async with self._order.turn(run_id):
+            await self._call(lambda c: sql.append_trace(c, run_id, kept, epoch))
 
     async def delete_run(self, run_id: str, *, revision: int) -> bool:
         return await self._call(lambda connection: sql.delete_run(connection, run_id, revision))
+
+    # -- the run queue (see :mod:`._postgres_queue`); not part of the store protocol -------
+
+    async def pick_runnable(
+        self, worker: str, limit: int, now: datetime.datetime, until: datetime.datetime
+    ) -> list[str]:
+        """Up to ``limit`` runnable runs no other worker picked, picked for ``worker`` until
+        ``until``; their ids, oldest first. A hint: the worker still claims each one."""
+        return await self._call(lambda c: queue.pick(c, worker, limit, now, until))
+
+    async def notify_runnable(self) -> None:
+        """Wake the workers waiting in :meth:`wait_for_runnable`."""
+        await self._call(queue.notify)
+
+    async def wait_for_runnable(self, timeout_s: float) -> bool:
+        """Wait at most ``timeout_s`` for a run to become runnable; whether one was announced.
+
+        On a listening connection of its own, in a thread: a cancel waits
+        for the timeout (keep it short, it is the polling interval).
+        """
+        return await self._connections.apart(queue.listen, lambda c: queue.wait(c, timeout_s))
 
     # -- reads ----------------------------------------------------------------------------
 

@@ -75,6 +75,8 @@ class Connections:
         self._lending = trio.Semaphore(size)
         self._threads = trio.CapacityLimiter(size)
         self._closed = False
+        #: The connection kept apart from the pool (see :meth:`apart`).
+        self._apart: psycopg.Connection[Any] | None = None
 
     async def call(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         """``work(connection)`` on a worker thread; see the module docstring for cancels."""
@@ -108,6 +110,31 @@ class Connections:
         else:
             self._idle.append(connection)
 
+    async def apart(
+        self,
+        prepare: Callable[[psycopg.Connection[Any]], None],
+        work: Callable[[psycopg.Connection[Any]], T],
+    ) -> T:
+        """``work`` on the one connection kept apart from the pool, on a thread of its own.
+
+        For a session whose state matters (``LISTEN``): ``prepare`` runs on
+        each new such connection, and a broken one is replaced at the next call.
+        Calls must not overlap (one waiting task uses it).
+        """
+
+        def call() -> T:
+            try:
+                if self._apart is None or self._apart.broken or self._apart.closed:
+                    self._apart = self.connect()
+                    prepare(self._apart)
+                return work(self._apart)
+            except psycopg.Error as error:
+                raise self.failure(error) from error
+
+        if self._closed:
+            raise StoreError(f"the PostgreSQL journal {self.shown} is closed")
+        return await trio.to_thread.run_sync(call)
+
     def connect(self) -> psycopg.Connection[Any]:
         """A new autocommit session with the statement timeout set."""
         connection = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
@@ -137,3 +164,5 @@ class Connections:
         self._closed = True
         while self._idle:
             self._idle.pop().close()
+        if self._apart is not None:
+            self._apart.close()

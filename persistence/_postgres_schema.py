@@ -13,6 +13,11 @@ other applications. Differences, and why:
   sequence orders a run's records just as well.
 * ``runs.created`` (identity) breaks ties of ``started_at`` in the list
   order, where SQLite uses the ``rowid``.
+* ``runs.picked_by`` and ``runs.picked_until``: which worker picked a
+  runnable run from the queue, and until when no other worker may pick
+  it (:mod:`._postgres_queue`). Not part of the run's record: a pick is a
+  hint that spares workers racing for one run, the claim that follows is
+  the protocol's compare-and-set.
 * A run's records go with it (``ON DELETE CASCADE``): a delete is one
   statement.
 * Text columns compared or sorted (times, ids) are ``COLLATE "C"``: byte
@@ -46,10 +51,13 @@ CREATE TABLE trioflow.runs (
     owner TEXT,
     epoch BIGINT NOT NULL,
     lease_expires_at TEXT COLLATE "C",
-    created BIGINT GENERATED ALWAYS AS IDENTITY
+    created BIGINT GENERATED ALWAYS AS IDENTITY,
+    picked_by TEXT,
+    picked_until TEXT COLLATE "C"
 );
 CREATE INDEX runs_by_start ON trioflow.runs (started_at, created);
-CREATE INDEX runs_by_status ON trioflow.runs (status);
+CREATE INDEX runs_runnable ON trioflow.runs (created)
+    WHERE status IN ('queued', 'interrupted', 'running');
 CREATE TABLE trioflow.steps (
     run_id TEXT COLLATE "C" NOT NULL REFERENCES trioflow.runs (run_id) ON DELETE CASCADE,
     path TEXT COLLATE "C" NOT NULL,

@@ -77,11 +77,16 @@ def _changed_or_unknown(found: tuple[Any, ...] | None, run_id: str) -> bool:
 
 
 def swap_run(connection: psycopg.Connection[Any], row: RunRow, expected: int) -> bool:
-    """Replace the run if its revision is ``expected``; whether it did."""
+    """Replace the run if its revision is ``expected``; whether it did.
+
+    A worker's pick of the run (:mod:`._postgres_queue`) ends with it: the
+    claim it was for, or any other change, makes the run's queue state new.
+    """
     found = connection.execute(
         "WITH swap AS (UPDATE trioflow.runs SET pipeline_name = %s, status = %s,"
         " started_at = %s, finished_at = %s, payload = %s, revision = %s, owner = %s,"
-        " epoch = %s, lease_expires_at = %s WHERE run_id = %s AND revision = %s RETURNING 1)"
+        " epoch = %s, lease_expires_at = %s, picked_by = NULL, picked_until = NULL"
+        " WHERE run_id = %s AND revision = %s RETURNING 1)"
         " SELECT EXISTS (SELECT 1 FROM trioflow.runs WHERE run_id = %s),"
         " (SELECT count(*) FROM swap)",
         (*_columns(row)[1:], row.run_id, expected, row.run_id),

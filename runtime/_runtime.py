@@ -54,6 +54,7 @@ from ._interrupts import StopSignals
 from ._journal import Journal
 from ._lease import DEFAULT_LEASE_S, LeaseClock, LeaseKeeper, LeaseTerms, Ownership
 from ._paths import locate
+from ._queue_signal import announce_runnable
 from ._replay import Replay, first_difference
 from ._results import PipelineResult, RunStatus
 from ._services import RunServices
@@ -144,28 +145,90 @@ class Runtime:
         the command line does not import it again.
         """
         pipeline = as_pipeline(pipeline, where="run()")
+        record = self._new_record(pipeline, input, context, limits, target, target_sha256)
+        ownership = await self._start(record)
+        self._remember(record.run_id, pipeline)
+        journal = Journal(self.store, record.run_id, ownership.epoch)
+        return await self._drive(pipeline, ownership, resources, journal, (), watch)
+
+    def _new_record(
+        self,
+        pipeline: Pipeline,
+        input: Any,
+        context: BaseContext | None,
+        limits: UsageLimits | None,
+        target: str | None,
+        target_sha256: str | None,
+        status: RunStatus = RunStatus.RUNNING,
+    ) -> RunRecord:
+        """A new run of ``pipeline``, checked: a fresh id, its own copy of the context."""
         check_nesting(pipeline)
         check_input(input, pipeline.input_type, step=pipeline.steps[0].name)
         context = _initial_context(context, pipeline)
         run_id = uuid.uuid4().hex
         # A deep copy: nothing the caller (or another run) holds is shared with this run.
         context = context.model_copy(update={"run_id": run_id}, deep=True)
-        limits = limits if limits is not None else self.limits
-        record = RunRecord(
+        return RunRecord(
             run_id,
             pipeline.name,
-            RunStatus.RUNNING.value,
+            status.value,
             _now(),
             input,
             context=context,
-            limits=limits,
+            limits=limits if limits is not None else self.limits,
             target=target,
             target_sha256=target_sha256,
         )
-        ownership = await self._start(record)
-        self._remember(run_id, pipeline)
-        journal = Journal(self.store, run_id, ownership.epoch)
-        return await self._drive(pipeline, ownership, resources, journal, (), watch)
+
+    async def submit(
+        self,
+        pipeline: StepLike,
+        input: Any = None,
+        *,
+        context: BaseContext | None = None,
+        limits: UsageLimits | None = None,
+        target: str | None = None,
+        target_sha256: str | None = None,
+    ) -> str:
+        """Store a run of ``pipeline`` as ``queued`` for a worker to drive; its id.
+
+        Checked as :meth:`run` checks it, nothing run here. A worker
+        (``trioflow worker``, sharing a PostgreSQL journal) finds the
+        pipeline by ``target`` (``FILE.py:NAME``), imported only while the
+        file still hashes to ``target_sha256``.
+        """
+        pipeline = as_pipeline(pipeline, where="submit()")
+        record = self._new_record(
+            pipeline, input, context, limits, target, target_sha256, RunStatus.QUEUED
+        )
+        await self.store.create_run(record)
+        await announce_runnable(self.store)
+        return record.run_id
+
+    async def requeue(
+        self,
+        run_id: str,
+        human_input: Any,
+        *,
+        path: str | None = None,
+        pipeline: StepLike | None = None,
+    ) -> None:
+        """Answer a paused run and queue it again for a worker, from any process or host.
+
+        The answer is validated as :meth:`resume` validates it; then the run
+        is claimed (so of two answers racing only one is stored), the answer
+        journaled under that claim, and the run released as ``queued``.
+        """
+        with reading_run(run_id):
+            found, types, record = await self._pipeline_and_run(run_id, pipeline)
+            _require_resumable(record, self.leases.clock.now(), answered=True)
+            _, answered = await self._answer(found, record, human_input, path, types)
+        ownership = await self._claim(record)
+        if answered is not None:
+            await self.store.record_pause(answered, epoch=ownership.epoch)
+        if not await ownership.end(status=RunStatus.QUEUED.value, paused_at=()):
+            raise _taken_over(ownership)
+        await announce_runnable(self.store)
 
     async def _start(self, record: RunRecord) -> Ownership:
         """Store a new run, owned by this drive (epoch 1) under a fresh lease."""
@@ -527,6 +590,7 @@ class Runtime:
 
 _RESUMABLE = frozenset(
     {
+        RunStatus.QUEUED.value,
         RunStatus.PAUSED.value,
         RunStatus.RUNNING.value,
         RunStatus.CANCELLED.value,
@@ -575,7 +639,7 @@ def _require_resumable(record: RunRecord, now: datetime.datetime, *, answered: b
     answer for a run that may be running elsewhere."""
     if record.status not in _RESUMABLE:
         raise RunNotResumable(
-            f"run {record.run_id!r} has status {record.status!r}: only paused, running "
+            f"run {record.run_id!r} has status {record.status!r}: only queued, paused, running "
             "(interrupted) or cancelled runs can be resumed"
         )
     if not answered and record.status == RunStatus.RUNNING.value and record.leased_at(now):

@@ -92,6 +92,7 @@ from .._errors import (
     UsageLimitExceeded,
 )
 from .._interrupts import CTRL_C, StopSignals, was_interrupted
+from .._lease import DEFAULT_LEASE_S
 from .._replay import Replay
 from .._results import PipelineResult, RunStatus
 from .._runtime import Runtime, open_runtime
@@ -103,6 +104,7 @@ from ..traces._perfetto import perfetto_json
 from ..traces._progress import RunProgress
 from ..traces._tree import NoTrace, RunTrace
 from ..traces._tree_view import print_trace, trace_json
+from . import _queue_commands
 from ._doctor import doctor
 from ._documents import json_text, replay_document, run_document, summary_document
 from ._input import (
@@ -166,6 +168,9 @@ def _parser() -> argparse.ArgumentParser:
     _pipeline_argument(resume)
     resume.add_argument("--json", action="store_true", help="print the result as JSON")
     resume.add_argument("--quiet", action="store_true", help="plain progress lines, no live panel")
+    resume.add_argument(
+        "--queue", action="store_true", help="store the answer and queue the run for a worker"
+    )
 
     replay = commands.add_parser(
         "replay", parents=[journal], help="run a stored run again, models answered from it"
@@ -208,6 +213,7 @@ def _parser() -> argparse.ArgumentParser:
         "--perfetto", metavar="FILE", help="write Chrome/Perfetto trace-event JSON to FILE"
     )
     commands.add_parser("doctor", parents=[journal], help="check every page of the journal")
+    _queue_commands.add_queue_commands(commands, journal)
     return parser
 
 
@@ -306,6 +312,8 @@ def _with_runtime(
     arguments: argparse.Namespace,
     work: Callable[[Runtime], Awaitable[T]],
     limits: UsageLimits | None = None,
+    *,
+    lease_s: float = DEFAULT_LEASE_S,
 ) -> T:
     """Run ``work`` in a runtime over the chosen journal, mapping errors to exit codes."""
 
@@ -315,6 +323,7 @@ def _with_runtime(
             limits=limits,
             recover=arguments.recover,
             busy_timeout_s=arguments.busy_timeout,
+            lease_s=lease_s,
         )
         async with opening as runtime:
             if arguments.recover:
@@ -432,6 +441,8 @@ def _replay_command(arguments: argparse.Namespace, console: Console) -> ExitCode
 
 
 def _resume_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
+    if arguments.queue:
+        return _queue_commands.requeue_command(arguments, console)
     text = _read_input(arguments)
 
     async def resume(runtime: Runtime) -> PipelineResult:
@@ -689,6 +700,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitCode]] = {
     "trace": _trace_command,
     "replay": _replay_command,
     "doctor": _doctor_command,
+    "submit": _queue_commands.submit_command,
+    "worker": _queue_commands.worker_command,
 }
 
 

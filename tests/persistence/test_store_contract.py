@@ -633,6 +633,23 @@ async def test_a_pause_is_recorded_then_answered_in_place(store: RunStore) -> No
     assert_identical(await store.pauses_of("r1"), [answered, review])
 
 
+async def test_writes_of_one_run_called_at_once_are_kept_in_call_order(store: RunStore) -> None:
+    """Parallel branches pausing at once: the run's pauses read back in the order written."""
+    await store.create_run(a_run())
+    called: list[str] = []
+
+    async def pause(path: str) -> None:
+        called.append(path)  # no checkpoint between this and the call below
+        await store.record_pause(a_pause(path))
+
+    async with trio.open_nursery() as nursery:
+        for index in range(12):
+            nursery.start_soon(pause, f"main/{index}:ask")
+
+    assert sorted(called) == sorted(f"main/{index}:ask" for index in range(12))
+    assert [stored.path for stored in await store.pauses_of("r1")] == called
+
+
 # -- traces -----------------------------------------------------------------------------------
 
 
