@@ -18,8 +18,9 @@ timeout (plus the connect timeout when the call had to connect first).
 That is what a cancel waits for, never longer, and a write is never
 left half-done.
 
-Failures: a connection the server dropped (a restart, a network fault)
-is discarded and the next call connects afresh; the call that met it
+Failures: a connection the server ended while it was idle (a restart)
+is noticed before it is used and replaced; one that breaks during a call
+is discarded and the next call connects afresh, and the call that met it
 raises :class:`~trioflow.persistence.StoreError` naming the database
 (never its password). Whether that call's write was committed is unknown
 to the caller, which is why every journal write is idempotent (keyed
@@ -28,6 +29,7 @@ upserts, compare-and-sets on revisions) and safe to repeat.
 
 from __future__ import annotations
 
+import select
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -51,6 +53,21 @@ def redacted(url: str) -> str:
         return "<an unparsable PostgreSQL URL>"
     parts.pop("password", None)
     return psycopg.conninfo.make_conninfo("", **parts)
+
+
+def _told_something(connection: psycopg.Connection[Any]) -> bool:
+    """Whether the server sent an idle connection anything: it only does to end it.
+
+    A server restarting (or an administrator ending sessions) tells each
+    idle client so and closes it; the connection notices only when next
+    used, and that call would fail. Looking first (a poll of the socket,
+    without waiting) costs a system call and spares the call: the
+    connection is replaced before anything is sent, so a write never
+    fails on a connection that was already dead (whether a failed write
+    was committed cannot be known; whether it was sent can).
+    """
+    readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    return bool(readable)
 
 
 class _Lent:
@@ -91,6 +108,9 @@ class Connections:
 
     def _call(self, lent: _Lent, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         try:
+            if lent.connection is not None and _told_something(lent.connection):
+                lent.connection.close()
+                lent.connection = None
             if lent.connection is None:
                 lent.connection = self.connect()
             return work(lent.connection)

@@ -8,6 +8,9 @@
 * A worker stopped (SIGSTOP) past its lease is taken over by another; when
   it is continued, the journal refuses its writes, it says the run was
   taken over, writes nothing, and goes on until stopped (SIGTERM, exit 0).
+* The database restarted (``pg_ctl restart``) while workers drive runs:
+  they reconnect, and every run completes, no step committed before the
+  restart running again.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,7 @@ from typing import Any
 import psycopg
 import pytest
 import trio
+from postgres_server import running_server
 from trioflow.persistence import PostgresStore
 from trioflow.runtime import open_runtime
 
@@ -98,15 +103,22 @@ class Workers:
                 worker.wait(timeout=60)
 
 
-@pytest.fixture
-def workers(postgres_url: str, tmp_path: Path) -> Iterator[Workers]:
+@contextmanager
+def started_workers(url: str, folder: Path) -> Iterator[Workers]:
+    """Workers of the database at ``url``, each killed at the end if still running."""
     env = {key: value for key, value in os.environ.items() if key != "TRIOFLOW_DB"}
-    env.update(QUEUE_LOG=str(tmp_path / "executions.log"), QUEUE_SLOW_S="0.5")
-    started = Workers(postgres_url, tmp_path, env)
+    env.update(QUEUE_LOG=str(folder / "executions.log"), QUEUE_SLOW_S="0.5")
+    started = Workers(url, folder, env)
     try:
         yield started
     finally:
         started.kill_all()
+
+
+@pytest.fixture
+def workers(postgres_url: str, tmp_path: Path) -> Iterator[Workers]:
+    with started_workers(postgres_url, tmp_path) as started:
+        yield started
 
 
 def executions(workers: Workers) -> list[tuple[int, str, str, str]]:
@@ -265,3 +277,40 @@ def test_a_worker_stopped_past_its_lease_is_fenced_and_writes_nothing(
         next(line for line in lines if line.startswith(taken_over)),
         "worker stopped: any run it was driving is stored interrupted, for another worker",
     ]
+
+
+def test_workers_reconnect_after_the_database_restarts_and_every_run_completes(
+    tmp_path: Path,
+) -> None:
+    total = 20
+    with (
+        running_server() as server,
+        server.database() as url,
+        started_workers(url, tmp_path) as workers,
+    ):
+        run_ids = submit(url, total)
+        answerer = subprocess.Popen(
+            [sys.executable, str(ANSWERER), url, str(total)],
+            stdout=subprocess.PIPE,
+            env=workers.env,
+        )
+        options = ("--concurrency", "4", "--lease", "2", "--poll", "0.2")
+        running = [workers.start(*options) for _ in range(2)]
+
+        def slow_steps_started() -> bool:
+            started = [path for _, _, path, _ in executions(workers) if path == "main/2:slow"]
+            return len(started) >= 4
+
+        wait_until(slow_steps_started, "four slow steps started")
+        before = {done for done in committed(url) if done[1] in STEPS}
+        server.restart()
+        wait_until(lambda: statuses(url) == {"completed": total}, "every run completed")
+        answered, _ = answerer.communicate(timeout=60)
+
+        assert int(answered) == total
+        ran = collections.Counter((run, path) for _, run, path, _ in executions(workers))
+        assert set(ran) == {(run_id, path) for run_id in run_ids for path in STEPS}
+        assert {done: ran[done] for done in before} == dict.fromkeys(before, 1)
+        _assert_exact_totals(url, run_ids)
+        for worker in running:
+            assert workers.stop(worker) == 0
