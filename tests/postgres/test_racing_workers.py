@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import random
+from collections.abc import Callable
 
 import trio
 from hypothesis import given, settings
@@ -57,6 +58,16 @@ async def race(url: str, seed: int) -> None:
     ran: list[tuple[str, str, str]] = []
     pipeline = racing_pipeline(seed, ran)
     drove: dict[str, list[str]] = {"first": [], "second": []}
+    all_said = trio.Event()
+
+    def said(name: str) -> Callable[[str], None]:
+        def say(line: str) -> None:
+            drove[name].append(line)
+            if sum(map(len, drove.values())) == RUNS:  # one line per run driven
+                all_said.set()
+
+        return say
+
     async with open_runtime(store=url) as client:
         run_ids = [await client.submit(pipeline, f"run {n}") for n in range(RUNS)]
 
@@ -64,18 +75,17 @@ async def race(url: str, seed: int) -> None:
         WORKER.set(name)  # seen by every task the worker's runtime starts
         async with PostgresStore.open(url) as store, open_runtime(store=store) as runtime:
             worker = Worker(
-                runtime, lambda record: pipeline, drove[name].append, concurrency=3, poll_s=0.05
+                runtime, lambda record: pipeline, said(name), concurrency=3, poll_s=0.05
             )
             await worker.run()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(work, "first", name="first")
         nursery.start_soon(work, "second", name="second")
-        async with PostgresStore.open(url) as reader:
-            while not all(run.status == "completed" for run in await reader.list_runs()):
-                await trio.sleep(0.05)
-            records = [await reader.get_run(run_id) for run_id in run_ids]
+        await all_said.wait()
         nursery.cancel_scope.cancel()
+    async with PostgresStore.open(url) as reader:
+        records = [await reader.get_run(run_id) for run_id in run_ids]
 
     assert [(record.status, record.epoch, record.revision) for record in records] == [
         ("completed", 1, 2)
