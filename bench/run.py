@@ -33,6 +33,7 @@ import workloads.idle_actors
 import workloads.journal_growth
 import workloads.map
 import workloads.postgres_journal
+import workloads.postgres_workers
 from harness import Report, Workload
 
 #: Every workload the suite runs, in the plan's order.
@@ -47,6 +48,7 @@ WORKLOADS: tuple[Workload[Any], ...] = (
     workloads.journal_growth.WORKLOAD,
     workloads.idle_actors.WORKLOAD,
     workloads.postgres_journal.WORKLOAD,
+    workloads.postgres_workers.WORKLOAD,
 )
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

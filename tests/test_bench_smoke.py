@@ -31,6 +31,7 @@ NAMES = [
     "journal_growth",
     "idle_actors",
     "postgres_journal",
+    "postgres_workers",
 ]
 
 
@@ -50,7 +51,7 @@ def reports(run: ModuleType) -> dict[str, Any]:
 
 def test_the_suite_lists_the_plans_workloads_in_order(run: ModuleType) -> None:
     assert [workload.name for workload in run.WORKLOADS] == NAMES
-    assert [workload.number for workload in run.WORKLOADS] == list(range(1, 11))
+    assert [workload.number for workload in run.WORKLOADS] == list(range(1, 12))
 
 
 @pytest.mark.parametrize("name", NAMES)
