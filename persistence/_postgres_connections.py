@@ -90,6 +90,7 @@ class Connections:
         self._statement_timeout_ms = round(statement_timeout_s * 1000)
         self._idle: list[psycopg.Connection[Any]] = []
         self._lending = trio.Semaphore(size)
+        # Threads of their own: trio's default limiter is shared by the whole process.
         self._threads = trio.CapacityLimiter(size)
         self._closed = False
         #: The connection kept apart from the pool (see :meth:`apart`).

@@ -29,8 +29,11 @@
 
 * ``trioflow doctor`` checks every page of the journal (opening one never
   does): exit code 0 when it is sound, 7 when it is damaged.
+* ``trioflow submit``, ``trioflow worker`` and ``trioflow resume --queue``
+  are the run queue's, on a PostgreSQL journal (``_queue_commands``).
 
-Runs are journaled in ``--db PATH``, else ``$TRIOFLOW_DB``, else
+Runs are journaled in ``--db PATH`` (an SQLite file, or a
+``postgresql://`` URL), else ``$TRIOFLOW_DB``, else
 ``.trioflow/trioflow.db``. A damaged journal is refused (exit code 7) and
 left in place until ``--recover`` repairs it or moves it aside (never
 deleting it) for a fresh one. ``--busy-timeout SECONDS`` is how long a
