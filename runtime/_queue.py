@@ -131,7 +131,24 @@ class Worker:
             self._freed.set()
 
     async def _outcome(self, run_id: str) -> str:
-        """Drive the run; one line saying how it went."""
+        """Drive the run; one line saying how it went.
+
+        A drive's failure can come as a group (several of the run's tasks
+        failing at once, the journal under all of them): a group made only
+        of the failures below is reported by its first, like a single one.
+        """
+        try:
+            return await self._drive_once(run_id)
+        except BaseExceptionGroup as group:
+            reported, rest = group.split(_REPORTED)
+            if rest is not None or reported is None:
+                raise
+            first: BaseException = reported
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            return f"run {run_id}: not driven: {first}"
+
+    async def _drive_once(self, run_id: str) -> str:
         try:
             record = await self.runtime.store.get_run(run_id)
             pipeline = self.pipeline_of(record)
@@ -142,6 +159,14 @@ class Worker:
             return f"run {run_id}: another worker or resume has it"
         except RunTakenOver as error:
             return f"run {run_id}: {error}"
-        except (StoreError, PipelineUnavailable, ConfigurationError) as error:
+        except _NOT_DRIVEN as error:
             return f"run {run_id}: not driven: {error}"
         return f"run {run_id}: {result.status}"
+
+
+#: Why a run was not driven, said in one line: the journal failing (it is retried by the
+#: next pick), a pipeline the worker may not import, a pipeline that is not the run's.
+_NOT_DRIVEN = (StoreError, PipelineUnavailable, ConfigurationError)
+
+#: Every failure a worker reports and goes on after.
+_REPORTED = (*_NOT_DRIVEN, UsageLimitExceeded, RunNotResumable, RunTakenOver)

@@ -313,4 +313,4 @@ def test_workers_reconnect_after_the_database_restarts_and_every_run_completes(
         assert {done: ran[done] for done in before} == dict.fromkeys(before, 1)
         _assert_exact_totals(url, run_ids)
         for worker in running:
-            assert workers.stop(worker) == 0
+            assert workers.stop(worker) == 0, workers.output(worker)
