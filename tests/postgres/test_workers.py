@@ -156,6 +156,19 @@ def committed(url: str) -> set[tuple[str, str]]:
     return {(run_id, path) for run_id, path in rows}
 
 
+def answers(url: str) -> dict[str, list[str]]:
+    """Each run's stored pause answers, as the codec's text."""
+    found: dict[str, list[str]] = collections.defaultdict(list)
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(
+            "SELECT run_id, payload::json -> 'fields' ->> 'answer' FROM trioflow.pauses"
+            " ORDER BY seq"
+        ).fetchall()
+    for run_id, answer in rows:
+        found[run_id].append(answer)
+    return dict(found)
+
+
 def journal_of(url: str, run_id: str) -> tuple[Any, ...]:
     """Everything stored for the run, as the database holds it."""
     with psycopg.connect(url) as connection:
@@ -305,9 +318,11 @@ def test_workers_reconnect_after_the_database_restarts_and_every_run_completes(
         before = {done for done in committed(url) if done[1] in STEPS}
         server.restart()
         wait_until(lambda: statuses(url) == {"completed": total}, "every run completed")
-        answered, _ = answerer.communicate(timeout=60)
+        answerer.communicate(timeout=60)
 
-        assert int(answered) == total
+        # Not the answerer's count: an answer it stored just before the restart, whose
+        # re-queueing then failed, it counts as not given; a worker took that run over.
+        assert answers(url) == {run_id: ["true"] for run_id in run_ids}
         ran = collections.Counter((run, path) for _, run, path, _ in executions(workers))
         assert set(ran) == {(run_id, path) for run_id in run_ids for path in STEPS}
         assert {done: ran[done] for done in before} == dict.fromkeys(before, 1)
