@@ -3,13 +3,14 @@
 This package knows nothing about pipelines. An actor is a trio task owning
 a bounded mailbox; a supervisor owns a nursery of actors and applies a
 strategy when one fails; every spawn, message, exit and cancellation is
-reported to a trace sink.
+reported to a trace sink. A message asked for a reply subclasses
+``Ask[R]``, so ``ActorRef.ask`` returns its ``R``, typed.
 """
 
 from ._actor import Actor, ActorRef
-from ._envelope import Envelope
+from ._ask import Ask
 from ._errors import ActorError, ActorStopped, AskTimeout, ChildFailed
-from ._reply import Reply, ReplyInbox, ReplySlot, ReplyTarget
+from ._reply import Reply, ReplyInbox
 from ._supervisor import (
     DEFAULT_MAILBOX_SIZE,
     ESCALATE,
@@ -28,15 +29,13 @@ __all__ = [
     "ActorError",
     "ActorRef",
     "ActorStopped",
+    "Ask",
     "AskTimeout",
     "ChildFailed",
-    "Envelope",
     "Escalate",
     "MemoryTraceSink",
     "Reply",
     "ReplyInbox",
-    "ReplySlot",
-    "ReplyTarget",
     "Restart",
     "Strategy",
     "Supervisor",

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
+from ._ask import Ask
 from ._envelope import Envelope
 from ._errors import ActorStopped, AskTimeout
 from ._reply import ReplyInbox, ReplySlot
@@ -23,6 +24,7 @@ from ._trace import TraceEvent, TraceKind, TraceSink
 
 M = TypeVar("M")
 K = TypeVar("K")
+R = TypeVar("R")
 
 
 class Actor(Generic[M]):
@@ -65,25 +67,31 @@ class ActorRef(Generic[M]):
         """Send ``message``; wait while the mailbox is full (backpressure)."""
         await self._post(Envelope(message, sender, None))
 
-    async def ask(self, message: M, *, sender: str | None = None, timeout: float = math.inf) -> Any:
-        """Send ``message`` and wait for the reply.
+    async def ask(
+        self, message: Ask[R], *, sender: str | None = None, timeout: float = math.inf
+    ) -> R:
+        """Send ``message`` and wait for the reply, the ``R`` its class declares.
+
+        The message's :class:`~trioflow.actors.Ask` base types the reply, so
+        mypy checks what the caller does with it (``M`` types ``tell``).
 
         Raises :class:`AskTimeout` if no reply arrives within ``timeout``
         seconds (the time spent waiting for mailbox room counts), the
         handler's exception if it raised one, and :class:`ActorStopped` if
         the actor stopped before handling the message.
         """
-        slot: ReplySlot[Any] = ReplySlot()
+        slot: ReplySlot[R] = ReplySlot()
+        envelope: Envelope[Any] = Envelope(message, sender, slot)
         if timeout == math.inf:  # no cancel scope on the hot path when none is needed
-            await self._post_for_reply(Envelope(message, sender, slot))
+            await self._post_for_reply(envelope)
             return await slot.wait()
         with trio.move_on_after(timeout):
-            await self._post_for_reply(Envelope(message, sender, slot))
+            await self._post_for_reply(envelope)
             return await slot.wait()
         raise AskTimeout(self.path, message, timeout)
 
     async def ask_into(
-        self, message: M, inbox: ReplyInbox[K], tag: K, *, sender: str | None = None
+        self, message: Ask[R], inbox: ReplyInbox[K, R], tag: K, *, sender: str | None = None
     ) -> None:
         """Send ``message``; its reply will arrive in ``inbox`` tagged ``tag``.
 
@@ -91,7 +99,8 @@ class ActorRef(Generic[M]):
         exception, or :class:`ActorStopped` if the actor stops first, is
         delivered to the inbox.
         """
-        await self._post(Envelope(message, sender, inbox.slot(tag)))
+        envelope: Envelope[Any] = Envelope(message, sender, inbox.slot(tag))
+        await self._post(envelope)
 
     async def _post(self, envelope: Envelope[M]) -> None:
         self._trace_send(envelope)

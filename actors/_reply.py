@@ -83,24 +83,28 @@ class ReplyTarget(Protocol):
 
 
 @attrs.frozen(slots=True)
-class Reply(Generic[K]):
-    """One reply collected by a :class:`ReplyInbox`, tagged by its ask."""
+class Reply(Generic[K, T]):
+    """One reply collected by a :class:`ReplyInbox`, tagged by its ask.
+
+    ``value`` is ``None`` when the reply is an ``error``; :meth:`unwrap`
+    says which, typed.
+    """
 
     tag: K
-    value: Any
+    value: T | None
     error: BaseException | None
 
-    def unwrap(self) -> Any:
+    def unwrap(self) -> T:
         """The reply's value; raise it if the reply is an error."""
         if self.error is not None:
             raise self.error
-        return self.value
+        return self.value  # type: ignore[return-value]  # no error: the handler returned a T
 
 
-class _InboxSlot(Generic[K]):
+class _InboxSlot(Generic[K, T]):
     __slots__ = ("_filled", "_inbox", "_tag")
 
-    def __init__(self, inbox: ReplyInbox[K], tag: K) -> None:
+    def __init__(self, inbox: ReplyInbox[K, T], tag: K) -> None:
         self._inbox = inbox
         self._tag = tag
         self._filled = False
@@ -109,21 +113,21 @@ class _InboxSlot(Generic[K]):
     def filled(self) -> bool:
         return self._filled
 
-    def set(self, value: Any) -> None:
+    def set(self, value: T) -> None:
         self._deliver(Reply(self._tag, value, None))
 
     def fail(self, error: BaseException) -> None:
         self._deliver(Reply(self._tag, None, error))
 
-    def _deliver(self, reply: Reply[K]) -> None:
+    def _deliver(self, reply: Reply[K, T]) -> None:
         if self._filled:
             raise RuntimeError("a reply slot can be filled only once")
         self._filled = True
         self._inbox._arrive(reply)
 
 
-class ReplyInbox(Generic[K]):
-    """Collects the replies of many asks in one task, in arrival order.
+class ReplyInbox(Generic[K, T]):
+    """Collects the replies (each a ``T``) of many asks in one task, in arrival order.
 
     Why: a supervisor that waits for many children (a parallel step, a
     map) must react to whichever answers first without a helper task per
@@ -134,21 +138,21 @@ class ReplyInbox(Generic[K]):
     """
 
     def __init__(self) -> None:
-        self._send, self._receive = trio.open_memory_channel[Reply[K]](math.inf)
+        self._send, self._receive = trio.open_memory_channel[Reply[K, T]](math.inf)
 
     def slot(self, tag: K) -> ReplyTarget:
         return _InboxSlot(self, tag)
 
-    def _arrive(self, reply: Reply[K]) -> None:
+    def _arrive(self, reply: Reply[K, T]) -> None:
         self._send.send_nowait(reply)
 
-    async def receive(self) -> Reply[K]:
+    async def receive(self) -> Reply[K, T]:
         """The next reply to arrive."""
         return await self._receive.receive()
 
-    def arrived(self) -> list[Reply[K]]:
+    def arrived(self) -> list[Reply[K, T]]:
         """Every reply that has arrived and was not received yet, without waiting."""
-        replies: list[Reply[K]] = []
+        replies: list[Reply[K, T]] = []
         while True:
             try:
                 replies.append(self._receive.receive_nowait())

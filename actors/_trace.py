@@ -41,6 +41,11 @@ class TraceEvent:
     message's class name. For ``EXIT`` the label is the outcome (``ok`` or
     ``failed``) and ``detail`` the error; for ``CANCEL`` ``detail`` is the
     cancellation reason. For ``NOTE`` the label names the event.
+
+    ``data`` is a structured payload a note may carry for sinks that watch
+    a run live (code built on the kernel defines what it holds). It is not
+    stored with a trace: what a stored trace needs, its readers take from
+    the fields above and from the records the note points to.
     """
 
     kind: TraceKind
@@ -49,6 +54,7 @@ class TraceEvent:
     label: str = ""
     peer: str | None = None
     detail: str | None = None
+    data: object = None
 
 
 class TraceSink(Protocol):

@@ -30,6 +30,25 @@ as objects (:mod:`._trusted`): the codec's own records, registered types,
 and the :class:`TrustedTypes` the caller passes (the runtime passes the
 classes its pipeline declares). Any other name reads back as an inert
 :class:`Unresolved` value.
+
+The one piece of process-wide state in trioflow is the registry of
+:data:`CODEC` (``register_type``); everything else belongs to a runtime or
+a run. It is process-wide on purpose:
+
+* a registration says how a *class* is stored, which is a property of the
+  class, not of a store or a run: two registries holding different
+  functions for one class would write journals the other cannot read;
+* a pipeline registers its types when its module is imported, and the
+  command line imports the module (``trioflow run module:pipeline``)
+  before it has opened a store or a runtime: there is nothing else yet to
+  register with (pickle's ``copyreg`` is global for the same reason);
+* sharing it is safe: registering takes a lock, and a concurrent encode
+  or read sees a class's old entry or its new one, never half of one; a
+  registration vouches only for a class that code hands over, never for a
+  name read from stored data.
+
+Code that needs a registry of its own (a test) makes its own
+:class:`Codec`.
 """
 
 from __future__ import annotations
@@ -635,6 +654,7 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "$json": lambda value: value,
 }
 
-#: The process-wide codec both stores use; extend it with :func:`register_type`.
+#: The process-wide codec every store uses; extend it with :func:`register_type`.
+#: Process-wide on purpose: see the module docstring.
 CODEC = Codec()
 register_type = CODEC.register_type

@@ -217,7 +217,7 @@ class SQLiteStore:
 
     async def _write(self, request: WriteRequest) -> bool:
         try:
-            applied: bool = await self._writer.ask(request)
+            applied = await self._writer.ask(request)
         except apsw.Error as error:
             raise await self._failure(error) from error
         return applied

@@ -51,7 +51,7 @@ from typing import Any
 import apsw
 import attrs
 import trio
-from trioflow.actors import Actor, TraceEvent
+from trioflow.actors import Actor, Ask, TraceEvent
 
 from ._store import StaleEpoch, UnknownRun
 
@@ -73,14 +73,14 @@ class RunRow:
 
 
 @attrs.frozen
-class CreateRun:
+class CreateRun(Ask[bool]):
     """Insert a new run; ``ValueError`` if its id is taken."""
 
     row: RunRow
 
 
 @attrs.frozen
-class SwapRun:
+class SwapRun(Ask[bool]):
     """Replace a stored run if its revision is still ``expected``; replies whether it did.
 
     :class:`UnknownRun` if there is no such run.
@@ -91,7 +91,7 @@ class SwapRun:
 
 
 @attrs.frozen
-class RenewLease:
+class RenewLease(Ask[bool]):
     """Store ``row`` (the run with its lease extended) if the run is still at its revision
     and epoch; replies whether it did. :class:`UnknownRun` if there is no such run."""
 
@@ -103,7 +103,7 @@ class RenewLease:
 
 
 @attrs.frozen
-class PutStep:
+class PutStep(Ask[bool]):
     """Insert or replace the completion record at ``(run_id, path)``."""
 
     run_id: str
@@ -113,7 +113,7 @@ class PutStep:
 
 
 @attrs.frozen
-class PutPause:
+class PutPause(Ask[bool]):
     """Insert or replace the pause at ``(run_id, path)``."""
 
     run_id: str
@@ -123,7 +123,7 @@ class PutPause:
 
 
 @attrs.frozen
-class PutUsage:
+class PutUsage(Ask[bool]):
     """Insert or replace the ledger entry at ``(run_id, key)``."""
 
     run_id: str
@@ -133,7 +133,7 @@ class PutUsage:
 
 
 @attrs.frozen
-class AppendTrace:
+class AppendTrace(Ask[bool]):
     """Append trace events to a run's trace."""
 
     run_id: str
@@ -142,7 +142,7 @@ class AppendTrace:
 
 
 @attrs.frozen
-class DeleteRun:
+class DeleteRun(Ask[bool]):
     """Delete a run and its records if its revision is still ``expected``; replies whether it did.
 
     :class:`UnknownRun` if there is no such run.

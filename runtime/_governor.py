@@ -26,16 +26,18 @@ from decimal import Decimal
 
 import attrs
 import trio
-from trioflow.actors import Actor, TraceEvent, TraceKind, TraceSink
+from trioflow.actors import Actor, Ask, TraceSink
 from trioflow.persistence import LedgerEntry
 
 from ._journal import Journal
 from ._money import format_usd
+from ._notes import Committed, NoteKind, note
+from ._paths import is_within
 from ._usage import NO_USAGE, Usage, UsageLimits
 
 
 @attrs.frozen(slots=True)
-class Reserve:
+class Reserve(Ask["Grant | Denial | Wait"]):
     """Ask to set aside ``estimate`` for a call by the step at ``path``.
 
     Without an estimate (optimistic mode) nothing is set aside: the call is
@@ -76,7 +78,7 @@ class Denial:
 
 
 @attrs.frozen(slots=True)
-class Commit:
+class Commit(Ask[str | None]):
     """``actual`` was spent by ``path``; settles ``grant`` if there was one.
 
     The reply is the breach message if a limit is now exceeded, else None.
@@ -92,19 +94,19 @@ class Commit:
 
 
 @attrs.frozen(slots=True)
-class Release:
+class Release(Ask[None]):
     """Nothing was spent under ``grant`` (the call failed before paying)."""
 
     grant: Grant
 
 
 @attrs.frozen(slots=True)
-class Totals:
+class Totals(Ask[Usage]):
     """Ask for the run's committed usage."""
 
 
 @attrs.frozen(slots=True)
-class UsageUnder:
+class UsageUnder(Ask[Usage]):
     """Ask for the usage committed by ``path`` and every step beneath it.
 
     A supervisor asks this for its own total: it covers branches that were
@@ -168,13 +170,8 @@ class Governor(Actor[GovernorMessage]):
             case Totals():
                 return self._committed
             case UsageUnder(path=path):
-                prefix = f"{path}/"
                 return sum(
-                    (
-                        usage
-                        for step, usage in self._by_path.items()
-                        if step == path or step.startswith(prefix)
-                    ),
+                    (usage for step, usage in self._by_path.items() if is_within(step, path)),
                     NO_USAGE,
                 )
         raise TypeError(f"governor cannot handle {message!r}")
@@ -184,11 +181,11 @@ class Governor(Actor[GovernorMessage]):
         reserved = sum(self._reserved.values(), NO_USAGE)
         if self._breach is not None:
             detail = f"{self._breach}: no more calls are granted"
-            self._note("deny", request.path, detail)
+            self._note(NoteKind.DENY, request.path, detail)
             return Denial(detail)
         crowded = _exceeded(self._limits, self._committed + reserved + estimate)
         if crowded is not None and _exceeded(self._limits, self._committed + estimate) is None:
-            self._note("wait", request.path, str(estimate))
+            self._note(NoteKind.WAIT, request.path, str(estimate))
             return Wait(self._settled)
         limit = crowded
         step_limit = _step_exceeded(
@@ -201,11 +198,11 @@ class Governor(Actor[GovernorMessage]):
                 f"with {format_usd(self._committed.cost_usd)} committed and "
                 f"{format_usd(reserved.cost_usd)} reserved"
             )
-            self._note("deny", request.path, detail)
+            self._note(NoteKind.DENY, request.path, detail)
             return Denial(detail)
         grant = Grant(next(self._ids), request.estimate)
         self._reserved[grant.id] = estimate
-        self._note("grant", request.path, str(estimate))
+        self._note(NoteKind.GRANT, request.path, str(estimate))
         return grant
 
     def _wake_waiters(self) -> None:
@@ -217,10 +214,10 @@ class Governor(Actor[GovernorMessage]):
             self._reserved.pop(commit.grant.id, None)
             self._wake_waiters()
         self._settle(commit.key, commit.path, commit.actual)
-        self._note("commit", commit.path, str(commit.actual))
+        self._note(NoteKind.COMMIT, commit.path, commit.key, Committed(commit.key, commit.actual))
         reserved = None if commit.grant is None else commit.grant.estimate
         if reserved is not None and _beyond(commit.actual, reserved):
-            self._note("excess", commit.path, f"{commit.actual} spent, {reserved} reserved")
+            self._note(NoteKind.EXCESS, commit.path, f"{commit.actual} spent, {reserved} reserved")
         limit = _exceeded(self._limits, self._committed) or _step_exceeded(
             commit.step_limits, self._by_path[commit.path], commit.path
         )
@@ -228,13 +225,11 @@ class Governor(Actor[GovernorMessage]):
             return None
         breach = f"{limit} exceeded"
         self._breach = self._breach or breach
-        self._note("breach", commit.path, breach)
+        self._note(NoteKind.BREACH, commit.path, breach)
         return breach
 
-    def _note(self, label: str, about: str, detail: str) -> None:
-        self._trace.record(
-            TraceEvent(TraceKind.NOTE, self.path, trio.current_time(), label, about, detail)
-        )
+    def _note(self, kind: NoteKind, about: str, detail: str, data: object = None) -> None:
+        self._trace.record(note(kind, self.path, detail, about=about, data=data))
 
 
 def _minus(total: Usage, part: Usage) -> Usage:

@@ -1,7 +1,7 @@
-"""A run's journal: replay what is committed, record what completes.
+"""A run's journal: restore what is committed, record what completes.
 
 Every step actor asks the journal first: a step whose completion record
-is committed is *replayed* (its recorded result comes back, nothing runs
+is committed is *restored* (its recorded result comes back, nothing runs
 again), so resuming a run re-walks the pipeline from the top and rebuilds
 context, outputs, usage and loop counters from the records alone. A step
 that completes is recorded before its parent hears of it: nothing that
@@ -47,7 +47,7 @@ class Journal:
     records: dict[str, StepRecord] = attrs.field(factory=dict)
     answers: Mapping[str, PauseRecord] = attrs.field(factory=dict)
 
-    def replay(self, path: str) -> StepDone | None:
+    def restore(self, path: str) -> StepDone | None:
         """The recorded outcome of ``path``, if it completed before."""
         record = self.records.get(path)
         if record is None:

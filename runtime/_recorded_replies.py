@@ -7,7 +7,7 @@ of that class: the step fails, retries or falls back exactly as it did,
 whatever the original exception's constructor wants.
 
 A cached step's hit is kept too, as its result under
-:func:`cache_hit_key`: a replay answers the step from the cache again.
+:func:`trioflow.runtime._paths.cache_hit_key`: a replay answers the step from the cache again.
 """
 
 from __future__ import annotations
@@ -26,14 +26,6 @@ class ReplayedFailure(Exception):
         super().__init__(feedback)
         self.kind = kind
         self.feedback = feedback
-
-
-def cache_hit_key(path: str) -> str:
-    """Where the replies of the step at ``path`` keep the result it took from the cache.
-
-    Not a ledger key (``path#attempt#call``): a hit calls no model.
-    """
-    return f"{path}#cache"
 
 
 def _class_name(cls: type) -> str:

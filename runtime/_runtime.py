@@ -3,7 +3,9 @@
 A runtime holds what runs share on purpose (the store, default limits and
 the opt-in step cache) and nothing else: each run gets its own governor,
 trace, context and actors, so any number of runs can go on at once on one
-runtime without seeing each other. There is no module-level state.
+runtime without seeing each other. There is no module-level state but
+the codec's registry of stored types, process-wide on purpose (see
+:mod:`trioflow.persistence._codec`).
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ import os
 import signal
 import uuid
 import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pydantic
 import trio
-from trioflow.actors import MemoryTraceSink, TeeTraceSink, TraceEvent, TraceSink, open_supervisor
+from trioflow.actors import TeeTraceSink, TraceEvent, TraceSink, open_supervisor
 from trioflow.persistence import (
     DEFAULT_BUSY_TIMEOUT_S,
     InMemoryStore,
@@ -36,16 +39,14 @@ from trioflow.persistence import (
     TrustedTypes,
 )
 
+from . import _resume
+from ._collector import DEFAULT_GC_THRESHOLD, raised_threshold
 from ._dsl._context import BaseContext, apply_patch
-from ._dsl._human import HumanStep
 from ._dsl._nesting import check_nesting
 from ._dsl._pipeline import Pipeline, StepLike, as_pipeline
 from ._dsl._type_checks import check_input
 from ._errors import (
     ConfigurationError,
-    HumanInputRequired,
-    RunClaimed,
-    RunNotResumable,
     RunTakenOver,
     UsageLimitExceeded,
 )
@@ -53,10 +54,11 @@ from ._governor import Governor, Totals
 from ._interrupts import StopSignals
 from ._journal import Journal
 from ._lease import DEFAULT_LEASE_S, LeaseClock, LeaseKeeper, LeaseTerms, Ownership
-from ._paths import locate
+from ._logging import LoggedTrace, run_ended, run_lost, run_started
 from ._queue_signal import announce_runnable
 from ._replay import Replay, first_difference
 from ._results import PipelineResult, RunStatus
+from ._resume import NO_INPUT
 from ._services import RunServices
 from ._steps._cache import StepCache
 from ._steps._messages import Execute, StepDone
@@ -67,6 +69,12 @@ from ._stored_types import stored_types
 from ._usage import NO_USAGE, Usage, UsageLimits
 from .traces._tree import RESUMED, STARTED, NoTrace, RunTrace, build_trace, clock_anchor
 
+if TYPE_CHECKING:  # OpenTelemetry is an optional extra, imported only when turned on
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from .traces._otel import OtelExport, RunSpans
+
 #: How many runs' pipelines a runtime keeps for resume() and replay().
 REMEMBERED_PIPELINES = 1024
 
@@ -75,15 +83,27 @@ ROOT_PATH = "main"
 GOVERNOR_PATH = "governor"
 
 
-class _NoInput:
-    __slots__ = ()
+@attrs.frozen(slots=True)
+class _Drive:
+    """One drive of one run, bundled once: what :meth:`Runtime._drive` and ``_execute`` need.
 
-    def __repr__(self) -> str:
-        return "NO_INPUT"
+    A run started, resumed or replayed differs only in these fields, so the
+    drive's functions take one argument instead of threading ten.
+    """
 
-
-#: ``resume()`` without an answer (``None`` is a valid answer).
-NO_INPUT: Any = _NoInput()
+    pipeline: Pipeline
+    ownership: Ownership
+    journal: Journal
+    resources: Any = None
+    #: The run's ledger so far (a resume's), which the governor starts from.
+    ledger: Sequence[LedgerEntry] = ()
+    #: Sees every trace event as it happens (live progress).
+    watch: TraceSink | None = None
+    resumed: bool = False
+    #: When replaying: every model call's original reply, by ledger key.
+    replies: Mapping[str, Any] | None = None
+    #: The pause a resume answers, journaled first.
+    answered: PauseRecord | None = None
 
 
 class Runtime:
@@ -95,8 +115,11 @@ class Runtime:
         limits: UsageLimits | None,
         cache: StepCache,
         keeper: LeaseKeeper,
+        otel: OtelExport | None = None,
     ) -> None:
         self.store = store
+        #: Where the runs' spans and metrics go (OpenTelemetry), when turned on.
+        self.otel = otel
         self.limits = limits
         self.cache = cache
         #: Renews the leases of the runs this runtime drives (its task runs in open_runtime).
@@ -105,6 +128,9 @@ class Runtime:
         # The pipelines of the latest runs, so resume() and replay() can find them
         # again; bounded, so a long-lived runtime does not keep every pipeline.
         self._pipelines: OrderedDict[str, Pipeline] = OrderedDict()
+        # The pipelines whose nesting was checked: a pipeline is immutable, so once is
+        # enough (a walk of every step, per run, costs a 20-step chain ~5% of its time).
+        self._nesting_checked: weakref.WeakSet[Pipeline] = weakref.WeakSet()
         self._stops = StopSignals()
 
     def stop_on(self, *signals: signal.Signals) -> AbstractContextManager[StopSignals]:
@@ -149,7 +175,7 @@ class Runtime:
         ownership = await self._start(record)
         self._remember(record.run_id, pipeline)
         journal = Journal(self.store, record.run_id, ownership.epoch)
-        return await self._drive(pipeline, ownership, resources, journal, (), watch)
+        return await self._drive(_Drive(pipeline, ownership, journal, resources, watch=watch))
 
     def _new_record(
         self,
@@ -162,7 +188,9 @@ class Runtime:
         status: RunStatus = RunStatus.RUNNING,
     ) -> RunRecord:
         """A new run of ``pipeline``, checked: a fresh id, its own copy of the context."""
-        check_nesting(pipeline)
+        if pipeline not in self._nesting_checked:
+            check_nesting(pipeline)
+            self._nesting_checked.add(pipeline)
         check_input(input, pipeline.input_type, step=pipeline.steps[0].name)
         context = _initial_context(context, pipeline)
         run_id = uuid.uuid4().hex
@@ -221,11 +249,18 @@ class Runtime:
         """
         with reading_run(run_id):
             found, types, record = await self._pipeline_and_run(run_id, pipeline)
-            _require_resumable(record, self.leases.clock.now(), answered=True)
-            _, answered = await self._answer(found, record, human_input, path, types)
-        ownership = await self._claim(record)
-        if answered is not None:
-            await self.store.record_pause(answered, epoch=ownership.epoch)
+            read = await _resume.prepare(
+                self.store,
+                found,
+                record,
+                _resume.Answer(human_input, path),
+                types=types,
+                now=self.leases.clock.now(),
+                root=ROOT_PATH,
+            )
+        ownership = await _resume.claim(self.store, self.leases, record)
+        if read.answered is not None:
+            await self.store.record_pause(read.answered, epoch=ownership.epoch)
         if not await ownership.end(status=RunStatus.QUEUED.value, paused_at=()):
             raise _taken_over(ownership)
         await announce_runnable(self.store)
@@ -276,30 +311,28 @@ class Runtime:
         """
         with reading_run(run_id):
             found, types, record = await self._pipeline_and_run(run_id, pipeline)
-            now = self.leases.clock.now()
-            _require_resumable(record, now, answered=human_input is not NO_INPUT)
-            _require_context(record)
-            answers, answered = await self._answer(found, record, human_input, path, types)
-            records = {step.path: step for step in await self.store.steps_of(run_id, types=types)}
-            ledger = await self.store.ledger_of(run_id)
-        ownership = await self._claim(record)
-        journal = Journal(self.store, run_id, ownership.epoch, records, answers)
-        return await self._drive(
-            found, ownership, resources, journal, ledger, watch, resumed=True, answered=answered
+            read = await _resume.prepare(
+                self.store,
+                found,
+                record,
+                _resume.Answer(human_input, path),
+                types=types,
+                now=self.leases.clock.now(),
+                root=ROOT_PATH,
+            )
+        ownership = await _resume.claim(self.store, self.leases, record)
+        journal = Journal(self.store, run_id, ownership.epoch, read.records, read.answers)
+        drive = _Drive(
+            found,
+            ownership,
+            journal,
+            resources,
+            read.ledger,
+            watch,
+            resumed=True,
+            answered=read.answered,
         )
-
-    async def _claim(self, record: RunRecord) -> Ownership:
-        """Own the run, ``running``, if it is still as read.
-
-        Shielded: a cancellation cannot leave this resume unsure whether it
-        owns the run (the drive that follows releases it if cancelled).
-        """
-        running = attrs.evolve(record, status=RunStatus.RUNNING.value, paused_at=())
-        with trio.CancelScope(shield=True):
-            claimed = await self.store.swap_run(record, self.leases.claim(running))
-        if claimed is None:
-            raise _claimed_since(record)
-        return Ownership(self.store, claimed, self.leases)
+        return await self._drive(drive)
 
     async def _pipeline_and_run(
         self, run_id: str, given: StepLike | None
@@ -320,16 +353,6 @@ class Runtime:
         self._remember(run_id, pipeline)
         return pipeline, types, record
 
-    async def _require_unchanged(self, record: RunRecord) -> None:
-        """Raise :class:`RunClaimed` if the stored run is no longer at ``record``'s revision.
-
-        For a resume that read the run record, then its pauses: an answer
-        it finds missing may have been given in between by a resume that
-        claimed the run.
-        """
-        if (await self.store.get_run(record.run_id)).revision != record.revision:
-            raise _claimed_since(record)
-
     async def trace(self, run_id: str) -> RunTrace:
         """The run's trace: its events on one timeline, its actors' spans and the actor tree.
 
@@ -344,7 +367,8 @@ class Runtime:
                 raise NoTrace(run_id, record.status)
             steps = await self.store.steps_of(run_id)
             pauses = await self.store.pauses_of(run_id)
-        return build_trace(record, events, steps, pauses)
+            ledger = await self.store.ledger_of(run_id)
+        return build_trace(record, events, steps, pauses, ledger)
 
     async def replay(
         self, run_id: str, *, pipeline: StepLike | None = None, resources: Any = None
@@ -365,7 +389,7 @@ class Runtime:
         """
         with reading_run(run_id):
             found, types, record = await self._pipeline_and_run(run_id, pipeline)
-            _require_context(record)
+            _resume.require_context(record)
             original = await self.store.steps_of(run_id, types=types)
             pauses = await self.store.pauses_of(run_id, types=types)
         replies = {key: reply for step in original for key, reply in step.replies}
@@ -384,7 +408,7 @@ class Runtime:
         journal = Journal(sandbox.store, copy.run_id, ownership.epoch, answers=answers)
         try:
             result = await sandbox._drive(
-                found, ownership, resources, journal, (), None, replies=replies
+                _Drive(found, ownership, journal, resources, replies=replies)
             )
         except UsageLimitExceeded as breach:
             if breach.result is None:  # not this replay's governor: a step's code raised it
@@ -413,85 +437,51 @@ class Runtime:
         while len(self._pipelines) > REMEMBERED_PIPELINES:
             self._pipelines.popitem(last=False)
 
-    async def _answer(
-        self,
-        pipeline: Pipeline,
-        record: RunRecord,
-        human_input: Any,
-        path: str | None,
-        types: TrustedTypes,
-    ) -> tuple[dict[str, PauseRecord], PauseRecord | None]:
-        """The answers given so far with ``human_input`` validated, and its pause to journal.
+    async def _drive(self, drive: _Drive) -> PipelineResult:
+        """Run (or re-walk) the pipeline of the run ``drive`` owns and store how it ended.
 
-        Nothing is written here: the answered pause is journaled only once
-        the resume has claimed the run, so a resume that loses the claim
-        leaves the pause as it was.
-        """
-        pauses = await self.store.pauses_of(record.run_id, types=types)
-        answers = {p.path: p for p in pauses if p.answered_at is not None}
-        pending = [p for p in pauses if p.answered_at is None]
-        if human_input is NO_INPUT:
-            # An interrupted run re-walks to its pauses and waits there again.
-            if pending and record.status == RunStatus.PAUSED.value:
-                waiting = "; ".join(f"{p.path}: {p.message}" for p in pending)
-                raise HumanInputRequired(f"run {record.run_id!r} waits for input at {waiting}")
-            return answers, None
-        if not any(path in (None, p.path) for p in pending):
-            await self._require_unchanged(record)  # else _chosen_pause says what is wrong
-        pause = _chosen_pause(record.run_id, pending, path)
-        step = locate(pipeline, pause.path, root=ROOT_PATH)
-        if not isinstance(step, HumanStep):
-            raise ConfigurationError(f"{pause.path!r} is not a human-input step of this pipeline")
-        answer = step.validate(human_input, path=pause.path)
-        answered = attrs.evolve(pause, answer=answer, answered_at=_now())
-        return {**answers, pause.path: answered}, answered
-
-    async def _drive(
-        self,
-        pipeline: Pipeline,
-        ownership: Ownership,
-        resources: Any,
-        journal: Journal,
-        ledger: Sequence[LedgerEntry],
-        watch: TraceSink | None,
-        *,
-        resumed: bool = False,
-        replies: Mapping[str, Any] | None = None,
-        answered: PauseRecord | None = None,
-    ) -> PipelineResult:
-        """Run (or re-walk) the pipeline of the run ``ownership`` holds and store how it ended.
-
-        ``watch`` sees every trace event as it happens (live progress).
-        ``answered`` is the pause a resume answers, journaled first: after
-        the claim (a resume that loses it writes nothing), and where a
+        ``drive.answered`` is the pause a resume answers, journaled first:
+        after the claim (a resume that loses it writes nothing), and where a
         failure to journal it ends the run as interrupted, not ``running``.
         The lease is kept alive meanwhile; once another owner has taken the
         run over, this drive writes nothing more and raises
         :class:`RunTakenOver`.
         """
+        ownership = drive.ownership
         record = ownership.record
-        trace = MemoryTraceSink()
-        # Ties this drive's monotonic clock to the wall clock (see ``_trace_tree``).
-        trace.record(clock_anchor(RESUMED if resumed else STARTED))
-        sink: TraceSink = trace if watch is None else TeeTraceSink(trace, GuardedWatch(watch))
+        trace = LoggedTrace(record.run_id)
+        # Ties this drive's monotonic clock to the wall clock (see traces/_tree.py).
+        trace.record(clock_anchor(RESUMED if drive.resumed else STARTED))
+        pipeline = drive.pipeline
+        spans = self._spans(record.run_id, pipeline, drive.resumed)
+        sink = _watched(trace, drive.watch, spans)
+        run_started(record.run_id, pipeline.name, resumed=drive.resumed, epoch=ownership.epoch)
         try:
-            if answered is not None:
-                await self.store.record_pause(answered, epoch=ownership.epoch)
+            if drive.answered is not None:
+                await self.store.record_pause(drive.answered, epoch=ownership.epoch)
             with self.keeper.keeping(ownership):
-                done, usage = await self._execute(
-                    pipeline, record, resources, journal, ledger, sink, replies
-                )
+                done, usage = await self._execute(drive, sink)
         except BaseException as error:
             if ownership.lost or _holds(error, StaleEpoch):
+                _ended(spans, record.run_id, RunStatus.INTERRUPTED, NO_USAGE, "taken over")
+                run_lost(record.run_id, ownership.epoch)
                 raise _taken_over(ownership) from error
+            status = RunStatus.CANCELLED if _only(error, trio.Cancelled) else RunStatus.INTERRUPTED
+            _ended(spans, record.run_id, status, NO_USAGE, self._stops.reason(error))
             with trio.CancelScope(shield=True):
                 await self._end_abruptly(ownership, error, trace.events)
             raise
         result = _pipeline_result(record.run_id, done, usage, record.context)
+        _ended(spans, record.run_id, result.status, usage, result.error)
         await self._store_outcome(ownership, result, usage, trace.events)
         if done.breach is not None:
             raise UsageLimitExceeded(done.breach, result)
         return result
+
+    def _spans(self, run_id: str, pipeline: Pipeline, resumed: bool) -> RunSpans | None:
+        if self.otel is None:
+            return None
+        return self.otel.drive(run_id, pipeline, root=ROOT_PATH, resumed=resumed)
 
     async def _store_outcome(
         self,
@@ -525,28 +515,29 @@ class Runtime:
         if not ended:
             raise _taken_over(ownership, result)
 
-    async def _execute(
-        self,
-        pipeline: Pipeline,
-        record: RunRecord,
-        resources: Any,
-        journal: Journal,
-        ledger: Sequence[LedgerEntry],
-        trace: TraceSink,
-        replies: Mapping[str, Any] | None,
-    ) -> tuple[StepDone, Usage]:
+    async def _execute(self, drive: _Drive, trace: TraceSink) -> tuple[StepDone, Usage]:
+        record = drive.ownership.record
         limits = record.limits
+        journal = drive.journal
+        pipeline = drive.pipeline
         async with open_supervisor("", trace) as root:
             # Shielded: a call that returned is committed even while the run is cancelled.
             governor = root.spawn(
-                GOVERNOR_PATH, lambda: Governor(limits, trace, journal, ledger), shielded=True
+                GOVERNOR_PATH, lambda: Governor(limits, trace, journal, drive.ledger), shielded=True
             )
             services = RunServices(
-                record.run_id, governor, limits, resources, self.cache, trace, journal, replies
+                record.run_id,
+                governor,
+                limits,
+                drive.resources,
+                self.cache,
+                trace,
+                journal,
+                drive.replies,
             )
             main = root.spawn(ROOT_PATH, lambda: PipelineActor(pipeline, pipeline.name, services))
-            done: StepDone = await main.ask(Execute(record.input, record.context))
-            usage: Usage = await governor.ask(Totals())
+            done = await main.ask(Execute(record.input, record.context))
+            usage = await governor.ask(Totals())
         return done, usage
 
     async def _end_abruptly(
@@ -588,17 +579,6 @@ class Runtime:
             raise
 
 
-_RESUMABLE = frozenset(
-    {
-        RunStatus.QUEUED.value,
-        RunStatus.PAUSED.value,
-        RunStatus.RUNNING.value,
-        RunStatus.CANCELLED.value,
-        RunStatus.INTERRUPTED.value,
-    }
-)
-
-
 class GuardedWatch:
     """Passes events to a watcher; a watcher that raises is dropped, never the run.
 
@@ -620,6 +600,23 @@ class GuardedWatch:
             warnings.warn(f"trace watcher dropped after it raised {error!r}", stacklevel=2)
 
 
+def _watched(trace: TraceSink, watch: TraceSink | None, spans: RunSpans | None) -> TraceSink:
+    """The drive's sink: its (logged) trace, and the caller's watcher (guarded) and its
+    spans if any; the trace alone, with no tee in between, when there are neither."""
+    guarded = None if watch is None else GuardedWatch(watch)
+    others = [sink for sink in (guarded, spans) if sink is not None]
+    return TeeTraceSink(trace, *others) if others else trace
+
+
+def _ended(
+    spans: RunSpans | None, run_id: str, status: RunStatus, usage: Usage, error: str | None
+) -> None:
+    """Say how a drive ended: in the log, and on its run span."""
+    run_ended(run_id, status.value, usage, error)
+    if spans is not None:
+        spans.end(status.value, usage, error)
+
+
 def _only(error: BaseException, kind: type[BaseException]) -> bool:
     """Whether ``error`` is ``kind``, or a group made only of ``kind``."""
     if isinstance(error, BaseExceptionGroup):
@@ -632,32 +629,6 @@ def _holds(error: BaseException, kind: type[BaseException]) -> bool:
     if isinstance(error, BaseExceptionGroup):
         return error.subgroup(kind) is not None
     return isinstance(error, kind)
-
-
-def _require_resumable(record: RunRecord, now: datetime.datetime, *, answered: bool) -> None:
-    """Refuse a run that has ended, a run whose owner's lease runs at ``now``, and an
-    answer for a run that may be running elsewhere."""
-    if record.status not in _RESUMABLE:
-        raise RunNotResumable(
-            f"run {record.run_id!r} has status {record.status!r}: only queued, paused, running "
-            "(interrupted) or cancelled runs can be resumed"
-        )
-    if not answered and record.status == RunStatus.RUNNING.value and record.leased_at(now):
-        assert record.lease_expires_at is not None  # narrows the type: leased_at checked it
-        until = record.lease_expires_at.astimezone(datetime.UTC).isoformat(timespec="seconds")
-        raise RunClaimed(
-            f"run {record.run_id!r} is running: its owner holds a lease on it until {until} "
-            "and renews it while its process is alive. If that process died, resume the run "
-            "once the lease has run out",
-            run_id=record.run_id,
-        )
-    if answered and record.status == RunStatus.RUNNING.value:
-        raise RunClaimed(
-            f"run {record.run_id!r} is running, so it takes no answer: another resume (or the "
-            "run itself) is driving it, or its process died. If that process died, resume the "
-            "run without an answer to take it over: it goes on to its pauses again",
-            run_id=record.run_id,
-        )
 
 
 def _taken_over(ownership: Ownership, result: PipelineResult | None = None) -> RunTakenOver:
@@ -673,44 +644,6 @@ def _taken_over(ownership: Ownership, result: PipelineResult | None = None) -> R
         run_id=run_id,
         result=result,
     )
-
-
-def _claimed_since(record: RunRecord) -> RunClaimed:
-    return RunClaimed(
-        f"run {record.run_id!r} was claimed by another resume after this one read it "
-        f"(status {record.status!r}): this resume did not start it and changed nothing",
-        run_id=record.run_id,
-    )
-
-
-def _require_context(record: RunRecord) -> None:
-    if not isinstance(record.context, BaseContext):
-        raise ConfigurationError(
-            f"run {record.run_id!r} started from a context the journal stores as "
-            f"{getattr(record.context, 'class_name', type(record.context).__name__)}, "
-            "which this pipeline does not declare: resume with the pipeline that ran it "
-            "(from the command line: the same pipeline file)"
-        )
-
-
-def _chosen_pause(run_id: str, pending: list[PauseRecord], path: str | None) -> PauseRecord:
-    if not pending:
-        raise ConfigurationError(
-            f"run {run_id!r} is not waiting for human input (any pause it had is answered): "
-            "resume it without an answer"
-        )
-    if path is None:
-        if len(pending) > 1:
-            paths = ", ".join(repr(p.path) for p in pending)
-            raise HumanInputRequired(
-                f"run {run_id!r} waits for input at several steps ({paths}): pass path=..."
-            )
-        return pending[0]
-    for pause in pending:
-        if pause.path == path:
-            return pause
-    paths = ", ".join(repr(p.path) for p in pending)
-    raise ConfigurationError(f"run {run_id!r} has no pause at {path!r}; waiting at {paths}")
 
 
 def _initial_context(context: BaseContext | None, pipeline: Pipeline) -> BaseContext:
@@ -769,6 +702,9 @@ async def open_runtime(
     recover: bool = False,
     busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
     lease_s: float = DEFAULT_LEASE_S,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    gc_threshold: int | None = DEFAULT_GC_THRESHOLD,
 ) -> AsyncIterator[Runtime]:
     """Open a runtime over a store.
 
@@ -784,21 +720,58 @@ async def open_runtime(
     ``run(..., limits=...)`` overrides them. ``lease_s`` is how long a run's
     lease lasts unless renewed (every third of it while the run is driven):
     how long a run whose process died stays unclaimable.
+
+    ``tracer_provider`` and ``meter_provider`` export every run's spans and
+    usage metrics to OpenTelemetry (the ``trioflow[otel]`` extra; see
+    :mod:`trioflow.runtime.traces`); so does ``TRIOFLOW_OTEL=1``, through
+    OpenTelemetry's global providers. Without either, nothing is exported
+    and OpenTelemetry is not imported.
+
+    While it is open, the runtime raises the garbage collector's first
+    threshold (process-wide) to ``gc_threshold`` net allocations, unless it
+    is higher already; the last runtime to close puts back what it found.
+    Steps allocate many short-lived objects, and with CPython's default
+    (700) a thousand runs in flight spend over a third of their CPU time in
+    the collector (see ``runtime/_collector.py``). ``gc_threshold=None``
+    leaves the collector as it is.
     """
     if not (math.isfinite(lease_s) and lease_s > 0):
         raise ConfigurationError(f"lease_s must be a positive number of seconds, got {lease_s}")
+    if gc_threshold is not None and gc_threshold < 1:
+        raise ConfigurationError(f"gc_threshold must be at least 1 (or None), got {gc_threshold}")
     cache = StepCache(cache_entries)
     keeper = LeaseKeeper(LeaseTerms(lease_s, LeaseClock()))
+    otel = _otel(tracer_provider, meter_provider)
     # The keeper's heartbeat runs inside the store's block: it stops before the store closes.
     if store is None or isinstance(store, str | os.PathLike):
         opening = open_journal(
             journal_location(store), recover=recover, busy_timeout_s=busy_timeout_s
         )
         async with opening as journal, keeper.running():
-            yield Runtime(journal, limits, cache, keeper)
+            with raised_threshold(gc_threshold):
+                yield Runtime(journal, limits, cache, keeper, otel)
     else:
         async with keeper.running():
-            yield Runtime(store, limits, cache, keeper)
+            with raised_threshold(gc_threshold):
+                yield Runtime(store, limits, cache, keeper, otel)
+
+
+def _otel(
+    tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None
+) -> OtelExport | None:
+    """The runtime's OpenTelemetry export: given providers, else ``TRIOFLOW_OTEL``, else none."""
+    setting = os.environ.get("TRIOFLOW_OTEL")
+    if tracer_provider is None and meter_provider is None and setting in (None, "", "0"):
+        return None  # off: OpenTelemetry is not imported
+    try:
+        from .traces import _otel
+    except ImportError as error:
+        raise ConfigurationError(
+            f"OpenTelemetry export needs the otel extra (pip install 'trioflow[otel]'): {error}"
+        ) from None
+    if tracer_provider is None and meter_provider is None:
+        return _otel.otel_from_environment(setting)
+    return _otel.OtelExport(tracer_provider, meter_provider)
 
 
 def run_sync(

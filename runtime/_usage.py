@@ -104,13 +104,3 @@ class Completion(Generic[T]):
 
     output: T
     usage: Usage = NO_USAGE
-
-
-def usage_from_note(text: str) -> Usage:
-    """The usage ``str(Usage(...))`` wrote (``$0.0012, 80 tokens``): cost and total tokens.
-
-    Trace notes carry usage as this text; the tokens come back as output
-    tokens, since the note keeps only their total.
-    """
-    cost, _, tokens = text.partition(", ")
-    return Usage(Decimal(cost.removeprefix("$").replace(",", "")), 0, int(tokens.split()[0]))

@@ -9,7 +9,6 @@ tests run the same under trio's ``MockClock``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -18,10 +17,7 @@ import attrs
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import RunStore, StepRecord
 from trioflow.runtime import PipelineResult, Runtime, Usage
-
-from ._swap import ROOT
-
-_NUMBERED = re.compile(r"\A\d+:")
+from trioflow.runtime._paths import ROOT, SEPARATOR, is_step_path
 
 
 @attrs.frozen
@@ -85,7 +81,7 @@ class RunHistory:
 
     def step(self, which: str) -> StepRun:
         """The step at path ``which`` or, when it has no ``/``, the one step named ``which``."""
-        if "/" in which:
+        if SEPARATOR in which:
             for step in self.steps:
                 if step.path == which:
                     return step
@@ -150,7 +146,7 @@ async def assert_ran(
     if isinstance(expected, str):
         raise TypeError("assert_ran wants a list of step names or paths, not one string")
     trace = await run_history(result, store)
-    by_path = any("/" in entry for entry in expected)
+    by_path = any(SEPARATOR in entry for entry in expected)
     actual = trace.paths if by_path else trace.names
     if list(actual) != list(expected):
         raise AssertionError(
@@ -163,10 +159,9 @@ async def assert_ran(
 def _is_step(record: StepRecord) -> bool:
     if record.path == ROOT:
         return False
-    segment = record.path.rsplit("/", 1)[-1]
     # Branch, iteration and item pipelines are composites without an index;
     # a leaf without one is a router's chooser.
-    return bool(_NUMBERED.match(segment)) or not record.children
+    return is_step_path(record.path) or not record.children
 
 
 def _in_execution_order(

@@ -128,5 +128,5 @@ def test_human_approval_across_two_processes(tmp_path: Path) -> None:
     resumed = _python("-m", "trioflow.runtime", "resume", run_id, "--input", answer, db=db)
     assert resumed.returncode == 0, resumed.stderr
     assert "output: published after 1 review(s): ship it" in resumed.stdout
-    # The draft was replayed from the journal, not paid for again.
+    # The draft was restored from the journal, not paid for again.
     assert f"status: completed   cost: $0.000114   tokens: 10   run: {run_id}" in resumed.stdout

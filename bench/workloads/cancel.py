@@ -16,7 +16,8 @@ parallel supervisor, which cancels its nursery with a reason; the **floor**
 is the same tasks in one plain trio nursery, where the exception itself
 cancels the nursery. Why: the design promises siblings stop within one
 scheduling round; a thousand sleeping agent calls must not keep spending
-after a failure. Target: under 20 ms.
+after a failure. Target: at most 2x the floor (a ratio: absolute times do
+not hold on shared CPUs).
 
 Every run checks that all siblings were asleep and all exited, and that
 the run failed naming the failing branch.
@@ -34,8 +35,8 @@ import trio.testing
 from harness import Report, Workload
 from trioflow.runtime import Pipeline, Step
 
-#: The failure must reach every sibling within this many milliseconds.
-TARGET_MS = 20.0
+#: The failure must reach every sibling within this many times the floor's time (issue 16).
+TARGET_RATIO = 2.0
 SLEEP_SECONDS = 10.0
 FAILING = "fails"
 
@@ -142,15 +143,15 @@ def measure(size: Size, repeats: int) -> Report:
         _latency(functools.partial(floor_cancel, size.siblings)),
         repeats,
     )
-    latency = comparison.trioflow.median
+    value, target, met = harness.ratio_target(comparison, TARGET_RATIO)
     return Report(
         7,
         "cancel",
         size.describe(),
         comparison,
-        f"{latency:.1f} ms",
-        f"< {TARGET_MS:.0f} ms",
-        latency < TARGET_MS,
+        value,
+        target,
+        met,
         (
             f"ms from the failure to the last sibling's exit, trioflow "
             f"{harness.spread(comparison.trioflow)}, floor {harness.spread(comparison.floor)}.",

@@ -19,8 +19,8 @@ The value is the peak traced memory of one untimed repetition
 everything is blocked is noted too: the peak also covers building the
 10,000 step results once the event is set. Why: agent pipelines spend
 most of their time waiting on models; how many can wait at once is
-bounded by what a waiting step holds. Target: under 2 KB per waiting step
-(the design calls each one an actor). The wall time of the run is timed as
+bounded by what a waiting step holds. Target: at most 3 KB per waiting step
+(the design calls each one an actor; issue 16). The wall time of the run is timed as
 well.
 """
 
@@ -35,7 +35,7 @@ import trio.testing
 from harness import Report, Workload
 from trioflow.runtime import Pipeline, Step
 
-TARGET_KB = 2.0
+TARGET_KB = 3.0
 
 
 @attrs.frozen
@@ -178,8 +178,8 @@ def measure(size: Size, repeats: int) -> Report:
         size.describe(),
         comparison,
         f"{kb:.2f} KB/step",
-        f"< {TARGET_KB:.0f} KB/step",
-        kb < TARGET_KB,
+        f"<= {TARGET_KB:.0f} KB/step",
+        kb <= TARGET_KB,
         tuple(notes),
     )
 

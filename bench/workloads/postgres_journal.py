@@ -1,4 +1,4 @@
-"""Workload 10, the PostgreSQL journal: a durable step on Postgres, and how to reach the server.
+"""Workload 12, the PostgreSQL journal: a durable step on Postgres, and how to reach the server.
 
 Measured on a throwaway server started for the workload (``tests/postgres_server.py``:
 ``initdb`` + ``pg_ctl`` on a private unix socket) with PostgreSQL's defaults
@@ -280,7 +280,7 @@ def measure(size: Size, repeats: int) -> Report:
         )
     value, target, met = harness.ratio_target(comparison)
     return Report(
-        10,
+        12,
         "postgres_journal",
         size.describe(),
         comparison,
@@ -303,5 +303,5 @@ def measure(size: Size, repeats: int) -> Report:
 
 
 WORKLOAD = Workload(
-    10, "postgres_journal", measure, default=Size(), tiny=Size(steps=3, runs=2, writers=2)
+    12, "postgres_journal", measure, default=Size(), tiny=Size(steps=3, runs=2, writers=2)
 )

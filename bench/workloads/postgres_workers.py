@@ -1,6 +1,6 @@
-"""Workload 11, worker scaling: queued 5-step runs through 1, 2 and 4 ``trioflow worker`` processes.
+"""Workload 13, worker scaling: queued 5-step runs through 1, 2 and 4 ``trioflow worker`` processes.
 
-Each repetition, on a fresh database of a throwaway server (workload 10's
+Each repetition, on a fresh database of a throwaway server (workload 12's
 settings): ``runs`` runs of five no-op steps are submitted (not timed),
 then ``workers`` worker processes (``--concurrency`` ``per_worker`` each)
 are started and the clock runs from their start until every run is
@@ -134,7 +134,7 @@ def measure(size: Size, repeats: int) -> Report:
         for count, samples in ((1, one), (2, two), (4, four))
     )
     return Report(
-        11,
+        13,
         "postgres_workers",
         size.describe(),
         comparison,
@@ -152,5 +152,5 @@ def measure(size: Size, repeats: int) -> Report:
 
 
 WORKLOAD = Workload(
-    11, "postgres_workers", measure, default=Size(), tiny=Size(runs=4, per_worker=2)
+    13, "postgres_workers", measure, default=Size(), tiny=Size(runs=4, per_worker=2)
 )

@@ -27,10 +27,16 @@
   narrow it; ``--perfetto FILE`` writes Chrome/Perfetto trace-event JSON
   instead, for ui.perfetto.dev.
 
+* ``trioflow graph FILE.py:NAME`` prints the pipeline's structure as a
+  Mermaid flowchart (``--format dot`` for Graphviz), running nothing.
+
 * ``trioflow doctor`` checks every page of the journal (opening one never
   does): exit code 0 when it is sound, 7 when it is damaged.
 * ``trioflow submit``, ``trioflow worker`` and ``trioflow resume --queue``
   are the run queue's, on a PostgreSQL journal (``_queue_commands``).
+
+``-v`` logs what runs do (their start, end, retries, failures, pauses)
+to standard error, ``-vv`` every step's outcome too.
 
 Runs are journaled in ``--db PATH`` (an SQLite file, or a
 ``postgresql://`` URL), else ``$TRIOFLOW_DB``, else
@@ -96,6 +102,7 @@ from .._errors import (
 )
 from .._interrupts import CTRL_C, StopSignals, was_interrupted
 from .._lease import DEFAULT_LEASE_S
+from .._logging import set_verbosity
 from .._replay import Replay
 from .._results import PipelineResult, RunStatus
 from .._runtime import Runtime, open_runtime
@@ -110,6 +117,7 @@ from ..traces._tree_view import print_trace, trace_json
 from . import _queue_commands
 from ._doctor import doctor
 from ._documents import json_text, replay_document, run_document, summary_document
+from ._graph import add_graph_command, picture
 from ._input import (
     MAX_INPUT_BYTES,
     InputRejected,
@@ -216,6 +224,7 @@ def _parser() -> argparse.ArgumentParser:
         "--perfetto", metavar="FILE", help="write Chrome/Perfetto trace-event JSON to FILE"
     )
     commands.add_parser("doctor", parents=[journal], help="check every page of the journal")
+    add_graph_command(commands)
     _queue_commands.add_queue_commands(commands, journal)
     return parser
 
@@ -232,6 +241,12 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
         "--recover",
         action="store_true",
         help="repair a damaged journal, or move it aside for a fresh one (nothing is deleted)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        help="log what runs do to standard error: -v INFO, -vv DEBUG (every step)",
     )
     parser.add_argument(
         "--busy-timeout",
@@ -288,6 +303,7 @@ def _pipeline_argument(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of the ``trioflow`` console script."""
     arguments = _parser().parse_args(argv)
+    set_verbosity(getattr(arguments, "verbose", None) or 0)
     # Piped output is read by people too: do not squeeze tables into 80 columns.
     width = None if sys.stdout.isatty() else 140
     console = Console(highlight=False, soft_wrap=True, width=width)
@@ -694,7 +710,13 @@ def _trace_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     return ExitCode.OK
 
 
+def _graph_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
+    sys.stdout.write(picture(_load(arguments.target).pipeline, arguments.format))
+    return ExitCode.OK
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitCode]] = {
+    "graph": _graph_command,
     "run": _run_command,
     "resume": _resume_command,
     "runs list": _runs_list_command,

@@ -11,6 +11,7 @@ from rich.table import Table
 from trioflow.persistence import PauseRecord, RunRecord, RunSummary, StepRecord
 
 from .._money import format_usd
+from .._paths import is_within
 from .._results import PipelineResult, StepResult
 from .._safe_text import shown
 from ._documents import json_text, pause_document
@@ -28,7 +29,7 @@ def _flatten(history: tuple[StepResult, ...], depth: int = 0) -> list[tuple[int,
 def _status(step: StepResult, paused_at: tuple[str, ...]) -> str:
     if step.success:
         return "ok"
-    waiting = any(path == step.path or path.startswith(f"{step.path}/") for path in paused_at)
+    waiting = any(is_within(path, step.path) for path in paused_at)
     return "paused" if waiting else "failed"
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import typing
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 
 from .._errors import ConfigurationError, FallbackLoopError
+from .._paths import fallback_segment
 from .._usage import Completion, Usage, UsageLimits
 from ..agents._agents import Agent, CallableAgent, data_parameter, fingerprint_of
 from ._checks import Plugin, Processor, Validator
@@ -24,6 +25,10 @@ from ._context import WithPatch
 from ._retry import RetryPolicy
 from ._step import Step
 from ._type_checks import type_name
+
+if TYPE_CHECKING:
+    from ._pipeline import Pipeline
+    from ._step import Child
 
 #: How many fallbacks a chain may hold (a step, its fallback, that one's, ...).
 MAX_FALLBACK_DEPTH = 10
@@ -103,6 +108,19 @@ class AgentStep(Step):
                     f"step {self.name!r}: fallback chain longer than {MAX_FALLBACK_DEPTH}"
                 )
             current = current.fallback
+
+    def children(self) -> tuple[Child, ...]:
+        """Its fallback (if any), at ``fallback:<name>``."""
+        if self.fallback is None:
+            return ()
+        return ((fallback_segment(self.fallback.name), self.fallback),)
+
+    def replace_child(self, segment: str, new: Step | Pipeline) -> AgentStep:
+        if not (self.children() and segment == self.children()[0][0]):
+            return super().replace_child(segment, new)
+        if not isinstance(new, AgentStep):
+            raise ConfigurationError(f"step {self.name!r}: a fallback must be an AgentStep")
+        return attrs.evolve(self, fallback=new)
 
     @property
     def fingerprint(self) -> str:

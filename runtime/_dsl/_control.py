@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pydantic
 
 from .._errors import ConfigurationError
+from .._paths import item_segment, iteration_segment
 from ._agent_step import AgentStep, validate_step_name
 from ._context import BaseContext
 from ._merge import Merge, MergeStrategy, merge_strategy
 from ._pipeline import Pipeline, StepLike, as_pipeline
 from ._step import Step
 
+if TYPE_CHECKING:
+    from ._step import Child
+
+#: The path segment of a conditional step's default branch.
+DEFAULT_BRANCH = "default"
 #: How many items of a map-over run at once unless ``max_concurrency`` says otherwise.
 DEFAULT_MAP_CONCURRENCY = 16
 
@@ -84,6 +90,13 @@ class ParallelStep(Step):
     input_type: Any = Any
     output_type: Any = dict[str, Any]
 
+    def children(self) -> tuple[Child, ...]:
+        """Its branches, each at its name."""
+        return _named_bodies(self.branches)
+
+    def replace_child(self, segment: str, new: Step | Pipeline) -> ParallelStep:
+        return attrs.evolve(self, branches=_replaced_body(self.branches, segment, new))
+
 
 @attrs.frozen(eq=False)
 class LoopStep(Step):
@@ -107,6 +120,13 @@ class LoopStep(Step):
         if not callable(self.exit_condition):
             raise ConfigurationError(f"step {self.name!r}: exit_condition must be callable")
 
+    def children(self) -> tuple[Child, ...]:
+        """Its body, at ``loop[*]``: every iteration runs it."""
+        return ((iteration_segment(None), self.body.body_spec),)
+
+    def replace_child(self, segment: str, new: Step | Pipeline) -> LoopStep:
+        return attrs.evolve(self, body=self.body.with_body_spec(new))
+
 
 @attrs.frozen(eq=False)
 class ConditionalStep(Step):
@@ -118,6 +138,20 @@ class ConditionalStep(Step):
     default: Pipeline | None = None
     input_type: Any = Any
     output_type: Any = Any
+
+    def children(self) -> tuple[Child, ...]:
+        """Its branches at their keys as text, then its default (if any) at ``default``."""
+        keyed = _named_bodies(tuple((str(key), body) for key, body in self.branches))
+        default = () if self.default is None else ((DEFAULT_BRANCH, self.default.body_spec),)
+        return keyed + default
+
+    def replace_child(self, segment: str, new: Step | Pipeline) -> ConditionalStep:
+        if segment == DEFAULT_BRANCH and self.default is not None:
+            return attrs.evolve(self, default=self.default.with_body_spec(new))
+        keyed = tuple((str(key), body) for key, body in self.branches)
+        bodies = [body for _, body in _replaced_body(keyed, segment, new)]
+        keys = [key for key, _ in self.branches]
+        return attrs.evolve(self, branches=tuple(zip(keys, bodies, strict=True)))
 
 
 @attrs.frozen(eq=False)
@@ -139,6 +173,13 @@ class MapStep(Step):
         if self.max_concurrency < 1:
             raise ConfigurationError(f"step {self.name!r}: max_concurrency must be >= 1")
 
+    def children(self) -> tuple[Child, ...]:
+        """Its body, at ``item[*]``: every item runs it."""
+        return ((item_segment(None), self.body.body_spec),)
+
+    def replace_child(self, segment: str, new: Step | Pipeline) -> MapStep:
+        return attrs.evolve(self, body=self.body.with_body_spec(new))
+
 
 @attrs.frozen(eq=False)
 class RouterStep(Step):
@@ -151,6 +192,30 @@ class RouterStep(Step):
     on_branch_failure: OnBranchFailure = OnBranchFailure.PROPAGATE
     input_type: Any = Any
     output_type: Any = dict[str, Any]
+
+    def children(self) -> tuple[Child, ...]:
+        """Its chooser, at the chooser's name, then its branches at theirs."""
+        return ((self.chooser.name, self.chooser), *_named_bodies(self.branches))
+
+    def replace_child(self, segment: str, new: Step | Pipeline) -> RouterStep:
+        if segment == self.chooser.name and isinstance(new, AgentStep):
+            return attrs.evolve(self, chooser=new)
+        return attrs.evolve(self, branches=_replaced_body(self.branches, segment, new))
+
+
+def _named_bodies(branches: tuple[tuple[str, Pipeline], ...]) -> tuple[Child, ...]:
+    return tuple((name, body.body_spec) for name, body in branches)
+
+
+def _replaced_body(
+    branches: tuple[tuple[str, Pipeline], ...], segment: str, new: Step | Pipeline
+) -> tuple[tuple[str, Pipeline], ...]:
+    """``branches`` with the body named ``segment`` running ``new``."""
+    for index, (name, body) in enumerate(branches):
+        if name == segment:
+            replaced = (name, body.with_body_spec(new))
+            return (*branches[:index], replaced, *branches[index + 1 :])
+    raise KeyError(f"no branch {segment!r}")
 
 
 def parallel(
@@ -204,7 +269,7 @@ def branch_on(
     # Each branch runs at <path>/<str(key)>: two keys must not share a path.
     if len(set(segments)) != len(segments):
         raise ConfigurationError(f"step {name!r}: branch keys {list(branches)!r} share a path")
-    if default is not None and "default" in segments:
+    if default is not None and DEFAULT_BRANCH in segments:
         raise ConfigurationError(
             f"step {name!r}: a key named 'default' would share its path with the default branch"
         )

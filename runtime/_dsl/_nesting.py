@@ -15,15 +15,11 @@ limit. The walk here is a loop, not recursion, so it works at any depth.
 from __future__ import annotations
 
 from .._errors import ConfigurationError
-from ._agent_step import AgentStep
-from ._control import ConditionalStep, LoopStep, MapStep, ParallelStep, RouterStep
-from ._pipeline import Pipeline, PipelineStep
+from ._pipeline import Pipeline
 from ._step import Step
 
 #: The most path segments a step may sit below the top pipeline (``main/0:a`` is 1).
 MAX_NESTING_DEPTH = 100
-
-_Node = Pipeline | Step
 
 
 def check_nesting(pipeline: Pipeline) -> None:
@@ -37,40 +33,14 @@ def check_nesting(pipeline: Pipeline) -> None:
 
 
 def nesting_depth(pipeline: Pipeline) -> int:
-    """How many path segments the deepest step of ``pipeline`` sits below its top."""
+    """How many path segments the deepest step of ``pipeline`` sits below its top.
+
+    Each child (see :meth:`Step.children`) adds one segment to its parent's path.
+    """
     deepest = 0
-    stack: list[tuple[_Node, int]] = [(pipeline, 0)]
+    stack: list[tuple[Pipeline | Step, int]] = [(pipeline, 0)]
     while stack:
         node, depth = stack.pop()
         deepest = max(deepest, depth)
-        stack.extend(_children(node, depth))
+        stack.extend((child, depth + 1) for _, child in node.children())
     return deepest
-
-
-def _children(node: _Node, depth: int) -> list[tuple[_Node, int]]:
-    """``node``'s children with their depths, as the runtime lays out their paths."""
-    match node:
-        case Pipeline():
-            return [(step, depth + 1) for step in node.steps]
-        case PipelineStep():
-            return [(node.pipeline, depth)]
-        case LoopStep() | MapStep():
-            return [_body(node.body, depth)]
-        case ParallelStep() | RouterStep():
-            bodies = [_body(body, depth) for _, body in node.branches]
-            routers: list[tuple[_Node, int]] = (
-                [(node.chooser, depth + 1)] if isinstance(node, RouterStep) else []
-            )
-            return routers + bodies
-        case ConditionalStep():
-            bodies = [_body(body, depth) for _, body in node.branches]
-            default = [] if node.default is None else [_body(node.default, depth)]
-            return bodies + default
-        case AgentStep() if node.fallback is not None:
-            return [(node.fallback, depth + 1)]
-    return []
-
-
-def _body(body: Pipeline, depth: int) -> tuple[_Node, int]:
-    """A body of one step runs as that step at the body's path; a longer one beneath it."""
-    return (body.sole_step or body, depth + 1)

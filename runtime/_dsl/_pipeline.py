@@ -8,11 +8,12 @@ pipeline as one step of another; its steps keep their own paths beneath it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .._errors import ConfigurationError
+from .._paths import step_segment
 from ._agent_step import validate_step_name
 from ._context import BaseContext
 from ._step import Step
@@ -33,6 +34,13 @@ class PipelineStep(Step):
     @property
     def output_type(self) -> Any:
         return self.pipeline.output_type
+
+    def children(self) -> tuple[Child, ...]:
+        """The pipeline's steps: they run directly beneath this step's path."""
+        return self.pipeline.children()
+
+    def replace_child(self, segment: str, new: Step | Pipeline) -> PipelineStep:
+        return attrs.evolve(self, pipeline=self.pipeline.replace_child(segment, new))
 
 
 @attrs.frozen(eq=False)
@@ -76,6 +84,29 @@ class Pipeline:
         return self.steps[0] if len(self.steps) == 1 else None
 
     @property
+    def body_spec(self) -> Step | Pipeline:
+        """What runs at this pipeline's path when it is a body: its sole step, or itself."""
+        return self.sole_step or self
+
+    def with_body_spec(self, new: Step | Pipeline) -> Pipeline:
+        """This body with ``new`` running at its path instead of :attr:`body_spec`."""
+        if isinstance(new, Pipeline):
+            return new
+        return attrs.evolve(self, steps=(new,))
+
+    def children(self) -> tuple[Child, ...]:
+        """Its steps, at ``<index>:<name>``; see :meth:`Step.children`."""
+        return tuple((step_segment(i, step.name), step) for i, step in enumerate(self.steps))
+
+    def replace_child(self, segment: str, new: Step | Pipeline) -> Pipeline:
+        """This pipeline with its step at ``segment`` replaced by the step ``new``."""
+        for index, step in enumerate(self.steps):
+            if segment == step_segment(index, step.name) and isinstance(new, Step):
+                steps = (*self.steps[:index], new, *self.steps[index + 1 :])
+                return attrs.evolve(self, steps=steps)
+        raise KeyError(f"pipeline {self.name!r} has no step at {segment!r}")
+
+    @property
     def input_type(self) -> Any:
         return self.steps[0].input_type
 
@@ -100,6 +131,18 @@ class Pipeline:
     def named(self, name: str) -> Pipeline:
         return attrs.evolve(self, name=name)
 
+    def to_mermaid(self) -> str:
+        """A Mermaid flowchart of this pipeline's steps and the types between them."""
+        from ._diagram import diagram, mermaid  # the diagram module builds on this one
+
+        return mermaid(diagram(self))
+
+    def to_dot(self) -> str:
+        """The same picture as :meth:`to_mermaid`, in Graphviz's DOT language."""
+        from ._diagram import diagram, dot
+
+        return dot(diagram(self))
+
     def with_context(self, context_type: type[BaseContext]) -> Pipeline:
         """This pipeline, starting runs from ``context_type()`` when no context is given."""
         if not (isinstance(context_type, type) and issubclass(context_type, BaseContext)):
@@ -123,6 +166,9 @@ def _narrower(first: Pipeline, second: Pipeline) -> type[BaseContext]:
 
 
 StepLike = Step | Pipeline
+
+if TYPE_CHECKING:
+    from ._step import Child
 
 
 def as_pipeline(step: StepLike, *, where: str = "this") -> Pipeline:

@@ -10,7 +10,7 @@ the constructors; each kind's module documents its options.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     from ._agent_step import AgentStep
@@ -36,6 +36,31 @@ class Step:
         from ._pipeline import Pipeline  # the pipeline module builds on this one
 
         return Pipeline.of(self) >> other
+
+    def children(self) -> tuple[Child, ...]:
+        """What runs beneath this step: ``(path segment, specification)`` pairs, in order.
+
+        The one traversal of a pipeline: finding the step a path names
+        (:func:`trioflow.runtime._paths.locate`), swapping an agent, the
+        nesting check, the command line's input type and diagrams all walk
+        it, so a new kind of step that runs steps beneath it says which here
+        and nowhere else. The segment is the one the runtime gives the
+        child's path (see :mod:`trioflow.runtime._paths`); a loop's or map's
+        body is one child at ``loop[*]`` or ``item[*]``, as every iteration
+        runs the same specification. A body of one step is that step (it
+        runs at the body's path, see ``Pipeline.body_spec``); a longer body
+        is its pipeline, whose ``children()`` are its numbered steps. A step
+        that runs nothing beneath it (this default) has none.
+        """
+        return ()
+
+    def replace_child(self, segment: str, new: Step | Pipeline) -> Self:
+        """A copy of this step whose child at ``segment`` (as :meth:`children` names it) is ``new``.
+
+        Specifications are immutable: this is how a change deep in a
+        pipeline (a swapped agent) is rebuilt on the way back up.
+        """
+        raise KeyError(f"step {self.name!r} has no child at {segment!r}")
 
     @staticmethod
     def from_callable(
@@ -100,3 +125,8 @@ class Step:
         from ._human import human_in_the_loop
 
         return human_in_the_loop(name, message, input_schema)
+
+
+if TYPE_CHECKING:
+    #: A child of a specification: the path segment it runs at, and what runs there.
+    Child = tuple[str, Step | Pipeline]

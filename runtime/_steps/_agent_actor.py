@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 import pydantic
 import trio
-from trioflow.actors import ActorError, ActorStopped, AskTimeout, TraceEvent, TraceKind
+from trioflow.actors import ActorError, ActorStopped, AskTimeout
 from trioflow.persistence import StoreError
 
 from .._dsl._agent_step import AgentStep
@@ -43,7 +43,9 @@ from .._errors import (
     UsageLimitExceeded,
 )
 from .._governor import Commit, Denial, Grant, Release, Reserve, Wait
-from .._recorded_replies import RecordedError, ReplayedFailure, cache_hit_key
+from .._notes import NoteKind, RetryNote, note
+from .._paths import attempt_path, cache_hit_key, fallback_path
+from .._recorded_replies import RecordedError, ReplayedFailure
 from .._results import StepResult
 from .._services import RunServices
 from .._usage import NO_USAGE, Completion, Usage, UsageLimits
@@ -51,6 +53,7 @@ from ..agents._agents import Agent, CallableAgent, EstimatingAgent
 from ..agents._prices import PricedAgent
 from ._cache import cache_key
 from ._call_info import CallInfo, enter_call, leave_call
+from ._fallback_history import FALLBACK_TRIGGERED
 from ._messages import Execute, StepDone
 from ._step_actor import StepActor
 
@@ -105,6 +108,26 @@ class _Tally:
     replies: list[tuple[str, Any]] = attrs.field(factory=list)
 
 
+@attrs.define(slots=True)
+class _Attempt:
+    """One attempt of one step: what every function of the attempt needs, bundled once.
+
+    The functions stay flat (a waiting step holds as few frames as possible)
+    and take this one argument instead of the same six; ``data`` is the
+    attempt's input (with feedback from the last one, after input processors).
+    Never changed once made (a changed input is a new one, ``attrs.evolve``);
+    not ``frozen`` only because a frozen class's ``__init__`` sets each field
+    through ``object.__setattr__``, three times the cost, on every attempt.
+    """
+
+    spec: AgentStep
+    path: str
+    data: Any
+    context: BaseContext
+    services: RunServices
+    tally: _Tally
+
+
 @attrs.frozen(slots=True)
 class _Success:
     output: Any
@@ -146,7 +169,7 @@ async def _cached(
     )
     if isinstance(outcome, StepDone):
         return outcome
-    _note(services, path, "cache_hit", key[:16])
+    _note(services, path, NoteKind.CACHE_HIT, key[:16])
     hit = attrs.evolve(
         outcome,
         path=path,
@@ -173,7 +196,7 @@ async def _replayed_cached(
     recorded = services.replies.get(cache_hit_key(path))
     if recorded is None:
         return await _execute(spec, path, data, context, services)
-    _note(services, path, "cache_hit", key[:16])
+    _note(services, path, NoteKind.CACHE_HIT, key[:16])
     return StepDone(recorded, replies=((cache_hit_key(path), recorded),))
 
 
@@ -183,7 +206,7 @@ async def _execute(
     started = trio.current_time()
     tally = _Tally()
     try:
-        outcome = await _attempts(spec, path, data, context, services, tally)
+        outcome = await _attempts(_Attempt(spec, path, data, context, services, tally))
     except _LimitBreached as breach:
         result = StepResult(
             spec.name,
@@ -237,9 +260,9 @@ async def _fall_back(
     context: BaseContext,
     services: RunServices,
 ) -> StepDone:
-    _note(services, failed.path, "fallback", fallback.name)
+    _note(services, failed.path, NoteKind.FALLBACK, fallback.name)
     done = await execute_step(
-        fallback, f"{failed.path}/fallback:{fallback.name}", data, context, services
+        fallback, fallback_path(failed.path, fallback.name), data, context, services
     )
     ran = done.result
     result = attrs.evolve(
@@ -252,7 +275,7 @@ async def _fall_back(
         feedback=ran.feedback if not ran.success else failed.feedback,
         metadata={
             **ran.metadata,
-            "fallback_triggered": True,
+            FALLBACK_TRIGGERED: True,
             "fallback_step": fallback.name,
             "original_error": failed.feedback,
         },
@@ -269,25 +292,20 @@ def _own_attempts(failed: StepResult) -> StepResult:
     nested in itself in tables and JSON.
     """
     attempts = "1" if failed.attempts == 1 else f"1-{failed.attempts}"
-    return attrs.evolve(failed, path=f"{failed.path}#{attempts}")
+    return attrs.evolve(failed, path=attempt_path(failed.path, attempts))
 
 
-async def _attempts(
-    spec: AgentStep,
-    path: str,
-    data: Any,
-    context: BaseContext,
-    services: RunServices,
-    tally: _Tally,
-) -> _Success | AttemptFailed:
+async def _attempts(first: _Attempt) -> _Success | AttemptFailed:
+    """Attempt ``first`` and, as the retry policy allows, again; the last outcome."""
+    spec, path, data, tally = first.spec, first.path, first.data, first.tally
     policy = spec.retry
-    attempt_input = data
+    current = first
     while True:
         tally.attempts += 1
         tally.calls = 0
         attempt = tally.attempts
         try:
-            return await _checked_call(spec, path, attempt_input, context, services, tally)
+            return await _checked_call(current)
         except AttemptFailed as failed:
             failure = failed
         except (_LimitBreached, StoreError, ActorError):
@@ -299,19 +317,15 @@ async def _attempts(
             failure.__cause__ = error
         if not policy.retries(failure.kind, attempt):
             return failure
-        _note(
-            services,
-            path,
-            "retry",
-            f"attempt {attempt} {failure.kind.value}: {failure.feedback}",
-        )
+        reason = f"{failure.kind.value}: {failure.feedback}"
+        first.services.trace.record(RetryNote(attempt, reason).event(path))
         delay = policy.delay_before(attempt + 1)
         if delay:
             await trio.sleep(delay)
         if failure.kind in FEEDBACK_KINDS:
-            attempt_input = policy.add_feedback(data, failure.feedback)
+            current = attrs.evolve(first, data=policy.add_feedback(data, failure.feedback))
         else:
-            attempt_input = data
+            current = first
 
 
 def classify(error: Exception) -> tuple[FailureKind, str]:
@@ -334,20 +348,17 @@ def classify(error: Exception) -> tuple[FailureKind, str]:
     return FailureKind.AGENT_ERROR, f"{type(error).__name__}: {error}"
 
 
-async def _checked_call(
-    spec: AgentStep,
-    path: str,
-    data: Any,
-    context: BaseContext,
-    services: RunServices,
-    tally: _Tally,
-) -> _Success:
-    for processor in spec.input_processors:
-        data = await call_maybe_async(processor, data, context)
+async def _checked_call(attempt: _Attempt) -> _Success:
+    spec, path, context = attempt.spec, attempt.path, attempt.context
+    if spec.input_processors:
+        data = attempt.data
+        for processor in spec.input_processors:
+            data = await call_maybe_async(processor, data, context)
+        attempt = attrs.evolve(attempt, data=data)
     agent: Agent = spec.agent
     used: list[Agent] = [agent]
     while True:
-        output, patch = await _paid_call(spec, agent, path, data, context, services, tally)
+        output, patch = await _paid_call(attempt, agent)
         for processor in spec.output_processors:
             output = await call_maybe_async(processor, output, context)
         if not spec.plugins:
@@ -358,7 +369,7 @@ async def _checked_call(
         if any(redirect is seen for seen in used):
             chain = " -> ".join(type(a).__name__ for a in [*used, redirect])
             raise RedirectLoopError(f"step {path!r}: redirect loop detected ({chain})")
-        _note(services, path, "redirect", type(redirect).__name__)
+        _note(attempt.services, path, NoteKind.REDIRECT, type(redirect).__name__)
         used.append(redirect)
         agent = redirect
     metadata = await _run_validators(spec, output, context) if spec.validators else {}
@@ -367,28 +378,21 @@ async def _checked_call(
     return _Success(output, patch, metadata)
 
 
-async def _paid_call(
-    spec: AgentStep,
-    agent: Agent,
-    path: str,
-    data: Any,
-    context: BaseContext,
-    services: RunServices,
-    tally: _Tally,
-) -> tuple[Any, Patch]:
+async def _paid_call(attempt: _Attempt, agent: Agent) -> tuple[Any, Patch]:
     """Reserve, call the agent under the timeout, and commit what it cost."""
+    spec, services, tally = attempt.spec, attempt.services, attempt.tally
     budgeted = services.limits is not None or spec.limits is not None
     if budgeted:
         _refuse_unpriced(spec, agent, services)
-    grant = await _reserve(spec, agent, path, data, services) if budgeted else None
+    grant = await _reserve(attempt, agent) if budgeted else None
     tally.calls += 1
-    call = CallInfo(services.run_id, path, tally.attempts, tally.calls)
+    call = CallInfo(services.run_id, attempt.path, tally.attempts, tally.calls)
     token = enter_call(call)
     try:
-        reply = await _reply(agent, data, context, spec.timeout_s, call, services, tally)
+        reply = await _reply(attempt, agent, call)
     except AgentOutputInvalid as rejected:
         # The reply was paid for even though it is unusable: it counts.
-        breach = await _settle(spec, path, grant, rejected.usage or NO_USAGE, call, services, tally)
+        breach = await _settle(attempt, grant, rejected.usage or NO_USAGE, call)
         if breach is not None:
             raise _LimitBreached(breach, paid=True, delivered=False) from rejected
         raise
@@ -396,7 +400,7 @@ async def _paid_call(
         # Nothing was committed for this call (a failure, or a cancellation by a
         # sibling's failure): give the reservation back, or later calls wait on it.
         if grant is not None:
-            await _release(grant, path, services)
+            await _release(grant, attempt.path, services)
         raise
     finally:
         leave_call(token)
@@ -405,7 +409,7 @@ async def _paid_call(
     patch: Patch = ()
     if isinstance(output, WithPatch):
         output, patch = output.output, output.patch
-    breach = await _settle(spec, path, grant, usage, call, services, tally)
+    breach = await _settle(attempt, grant, usage, call)
     if breach is not None:
         # The call happened and was paid for: its output and context
         # changes are part of the run's record, though the run stops here.
@@ -444,19 +448,14 @@ async def _release(grant: Grant, path: str, services: RunServices) -> None:
 
 
 async def _settle(
-    spec: AgentStep,
-    path: str,
-    grant: Grant | None,
-    usage: Usage,
-    call: CallInfo,
-    services: RunServices,
-    tally: _Tally,
+    attempt: _Attempt, grant: Grant | None, usage: Usage, call: CallInfo
 ) -> str | None:
     """Count what a call cost, and commit it to the governor; the breach, if any."""
-    tally.usage += usage
+    attempt.tally.usage += usage
     if grant is None and usage.is_zero:
         return None  # nothing reserved, nothing spent: the governor need not hear of it
-    commit = Commit(path, grant, usage, spec.limits, call.ledger_key)
+    path = attempt.path
+    commit = Commit(path, grant, usage, attempt.spec.limits, call.ledger_key)
     # Always an ask, even when no limit applies: the reply comes after the
     # ledger entry is journaled, so the step's completion record (written
     # later) never exists without the usage it paid for. Shielded: the call
@@ -464,19 +463,11 @@ async def _settle(
     # lose it; the governor is shielded too and answers while the run is
     # cancelled. The cancellation takes effect at the step's next checkpoint.
     with trio.CancelScope(shield=True):
-        breach: str | None = await services.governor.ask(commit, sender=path)
+        breach = await attempt.services.governor.ask(commit, sender=path)
     return breach
 
 
-def _reply(
-    agent: Agent,
-    data: Any,
-    context: BaseContext,
-    timeout_s: float | None,
-    call: CallInfo,
-    services: RunServices,
-    tally: _Tally,
-) -> Awaitable[Any]:
+def _reply(attempt: _Attempt, agent: Agent, call: CallInfo) -> Awaitable[Any]:
     """The agent's reply (an awaitable): from the agent, or, when replaying, from the journal.
 
     Function agents are the user's code: they always run (and their
@@ -485,10 +476,11 @@ def _reply(
     answers it from the original run's journal without calling it.
     """
     if isinstance(agent, CallableAgent):
-        return _call(agent, data, context, services.resources, timeout_s)
-    if services.replies is not None:
-        return _replayed(call, services.replies)
-    return _model_reply(agent, data, context, timeout_s, call, services, tally)
+        return _call(attempt, agent)
+    replies = attempt.services.replies
+    if replies is not None:
+        return _replayed(call, replies)
+    return _model_reply(attempt, agent, call)
 
 
 async def _replayed(call: CallInfo, replies: Mapping[str, Any]) -> Any:
@@ -501,18 +493,11 @@ async def _replayed(call: CallInfo, replies: Mapping[str, Any]) -> Any:
     return recorded
 
 
-async def _model_reply(
-    agent: Agent,
-    data: Any,
-    context: BaseContext,
-    timeout_s: float | None,
-    call: CallInfo,
-    services: RunServices,
-    tally: _Tally,
-) -> Any:
+async def _model_reply(attempt: _Attempt, agent: Agent, call: CallInfo) -> Any:
     """A model's reply, kept (or the error it raised) for replay."""
+    tally = attempt.tally
     try:
-        reply = await _call(agent, data, context, services.resources, timeout_s)
+        reply = await _call(attempt, agent)
     except Exception as error:  # kept for replay, then handled as it would be anyway
         tally.replies.append((call.ledger_key, RecordedError.of(error, *classify(error))))
         raise
@@ -520,44 +505,44 @@ async def _model_reply(
     return reply
 
 
-def _call(
-    agent: Agent, data: Any, context: BaseContext, resources: Any, timeout_s: float | None
-) -> Awaitable[Any]:
+def _call(attempt: _Attempt, agent: Agent) -> Awaitable[Any]:
     """The agent call, under the step's timeout when it has one (an awaitable).
 
     Without a timeout it is the agent's own coroutine: no frame of ours
     waits around it.
     """
+    timeout_s = attempt.spec.timeout_s
     if timeout_s is None:
-        return agent.run(data, context=context, resources=resources)
-    return _timed_call(agent, data, context, resources, timeout_s)
+        return agent.run(
+            attempt.data, context=attempt.context, resources=attempt.services.resources
+        )
+    return _timed_call(attempt, agent, timeout_s)
 
 
-async def _timed_call(
-    agent: Agent, data: Any, context: BaseContext, resources: Any, timeout_s: float
-) -> Any:
+async def _timed_call(attempt: _Attempt, agent: Agent, timeout_s: float) -> Any:
     with trio.move_on_after(timeout_s):
-        return await agent.run(data, context=context, resources=resources)
+        return await agent.run(
+            attempt.data, context=attempt.context, resources=attempt.services.resources
+        )
     raise StepTimeout(f"timed out after {timeout_s:g}s")
 
 
-async def _reserve(
-    spec: AgentStep, agent: Agent, path: str, data: Any, services: RunServices
-) -> Grant:
+async def _reserve(attempt: _Attempt, agent: Agent) -> Grant:
     """Ask the governor before a call under a limit.
 
     With an upper-bound estimate the reservation holds it (strict mode);
     without one it reserves nothing but is still refused once a limit was
     exceeded, so no call starts after a breach (optimistic mode).
     """
+    spec, path, governor = attempt.spec, attempt.path, attempt.services.governor
     estimate = spec.usage_estimate
     if estimate is None and isinstance(agent, EstimatingAgent):
-        estimate = agent.estimate_usage(data)
+        estimate = agent.estimate_usage(attempt.data)
     request = Reserve(path, estimate, spec.limits)
-    decision = await services.governor.ask(request, sender=path)
+    decision = await governor.ask(request, sender=path)
     while isinstance(decision, Wait):  # fits once calls in flight settle
         await decision.settled.wait()
-        decision = await services.governor.ask(request, sender=path)
+        decision = await governor.ask(request, sender=path)
     if isinstance(decision, Denial):
         raise _LimitBreached(decision.message, paid=False)
     assert isinstance(decision, Grant)
@@ -612,7 +597,5 @@ def _fields_patch(spec: AgentStep, output: Any) -> Patch:
     return patch_from_fields(output)
 
 
-def _note(services: RunServices, path: str, label: str, detail: str) -> None:
-    services.trace.record(
-        TraceEvent(TraceKind.NOTE, path, trio.current_time(), label, detail=detail)
-    )
+def _note(services: RunServices, path: str, kind: NoteKind, detail: str) -> None:
+    services.trace.record(note(kind, path, detail))

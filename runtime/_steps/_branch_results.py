@@ -21,7 +21,6 @@ from .._errors import ContextValidationError
 from .._governor import UsageUnder
 from .._results import StepResult
 from .._services import RunServices
-from .._usage import Usage
 from ._fanout import Branch, FanOutResult, fan_out
 from ._messages import StepDone
 
@@ -75,7 +74,7 @@ async def _fan_out_result(
     metadata: dict[str, Any] | None = None,
 ) -> StepDone:
     """The :class:`StepDone` of a step that fanned out; see the module docstring."""
-    usage: Usage = await services.governor.ask(UsageUnder(path), sender=path)
+    usage = await services.governor.ask(UsageUnder(path), sender=path)
     history = (*history_before, *(result for _, result in fanned.finished))
     details = {**(metadata or {}), **_details(fanned)}
     result = StepResult(name, path, attempts=1, usage=usage, step_history=history, metadata=details)
@@ -89,7 +88,7 @@ async def _fan_out_result(
     failure = _failure(fanned, propagate)
     if failure is not None:
         return StepDone(_with(result, feedback=failure))
-    if fanned.paused:  # not complete: resumed later, when its branches' finished work replays
+    if fanned.paused:  # not complete: resumed later, when its branches' finished work is restored
         return StepDone(result, paused=fanned.paused)
     return StepDone(_merged(result, fanned, base, merge, shape, path))
 

@@ -13,6 +13,8 @@ import contextvars
 
 import attrs
 
+from .._paths import idempotency_key, ledger_key
+
 
 @attrs.frozen(slots=True)
 class CallInfo:
@@ -26,12 +28,12 @@ class CallInfo:
     @property
     def ledger_key(self) -> str:
         """The call's key within its run (the governor's ledger key)."""
-        return f"{self.path}#{self.attempt}#{self.call}"
+        return ledger_key(self.path, self.attempt, self.call)
 
     @property
     def idempotency_key(self) -> str:
         """Stable across resumes: the same call after a crash has the same key."""
-        return f"{self.run_id}/{self.ledger_key}"
+        return idempotency_key(self.run_id, self.ledger_key)
 
 
 _CURRENT: contextvars.ContextVar[CallInfo] = contextvars.ContextVar("trioflow_current_call")

@@ -7,7 +7,7 @@ import functools
 import attrs
 from trioflow.actors import ActorRef, open_supervisor
 
-from .._dsl._control import ConditionalStep
+from .._dsl._control import DEFAULT_BRANCH, ConditionalStep
 from .._results import StepResult
 from .._services import RunServices
 from . import _dispatch
@@ -39,7 +39,7 @@ class ConditionalActor(StepActor):
         chosen = next((body for candidate, body in spec.branches if candidate == key), None)
         name = str(key)
         if chosen is None and spec.default is not None:
-            chosen, name = spec.default, "default"
+            chosen, name = spec.default, DEFAULT_BRANCH
         if chosen is None:
             choices = ", ".join(repr(candidate) for candidate, _ in spec.branches)
             return StepDone(
@@ -56,7 +56,7 @@ class ConditionalActor(StepActor):
                 name,
                 functools.partial(_dispatch.body_actor, chosen, name, self._services),
             )
-            done: StepDone = await branch.ask(message, sender=self.path)
+            done = await branch.ask(message, sender=self.path)
         result = attrs.evolve(
             done.result,
             name=spec.name,

@@ -101,7 +101,7 @@ async def fan_out(
 ) -> FanOutResult:
     """Run ``branches`` as children of a supervisor at ``path``; see the module docstring."""
     limit = len(branches) if max_concurrency is None else max_concurrency
-    inbox: ReplyInbox[int] = ReplyInbox()
+    inbox: ReplyInbox[int, StepDone] = ReplyInbox()
     done: dict[int, StepDone] = {}
     started = 0
     breach: str | None = None
@@ -114,7 +114,7 @@ async def fan_out(
             started += 1
         while len(done) + len(paused) < started:
             reply = await inbox.receive()
-            outcome: StepDone = reply.unwrap()
+            outcome = reply.unwrap()
             if outcome.paused:  # waiting for a person is not a failure: the siblings go on
                 paused[reply.tag] = outcome.paused
             else:
@@ -134,11 +134,12 @@ async def fan_out(
     for late in inbox.arrived():  # finished while the siblings were being cancelled
         if late.error is not None:
             continue  # a cancelled branch's ActorStopped: it is listed as cancelled
-        if late.value.paused:
-            paused[late.tag] = late.value.paused
+        finished = late.unwrap()
+        if finished.paused:
+            paused[late.tag] = finished.paused
         else:
-            done[late.tag] = late.value
-            breach = breach or late.value.breach
+            done[late.tag] = finished
+            breach = breach or finished.breach
     ended = done.keys() | paused.keys()
     return FanOutResult(
         finished=tuple((branches[i].name, done[i].result) for i in sorted(done)),
@@ -156,7 +157,7 @@ async def _start(
     supervisor: Supervisor,
     branches: Sequence[Branch],
     index: int,
-    inbox: ReplyInbox[int],
+    inbox: ReplyInbox[int, StepDone],
     services: RunServices,
     path: str,
 ) -> None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import trio
-from trioflow.actors import TraceEvent, TraceKind
-
 from .._dsl._context import AppendTo
 from .._dsl._human import HumanInteraction, HumanStep
+from .._notes import NoteKind, note
 from .._results import StepResult
 from .._services import RunServices
 from ._messages import Execute, StepDone
@@ -30,9 +28,7 @@ class HumanActor(StepActor):
         journal = self._services.journal
         if self.path not in journal.answers:
             await journal.pause(self.path, spec.message, spec.json_schema())
-            now = trio.current_time()
-            pause = TraceEvent(TraceKind.NOTE, self.path, now, "pause", detail=spec.message)
-            self._services.trace.record(pause)
+            self._services.trace.record(note(NoteKind.PAUSE, self.path, spec.message))
             waiting = StepResult(
                 spec.name, self.path, feedback=f"waiting for input: {spec.message}"
             )

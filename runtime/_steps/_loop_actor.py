@@ -24,13 +24,14 @@ from typing import Any
 import attrs
 from trioflow.actors import ActorRef, open_supervisor
 
-from .._dsl._context import BaseContext, Patch, apply_patch
+from .._dsl._context import BaseContext, Patch
 from .._dsl._control import LoopStep
-from .._errors import ContextValidationError
+from .._paths import iteration_segment
 from .._results import StepResult
 from .._services import RunServices
 from .._usage import NO_USAGE
 from . import _dispatch
+from ._absorb import absorb
 from ._messages import Execute, StepDone
 from ._step_actor import StepActor
 from ._user_functions import CallbackError, call_user
@@ -65,12 +66,12 @@ class LoopActor(StepActor):
             )
         async with open_supervisor(self.path, self._services.trace) as supervisor:
             for iteration in range(1, spec.max_loops + 1):
-                name = f"loop[{iteration}]"
+                name = iteration_segment(iteration)
                 body: ActorRef[Execute] = supervisor.spawn(
                     name,
                     functools.partial(_dispatch.body_actor, spec.body, name, self._services),
                 )
-                done: StepDone = await body.ask(Execute(data, progress.context), sender=self.path)
+                done = await body.ask(Execute(data, progress.context), sender=self.path)
                 stop = await self._absorb(done, progress)
                 if stop is not None:
                     return stop
@@ -99,15 +100,11 @@ class LoopActor(StepActor):
 
     async def _absorb(self, done: StepDone, progress: _Progress) -> StepDone | None:
         """Record an iteration and apply its patch; the loop's end if it must stop."""
+        done, patched = await absorb(done, progress.context, self._services.journal)
         result = done.result
-        if result.patch and (result.success or done.breach is not None):
-            try:
-                progress.context = apply_patch(progress.context, result.patch, step=result.path)
-            except ContextValidationError as error:
-                result = attrs.evolve(result, success=False, feedback=str(error))
-                await self._services.journal.record(StepDone(result, breach=done.breach))
-            else:
-                progress.patch = progress.patch + result.patch
+        if patched is not None:
+            progress.context = patched
+            progress.patch = progress.patch + result.patch
         progress.history.append(result)
         if done.paused:
             return attrs.evolve(self._done(progress, "paused"), paused=done.paused)

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._dsl._control import MapStep
+from .._paths import item_segment
 from .._results import StepResult
 from .._services import RunServices
 from ._branch_results import run_branches
@@ -27,7 +28,7 @@ class MapActor(StepActor):
         if problem is not None:
             return StepDone(StepResult(spec.name, self.path, feedback=problem))
         branches = [
-            Branch(f"item[{index}]", spec.body, item, message.context)
+            Branch(item_segment(index), spec.body, item, message.context)
             for index, item in enumerate(items)
         ]
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from trioflow.actors import Ask
 
 from .._dsl._context import BaseContext
 from .._results import StepResult
 
 
 @attrs.frozen(slots=True)
-class Execute:
-    """Run your step on ``data``, seeing ``context``."""
+class Execute(Ask["StepDone"]):
+    """Run your step on ``data``, seeing ``context``; the reply is its :class:`StepDone`."""
 
     data: Any
     context: BaseContext

@@ -15,16 +15,16 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import attrs
 from trioflow.actors import ActorRef, open_supervisor
 
-from .._dsl._context import BaseContext, Patch, apply_patch
+from .._dsl._context import BaseContext, Patch
 from .._dsl._pipeline import Pipeline
-from .._errors import ContextValidationError
+from .._paths import step_segment
 from .._results import StepResult
 from .._services import RunServices
 from .._usage import NO_USAGE
 from . import _dispatch
+from ._absorb import absorb
 from ._messages import Execute, StepDone
 from ._step_actor import StepActor
 
@@ -47,10 +47,13 @@ class PipelineActor(StepActor):
         async with open_supervisor(self.path, services.trace) as supervisor:
             for index, spec in enumerate(self._pipeline.steps):
                 child: ActorRef[Execute] = supervisor.spawn(
-                    f"{index}:{spec.name}", functools.partial(_dispatch.actor_for, spec, services)
+                    step_segment(index, spec.name),
+                    functools.partial(_dispatch.actor_for, spec, services),
                 )
                 last = await child.ask(Execute(data, context), sender=self.path)
-                last, context = await self._absorb(last, context)
+                last, patched = await absorb(last, context, services.journal)
+                if patched is not None:
+                    context = patched
                 history.append(last.result)
                 if last.result.success or last.breach is not None:
                     patch = patch + last.result.patch  # a breaching step keeps what it finished
@@ -59,20 +62,6 @@ class PipelineActor(StepActor):
                 data = last.result.output
         summary = self._summary(history, patch, stopped=last.breach is not None)
         return StepDone(summary, breach=last.breach, paused=last.paused)
-
-    async def _absorb(self, done: StepDone, context: BaseContext) -> tuple[StepDone, BaseContext]:
-        """Apply a finished step's patch; a patch the context rejects fails that step."""
-        result = done.result
-        if not result.patch or not (result.success or done.breach is not None):
-            return done, context
-        try:
-            return done, apply_patch(context, result.patch, step=result.path)
-        except ContextValidationError as error:
-            failed = attrs.evolve(result, success=False, feedback=str(error))
-            # The step's record must say what the run saw: a failure.
-            rejected = StepDone(failed, breach=done.breach)
-            await self._services.journal.record(rejected)
-            return rejected, context
 
     def _summary(self, history: list[StepResult], patch: Patch, *, stopped: bool) -> StepResult:
         """The pipeline's result; a usage limit means it did not complete."""

@@ -35,7 +35,7 @@ class RouterActor(StepActor):
             chooser: ActorRef[Execute] = supervisor.spawn(
                 spec.chooser.name, lambda: AgentStepActor(spec.chooser, self._services)
             )
-            routed: StepDone = await chooser.ask(message, sender=self.path)
+            routed = await chooser.ask(message, sender=self.path)
         choice = routed.result
         if routed.breach is not None or not choice.success:
             summary = StepResult(

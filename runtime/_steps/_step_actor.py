@@ -1,9 +1,9 @@
-"""What every step's actor does around its own work: replay, journal, stop.
+"""What every step's actor does around its own work: restore, journal, stop.
 
 A step actor runs its step once for the one :class:`Execute` it gets and
 then stops. Before running it asks the run's journal: a step that
 completed before (in an earlier process, before a pause or a crash) is
-replayed from its record instead. After running, its completion record
+restored from its record instead (a ``restored`` note says so). After running, its completion record
 is stored before the parent hears the outcome. A paused step is not
 complete, so it gets no record and runs again on resume.
 
@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import enum
 
-import trio
-from trioflow.actors import Actor, TraceEvent, TraceKind
+from trioflow.actors import Actor
 
+from .._notes import NoteKind, note
 from .._services import RunServices
 from ._messages import Execute, StepDone
-
-#: The label of the note a step actor leaves when its step has finished.
-OUTCOME = "outcome"
 
 
 class StepOutcome(enum.StrEnum):
@@ -55,22 +52,16 @@ class StepActor(Actor[Execute]):
     async def receive(self, message: Execute) -> StepDone:
         self.stop()
         journal = self._services.journal
-        replayed = journal.replay(self.path)
-        if replayed is not None:
-            self._services.trace.record(
-                TraceEvent(TraceKind.NOTE, self.path, trio.current_time(), "replayed")
-            )
-            return replayed
+        restored = journal.restore(self.path)
+        if restored is not None:
+            self._services.trace.record(note(NoteKind.RESTORED, self.path))
+            return restored
         done = await self.execute(message)
         if not done.paused:
             # The step has finished: its record is written and its parent told even if
             # a cancellation arrives now (a store's record_step finishes regardless).
             done = await journal.record(done)
-        self._services.trace.record(
-            TraceEvent(
-                TraceKind.NOTE, self.path, trio.current_time(), OUTCOME, detail=outcome_of(done)
-            )
-        )
+        self._services.trace.record(note(NoteKind.OUTCOME, self.path, outcome_of(done)))
         return done
 
     async def execute(self, message: Execute) -> StepDone:

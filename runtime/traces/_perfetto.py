@@ -18,7 +18,7 @@ since the run started):
 * counters (``C``): the cumulative cost and tokens the governor committed,
   and each actor's mailbox depth (messages sent to it and not yet received);
 * thread-scoped instants (``i``, category ``note``) for retries, fallbacks,
-  redirects, cache hits, replays, pauses, resumes, dropped messages,
+  redirects, cache hits, restored steps, pauses, resumes, dropped messages,
   restarts and cancellations (with the reason); the governor's denials,
   waits and breaches are shown on the track of the step they concern.
 
@@ -49,7 +49,8 @@ from typing import Any
 import attrs
 from trioflow.actors import TraceKind
 
-from .._steps._step_actor import OUTCOME
+from .._notes import NoteKind
+from .._paths import last_segment, parent_of, step_of
 from ._tree import (
     RUN_PATH,
     STARTED,
@@ -59,7 +60,6 @@ from ._tree import (
     TimedEvent,
     TraceNode,
 )
-from ._tree import committed_usage as _committed_usage
 from ._tree import is_anchor as _is_anchor
 
 #: The process every event belongs to: one run per file.
@@ -68,10 +68,10 @@ PID = 1
 #: Notes that are not instants: governor bookkeeping (commits become the usage
 #: counters), the start of the first drive (the start of the timeline) and a
 #: step's outcome (its slice already ends there).
-_NOT_INSTANTS = frozenset({"grant", "commit", STARTED, OUTCOME})
+_NOT_INSTANTS = frozenset({NoteKind.GRANT, NoteKind.COMMIT, STARTED, NoteKind.OUTCOME})
 #: Governor notes shown on the track of the step they concern (their ``peer``): a
 #: reservation refused or waiting for room, a limit breached.
-_ABOUT_PEER = frozenset({"deny", "wait", "breach"})
+_ABOUT_PEER = frozenset({NoteKind.DENY, NoteKind.WAIT, NoteKind.BREACH})
 
 # Where an event goes among events at the same timestamp (see the module docstring).
 _METADATA, _COUNTER, _EARLY_INSTANT, _SLICE, _MESSAGE, _INSTANT = range(6)
@@ -124,11 +124,11 @@ class _Export:
 
     def _track(self, path: str) -> int | None:
         """The track of ``path``, or of its nearest actor ancestor (attempts, fallbacks)."""
-        path = path.partition("#")[0]
+        path = step_of(path)
         while path:
             if path in self._tids:
                 return self._tids[path]
-            path = path.rpartition("/")[0]
+            path = parent_of(path)
         return None
 
     # -- names
@@ -176,12 +176,12 @@ class _Export:
         args: dict[str, Any] = {"path": span.path, "end": span.end.value}
         if span.reason is not None:
             args["reason"] = span.reason
-        if span.replayed:
-            args["replayed"] = True
+        if span.restored:
+            args["restored"] = True
         node = self._nodes.get(span.path)
         if node is not None:
             args.update(_node_args(node))
-        name = span.path.rpartition("/")[2]
+        name = last_segment(span.path)
         self._slice(self._tids[span.path], span.start_s, span.end_s, name, "actor", args)
 
     def _work_slice(self, node: TraceNode) -> None:
@@ -262,20 +262,16 @@ class _Export:
         self._mailbox_counters()
 
     def _usage_counter(self) -> None:
-        commits = [
-            (timed, found)
-            for timed in self._trace.events
-            if (found := _committed_usage(timed.event)) is not None
-        ]
+        commits = list(self._trace.commits())
         tid = self._track(commits[0][0].event.path) if commits else None
         tid = tid if tid is not None else min(self._tids.values(), default=None)
         if tid is None:
             return
         self._counter(0, tid, "usage", {"cost_usd": 0, "tokens": 0})
         cost, tokens = Decimal(0), 0
-        for timed, (_, spent, used) in commits:
-            cost += spent
-            tokens += used
+        for timed, _, usage in commits:
+            cost += usage.cost_usd
+            tokens += usage.total_tokens
             args = {"cost_usd": float(cost), "tokens": tokens}
             self._counter(_us(timed.offset_s), tid, "usage", args)
 
@@ -308,7 +304,7 @@ class _Export:
                     yield timed, event.peer, +1
                 case TraceKind.RECEIVE:
                     yield timed, event.path, -1
-                case TraceKind.NOTE if event.label == "dropped":
+                case TraceKind.NOTE if event.label == NoteKind.DROPPED:
                     yield timed, event.path, -1
                 case TraceKind.EXIT | TraceKind.CANCEL:
                     running.discard(event.path)

@@ -3,7 +3,7 @@
 One line is printed per finished step, saying how it really ended:
 ``done``, ``failed``, ``refused`` (a usage limit refused its model call
 before it was made), ``over limit`` (its call went over a usage limit),
-``paused`` (it waits for human input), ``cancelled``, or ``replayed``
+``paused`` (it waits for human input), ``cancelled``, or ``restored``
 (completed before, taken from the journal on resume), with what the run
 has spent so far: on a resume that includes what it spent before the
 pause or crash. On a terminal a small panel below the lines also shows
@@ -30,9 +30,10 @@ from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import LedgerEntry
 
 from .._money import format_usd
+from .._notes import Committed, NoteKind
+from .._paths import is_step_path, is_within
 from .._safe_text import inert, shown
-from .._steps._step_actor import OUTCOME, StepOutcome
-from .._usage import usage_from_note
+from .._steps._step_actor import StepOutcome
 
 #: How each step outcome is shown.
 _SHOWN = {
@@ -40,17 +41,6 @@ _SHOWN = {
     StepOutcome.FAILED.value: "failed",
     StepOutcome.PAUSED.value: "paused",
 }
-
-
-def _is_step(path: str) -> bool:
-    """Steps are actors whose last path segment is ``index:name``."""
-    last = path.rsplit("/", 1)[-1]
-    index, colon, _ = last.partition(":")
-    return bool(colon) and index.isdigit()
-
-
-def _within(path: str, step: str) -> bool:
-    return path == step or path.startswith(f"{step}/")
 
 
 class RunProgress:
@@ -94,7 +84,7 @@ class RunProgress:
         if event.kind is TraceKind.NOTE:
             self._note(event)
             return
-        if not _is_step(event.path):
+        if not is_step_path(event.path):
             return
         if event.kind is TraceKind.RECEIVE and event.label == "Execute":
             self._running[event.path] = event.time
@@ -120,19 +110,19 @@ class RunProgress:
         )
 
     def _note(self, event: TraceEvent) -> None:
-        if event.label == "commit" and event.detail:
-            self._cost += usage_from_note(event.detail).cost_usd
-        elif event.label == "deny" and event.peer is not None:
+        if event.label == NoteKind.COMMIT and isinstance(event.data, Committed):
+            self._cost += event.data.usage.cost_usd
+        elif event.label == NoteKind.DENY and event.peer is not None:
             self._refused.append(event.peer)
-        elif event.label == "replayed":
-            self._marks[event.path] = "replayed"
-        elif event.label == OUTCOME and event.detail is not None:
+        elif event.label == NoteKind.RESTORED:
+            self._marks[event.path] = "restored"
+        elif event.label == NoteKind.OUTCOME and event.detail is not None:
             self._marks[event.path] = self._shown(event.path, event.detail)
 
     def _shown(self, path: str, outcome: str) -> str:
         if outcome != StepOutcome.LIMIT.value:
             return _SHOWN.get(outcome, outcome)
-        refused = any(_within(denied, path) for denied in self._refused)
+        refused = any(is_within(denied, path) for denied in self._refused)
         return "refused" if refused else "over limit"
 
     def _render(self) -> RenderableType:

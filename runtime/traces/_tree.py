@@ -28,38 +28,50 @@ its exit or cancellation, and the usage the governor committed for it and
 the steps beneath it. A step whose record carries a usage-limit breach has
 failed, with the breach as its reason, even when its own call returned: the
 run stopped there. Attempts and fallbacks are not actors: they come from
-the step's ``retry`` and ``fallback`` notes, and their usage from the
-governor's commits in between.
+the step's ``retry`` and ``fallback`` notes (see :mod:`trioflow.runtime._notes`),
+their usage from the run's ledger (each entry's key names the step, the
+attempt and the call), and a fallback's outcome from the named parts of its
+step's history (:func:`~trioflow.runtime._steps._fallback_history.fallback_history`).
+Nodes' paths are read with :mod:`trioflow.runtime._paths`.
 """
 
 from __future__ import annotations
 
 import datetime
 import enum
-import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import attrs
-import trio
 from trioflow.actors import TraceEvent, TraceKind
-from trioflow.persistence import PauseRecord, RunRecord, StepRecord
+from trioflow.persistence import LedgerEntry, PauseRecord, RunRecord, StepRecord
 
 from .._errors import TrioflowError
+from .._notes import NoteKind, RetryNote, is_note, note
+from .._paths import (
+    SegmentKind,
+    attempt_path,
+    fallback_path,
+    is_within,
+    last_segment,
+    parent_of,
+    parse_ledger_key,
+    parse_segment,
+)
 from .._results import StepResult
+from .._steps._fallback_history import fallback_history
 from .._steps._messages import Execute
+from .._usage import Usage
 
 #: The path of run-level notes: the run's root supervisor.
 RUN_PATH = ""
 #: Labels of the notes that begin a drive (see the module docstring).
-STARTED = "started"
-RESUMED = "resumed"
+STARTED = NoteKind.STARTED
+RESUMED = NoteKind.RESUMED
 
 _EXECUTE = Execute.__name__
-_ATTEMPT = re.compile(r"^attempt \d+ ")
-_COMMITTED = re.compile(r"\$(?P<cost>[0-9,]*\.?[0-9]*), (?P<tokens>[0-9]+) tokens")
 
 
 class NoTrace(TrioflowError):
@@ -141,8 +153,8 @@ class ActorSpan:
     end_s: float
     end: SpanEnd
     reason: str | None
-    #: The step completed in an earlier drive: its record was replayed, nothing ran.
-    replayed: bool
+    #: The step completed in an earlier drive: its record was restored, nothing ran.
+    restored: bool
     start_index: int
     end_index: int
 
@@ -173,7 +185,7 @@ class TraceNode:
     cost_usd: Decimal
     tokens: int
     reason: str | None = None
-    replayed: bool = False
+    restored: bool = False
     children: tuple[TraceNode, ...] = ()
 
     def walk(self) -> Iterator[TraceNode]:
@@ -195,6 +207,17 @@ class RunTrace:
     events: tuple[TimedEvent, ...]
     spans: tuple[ActorSpan, ...]
     roots: tuple[TraceNode, ...]
+    #: What each agent call committed, by ledger key (``<path>#<attempt>#<call>``).
+    ledger: Mapping[str, Usage] = attrs.field(factory=dict)
+
+    def commits(self) -> Iterator[tuple[TimedEvent, str, Usage]]:
+        """Each governor commit on the timeline: its event, the step's path, the usage."""
+        for timed in self.events:
+            event = timed.event
+            if is_note(event, NoteKind.COMMIT) and event.peer is not None:
+                usage = self.ledger.get(event.detail or "")
+                if usage is not None:
+                    yield timed, event.peer, usage
 
     def nodes(self) -> Iterator[TraceNode]:
         """Every node, depth first."""
@@ -236,10 +259,10 @@ def filter_nodes(
     return tuple(kept for root in roots if (kept := prune(root)) is not None)
 
 
-def clock_anchor(label: str) -> TraceEvent:
+def clock_anchor(kind: NoteKind) -> TraceEvent:
     """The note that begins a drive: monotonic time now, and the wall clock as ``detail``."""
     now = datetime.datetime.now(datetime.UTC)
-    return TraceEvent(TraceKind.NOTE, RUN_PATH, trio.current_time(), label, detail=now.isoformat())
+    return note(kind, RUN_PATH, now.isoformat())
 
 
 def build_trace(
@@ -247,14 +270,23 @@ def build_trace(
     events: Sequence[TraceEvent],
     steps: Sequence[StepRecord],
     pauses: Sequence[PauseRecord] = (),
+    ledger: Sequence[LedgerEntry] = (),
 ) -> RunTrace:
-    """Join a run's trace events and step records into a :class:`RunTrace`."""
+    """Join a run's trace events, step records and ledger into a :class:`RunTrace`."""
     timeline = _timeline(events, run.started_at)
     spans = _spans(timeline)
     waiting = {pause.path: pause.message for pause in pauses if pause.answered_at is None}
-    roots = _Tree(timeline, spans, {step.path: step for step in steps}, waiting).roots()
+    usage = {entry.key: _usage_of(entry) for entry in ledger}
+    records = {step.path: step for step in steps}
+    roots = _Tree(timeline, spans, records, waiting, usage).roots()
     started_at = timeline[0].wall if timeline else run.started_at
-    return RunTrace(run.run_id, run.pipeline_name, run.status, started_at, timeline, spans, roots)
+    return RunTrace(
+        run.run_id, run.pipeline_name, run.status, started_at, timeline, spans, roots, usage
+    )
+
+
+def _usage_of(entry: LedgerEntry) -> Usage:
+    return Usage(Decimal(entry.cost_usd), entry.input_tokens, entry.output_tokens)
 
 
 def is_anchor(event: TraceEvent) -> bool:
@@ -264,23 +296,6 @@ def is_anchor(event: TraceEvent) -> bool:
         and event.path == RUN_PATH
         and event.label in (STARTED, RESUMED)
     )
-
-
-def committed_usage(event: TraceEvent) -> tuple[str, Decimal, int] | None:
-    """``(step path, cost, tokens)`` of a governor ``commit`` note, else None.
-
-    The governor writes the usage as people read it (``$1,234.50, 30 tokens``).
-    """
-    if event.kind is not TraceKind.NOTE or event.label != "commit" or event.peer is None:
-        return None
-    found = _COMMITTED.fullmatch(event.detail or "")
-    if found is None:
-        return None
-    try:
-        cost = Decimal(found["cost"].replace(",", ""))
-    except InvalidOperation:
-        return None
-    return event.peer, cost, int(found["tokens"])
 
 
 # -- the timeline ----------------------------------------------------------------------------
@@ -329,7 +344,7 @@ class _OpenSpan:
     path: str
     opened: int
     work: int | None = None
-    replayed: bool = False
+    restored: bool = False
 
 
 def _spans(timeline: Sequence[TimedEvent]) -> tuple[ActorSpan, ...]:
@@ -346,7 +361,7 @@ def _spans(timeline: Sequence[TimedEvent]) -> tuple[ActorSpan, ...]:
                 timeline[index].offset_s,
                 end,
                 reason,
-                span.replayed,
+                span.restored,
                 start,
                 index,
             )
@@ -379,8 +394,8 @@ def _spans(timeline: Sequence[TimedEvent]) -> tuple[ActorSpan, ...]:
             case TraceKind.CANCEL:
                 running.setdefault(path, _OpenSpan(path, index))
                 close(path, index, SpanEnd.CANCELLED, event.detail)
-            case TraceKind.NOTE if event.label == "replayed" and path in running:
-                running[path].replayed = True
+            case TraceKind.NOTE if event.label == NoteKind.RESTORED and path in running:
+                running[path].restored = True
             case _:
                 pass
     close_all(len(timeline) - 1)
@@ -401,7 +416,8 @@ class _Outcome:
     tokens: int
     feedback: str | None
     breach: str | None
-    history: tuple[_Outcome, ...]
+    #: When its fallback ran: its own attempts' outcome, then the fallback's.
+    fell_back: tuple[_Outcome, _Outcome] | None
 
     @classmethod
     def of_record(cls, record: StepRecord) -> _Outcome:
@@ -413,7 +429,7 @@ class _Outcome:
             record.input_tokens + record.output_tokens,
             record.feedback,
             record.breach,
-            _outcomes(history),
+            _fell_back(record.metadata, history),
         )
 
     @classmethod
@@ -425,7 +441,7 @@ class _Outcome:
             result.usage.total_tokens,
             result.feedback,
             None,
-            _outcomes(result.step_history),
+            _fell_back(result.metadata, result.step_history),
         )
 
     @property
@@ -438,17 +454,15 @@ class _Outcome:
             return self.breach
         return None if self.success else self.feedback
 
-    def split(self) -> tuple[_Outcome, _Outcome] | None:
-        """``(own attempts, fallback)`` when a fallback ran (see ``_agent_step._fall_back``)."""
-        if len(self.history) == 2:
-            return self.history[0], self.history[1]
-        return None
 
-
-def _outcomes(history: Any) -> tuple[_Outcome, ...]:
+def _fell_back(metadata: Mapping[str, Any], history: Any) -> tuple[_Outcome, _Outcome] | None:
+    """The outcomes of a fallback's two parts (see ``fallback_history``), else ``None``."""
     if not isinstance(history, tuple | list):
-        return ()
-    return tuple(_Outcome.of_result(item) for item in history if isinstance(item, StepResult))
+        return None
+    parts = fallback_history(metadata, history)
+    if parts is None or not all(isinstance(p, StepResult) for p in (parts.own, parts.fallback)):
+        return None
+    return _Outcome.of_result(parts.own), _Outcome.of_result(parts.fallback)
 
 
 @attrs.define
@@ -468,7 +482,7 @@ class _Node:
     cost: Decimal
     tokens: int
     reason: str | None
-    replayed: bool = False
+    restored: bool = False
     children: list[_Node] = attrs.field(factory=list)
 
     def frozen(self) -> TraceNode:
@@ -486,7 +500,7 @@ class _Node:
             self.cost,
             self.tokens,
             self.reason,
-            self.replayed,
+            self.restored,
             tuple(child.frozen() for child in children),
         )
 
@@ -500,23 +514,26 @@ class _Tree:
         spans: Sequence[ActorSpan],
         records: Mapping[str, StepRecord],
         waiting: Mapping[str, str],
+        ledger: Mapping[str, Usage],
     ) -> None:
         self._timeline = timeline
         self._records = records
         self._waiting = waiting
+        # Each call's usage by (step path, attempt).
+        self._calls: list[tuple[str, int, Usage]] = []
+        for key, usage in ledger.items():
+            call = parse_ledger_key(key)
+            if call is not None:
+                self._calls.append((call.path, call.attempt, usage))
         self._spans: defaultdict[str, list[ActorSpan]] = defaultdict(list)
         for span in spans:
             self._spans[span.path].append(span)
         self._notes: defaultdict[str, list[int]] = defaultdict(list)
-        self._commits: list[tuple[int, str, Decimal, int]] = []
         self._steps: set[str] = set()
         for index, timed in enumerate(timeline):
             event = timed.event
             if event.kind is TraceKind.NOTE:
                 self._notes[event.path].append(index)
-                committed = committed_usage(event)
-                if committed is not None:
-                    self._commits.append((index, *committed))
             elif event.label == _EXECUTE and event.kind is TraceKind.RECEIVE:
                 self._steps.add(event.path)
             elif event.label == _EXECUTE and event.kind is TraceKind.SEND and event.peer:
@@ -526,7 +543,7 @@ class _Tree:
         nodes = {path: self._actor(path) for path in self._steps if self._spans[path]}
         roots: list[_Node] = []
         for path, node in nodes.items():
-            parent = nodes.get(path.rpartition("/")[0])
+            parent = nodes.get(parent_of(path))
             (parent.children if parent is not None else roots).append(node)
         for node in nodes.values():
             if node.status is NodeStatus.OK and self._has_paused(node):
@@ -553,15 +570,15 @@ class _Tree:
             attempts, cost, tokens = outcome.attempts, outcome.cost, outcome.tokens
         else:
             status, reason = self._ending(last)
-            cost, tokens = self._committed(path, 0, len(self._timeline), beneath=True)
+            cost, tokens = self._committed(path, beneath=True)
             attempts = 0
             if self._timeline[last.start_index].event.kind is TraceKind.RECEIVE:
-                retries = self._labelled(path, "retry", last.start_index, last.end_index)
+                retries = self._labelled(path, NoteKind.RETRY, last.start_index, last.end_index)
                 attempts = len(retries) + 1
         first = spans[0]
         node = _Node(
             path,
-            path.rpartition("/")[2],
+            last_segment(path),
             _kind(path),
             first.start_index,
             status,
@@ -573,9 +590,9 @@ class _Tree:
             cost,
             tokens,
             reason,
-            replayed=last.replayed,
+            restored=last.restored,
         )
-        executed = next((span for span in reversed(spans) if not span.replayed), None)
+        executed = next((span for span in reversed(spans) if not span.restored), None)
         if executed is not None:
             node.children.extend(
                 self._work(path, executed.start_index, executed.end_index, node, outcome)
@@ -591,7 +608,7 @@ class _Tree:
                 return NodeStatus.FAILED, span.reason
             case SpanEnd.UNFINISHED:
                 return NodeStatus.RUNNING, None
-        paused = self._labelled(span.path, "pause", span.start_index, span.end_index)
+        paused = self._labelled(span.path, NoteKind.PAUSE, span.start_index, span.end_index)
         if paused:
             message = self._timeline[paused[-1]].event.detail
             return NodeStatus.PAUSED, f"waiting for input: {message}"
@@ -609,12 +626,12 @@ class _Tree:
         ``first``..``last`` are the events where it ran; ``outcome`` what its
         record (or its parent's) says about it, fallback included.
         """
-        fell_back = self._labelled(path, "fallback", first, last)
-        parts = outcome.split() if outcome is not None and fell_back else None
+        fell_back = self._labelled(path, NoteKind.FALLBACK, first, last)
+        parts = outcome.fell_back if outcome is not None and fell_back else None
         own = parts[0] if parts is not None else outcome
         end = fell_back[0] if fell_back else last
         found: list[_Node] = []
-        retries = self._labelled(path, "retry", first, end)
+        retries = self._labelled(path, NoteKind.RETRY, first, end)
         if retries:
             bounds = [first, *retries, end]
             for number in range(1, len(bounds)):
@@ -650,15 +667,15 @@ class _Tree:
     ) -> _Node:
         reason: str | None
         if not is_last:
-            detail = self._timeline[ends].event.detail or ""
-            status, reason = NodeStatus.FAILED, _ATTEMPT.sub("", detail, count=1)
+            retry = RetryNote.of(self._timeline[ends].event)
+            number, status, reason = retry.attempt, NodeStatus.FAILED, retry.reason
         elif fell_back:
             status, reason = NodeStatus.FAILED, own.feedback if own is not None else None
         else:
             status, reason = step.status, step.reason
-        cost, tokens = self._committed(path, begins, ends, beneath=False)
+        cost, tokens = self._committed(path, beneath=False, attempt=number)
         return self._derived(
-            f"{path}#{number}",
+            attempt_path(path, number),
             f"attempt {number}",
             NodeKind.ATTEMPT,
             begins,
@@ -673,18 +690,17 @@ class _Tree:
     def _fallback(
         self, path: str, begins: int, ends: int, step: _Node, outcome: _Outcome | None
     ) -> _Node:
-        name = self._timeline[begins].event.detail or ""
-        fallback_path = f"{path}/fallback:{name}"
+        at = fallback_path(path, self._timeline[begins].event.detail or "")
         if outcome is not None:
             status, reason = outcome.status, outcome.reason
             attempts, cost, tokens = outcome.attempts, outcome.cost, outcome.tokens
         else:
             status, reason = step.status, step.reason
-            cost, tokens = self._committed(fallback_path, begins, ends, beneath=True)
-            attempts = len(self._labelled(fallback_path, "retry", begins, ends)) + 1
+            cost, tokens = self._committed(at, beneath=True)
+            attempts = len(self._labelled(at, NoteKind.RETRY, begins, ends)) + 1
         node = self._derived(
-            fallback_path,
-            f"fallback:{name}",
+            at,
+            last_segment(at),
             NodeKind.FALLBACK,
             begins,
             ends,
@@ -694,7 +710,7 @@ class _Tree:
             cost,
             tokens,
         )
-        node.children.extend(self._work(fallback_path, begins, ends, node, outcome))
+        node.children.extend(self._work(at, begins, ends, node, outcome))
         return node
 
     def _derived(
@@ -730,36 +746,39 @@ class _Tree:
 
     # -- lookups
 
-    def _labelled(self, path: str, label: str, first: int, last: int) -> list[int]:
-        """Indices of the notes at ``path`` labelled ``label`` within ``first..last``."""
+    def _labelled(self, path: str, kind: NoteKind, first: int, last: int) -> list[int]:
+        """Indices of the ``kind`` notes at ``path`` within ``first..last``."""
         return [
             index
             for index in self._notes.get(path, ())
-            if first <= index <= last and self._timeline[index].event.label == label
+            if first <= index <= last and self._timeline[index].event.label == kind
         ]
 
-    def _committed(self, path: str, first: int, last: int, *, beneath: bool) -> tuple[Decimal, int]:
-        """Usage the governor committed for ``path`` (and, if ``beneath``, its descendants)."""
-        prefix = f"{path}/"
+    def _committed(
+        self, path: str, *, beneath: bool, attempt: int | None = None
+    ) -> tuple[Decimal, int]:
+        """What the ledger holds for ``path`` (or one ``attempt`` of it; with descendants
+        if ``beneath``): cost and tokens."""
         cost, tokens = Decimal(0), 0
-        for index, about, spent, used in self._commits:
-            if first <= index <= last and (about == path or (beneath and about.startswith(prefix))):
-                cost += spent
-                tokens += used
+        for about, number, usage in self._calls:
+            mine = is_within(about, path) if beneath else about == path
+            if mine and attempt in (None, number):
+                cost += usage.cost_usd
+                tokens += usage.total_tokens
         return cost, tokens
 
 
+#: The node kind of each kind of path segment (a top-level path is the pipeline).
+_NODE_KINDS = {
+    SegmentKind.STEP: NodeKind.STEP,
+    SegmentKind.ITERATION: NodeKind.ITERATION,
+    SegmentKind.ITEM: NodeKind.ITEM,
+    SegmentKind.FALLBACK: NodeKind.FALLBACK,
+    SegmentKind.BRANCH: NodeKind.BRANCH,
+}
+
+
 def _kind(path: str) -> NodeKind:
-    parent, _, name = path.rpartition("/")
-    if not parent:
+    if not parent_of(path):
         return NodeKind.PIPELINE
-    if name.startswith("loop["):
-        return NodeKind.ITERATION
-    if name.startswith("item["):
-        return NodeKind.ITEM
-    if name.startswith("fallback:"):
-        return NodeKind.FALLBACK
-    index, colon, _ = name.partition(":")
-    if colon and index.isdigit():
-        return NodeKind.STEP
-    return NodeKind.BRANCH
+    return _NODE_KINDS[parse_segment(last_segment(path)).kind]

@@ -31,8 +31,8 @@ def node_line(node: TraceNode) -> str:
     if not attempt:
         parts.append(f"{node.attempts} attempt" + ("" if node.attempts == 1 else "s"))
     parts += [format_usd(node.cost_usd), f"{node.tokens} tokens"]
-    if node.replayed:
-        parts.append("(replayed)")
+    if node.restored:
+        parts.append("(restored)")
     line = "  ".join(parts)
     return line if node.reason is None else f"{line}  - {node.reason}"
 
@@ -90,7 +90,7 @@ def node_document(node: TraceNode) -> dict[str, Any]:
         "cost_usd": str(node.cost_usd),
         "tokens": node.tokens,
         "reason": node.reason,
-        "replayed": node.replayed,
+        "restored": node.restored,
         "children": [node_document(child) for child in node.children],
     }
 

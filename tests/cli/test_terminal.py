@@ -35,7 +35,7 @@ COLUMNS, LINES = 200, 60
 #: How long a command may take before the test gives up on it (a deadline, not a measurement).
 PATIENCE_S = 120.0
 PROGRESS_LINE = re.compile(
-    r"^(done|failed|refused|over limit|paused|cancelled|replayed) +(\S+) +\d+\.\d{3}s +spent (\S+)$"
+    r"^(done|failed|refused|over limit|paused|cancelled|restored) +(\S+) +\d+\.\d{3}s +spent (\S+)$"
 )
 
 
@@ -314,7 +314,7 @@ def test_a_pause_then_its_resume(start: Start, journal_in_tmp_path: Path) -> Non
     assert resumed.finish() == ExitCode.OK
     # The draft is not run again, and what it cost before the pause is counted.
     assert resumed.progress() == [
-        ("replayed", "main/0:draft", "$0.000114"),
+        ("restored", "main/0:draft", "$0.000114"),
         ("done", "main/1:approve", "$0.000114"),
         ("done", "main/2:publish", "$0.000114"),
     ]
@@ -391,7 +391,7 @@ def test_sigterm_stores_the_run_interrupted_and_resume_finishes_it(
 
     assert resumed.finish() == ExitCode.OK
     assert resumed.progress() == [
-        ("replayed", "main/0:first", "$0.00"),
+        ("restored", "main/0:first", "$0.00"),
         ("done", "main/1:wait_for_gate", "$0.00"),
     ]
     assert resumed.line_starting("output: ") == "output: x! (through the gate)"

@@ -43,7 +43,7 @@ async def actor_paths(rt: Runtime, run_id: str) -> list[str]:
     return sorted(path for path in spawned if path.startswith("main"))
 
 
-async def test_parallel_branches(rt: Runtime, store: InMemoryStore) -> None:
+async def test_parallel_branches(rt: Runtime, trioflow_store: InMemoryStore) -> None:
     pipeline = Pipeline.of(
         Step.parallel("par", {"one": note("a"), "two": two_steps("b", "c")}),
         context_type=Ctx,
@@ -56,7 +56,7 @@ async def test_parallel_branches(rt: Runtime, store: InMemoryStore) -> None:
     assert result.context.log == ["a", "b", "c"]
     expected = ["main", "main/0:par", "main/0:par/one", "main/0:par/two"]
     expected += ["main/0:par/two/0:b", "main/0:par/two/1:c"]
-    assert await record_paths(store, result.run_id) == expected
+    assert await record_paths(trioflow_store, result.run_id) == expected
     assert await actor_paths(rt, result.run_id) == expected
     (one, two) = result.step_history[0].step_history
     assert (one.name, one.path, one.step_history) == ("a", "main/0:par/one", ())
@@ -64,7 +64,7 @@ async def test_parallel_branches(rt: Runtime, store: InMemoryStore) -> None:
     assert [r.path for r in two.step_history] == ["main/0:par/two/0:b", "main/0:par/two/1:c"]
 
 
-async def test_map_items_and_loop_iterations(rt: Runtime, store: InMemoryStore) -> None:
+async def test_map_items_and_loop_iterations(rt: Runtime, trioflow_store: InMemoryStore) -> None:
     pipeline = Pipeline.of(
         Step.map_over("each", note("item"), max_concurrency=1),
         Step.loop_until("again", two_steps("x", "y"), lambda out, ctx: len(ctx.log) >= 6),
@@ -89,11 +89,11 @@ async def test_map_items_and_loop_iterations(rt: Runtime, store: InMemoryStore) 
         "main/1:again/loop[2]/0:x",
         "main/1:again/loop[2]/1:y",
     ]
-    assert await record_paths(store, result.run_id) == expected
+    assert await record_paths(trioflow_store, result.run_id) == expected
     assert await actor_paths(rt, result.run_id) == expected
 
 
-async def test_conditional_and_router_choices(rt: Runtime, store: InMemoryStore) -> None:
+async def test_conditional_and_router_choices(rt: Runtime, trioflow_store: InMemoryStore) -> None:
     router = AgentStep("route", StubAgent([["left", "right"]]))
     pipeline = Pipeline.of(
         Step.branch_on("pick", lambda data, ctx: "yes", {"yes": note("y")}),
@@ -117,5 +117,5 @@ async def test_conditional_and_router_choices(rt: Runtime, store: InMemoryStore)
         "main/1:route/right/1:r2",
         "main/1:route/route",
     ]
-    assert await record_paths(store, result.run_id) == expected
+    assert await record_paths(trioflow_store, result.run_id) == expected
     assert await actor_paths(rt, result.run_id) == expected

@@ -26,6 +26,7 @@ from trioflow.runtime import (
     UsageLimits,
     WithPatch,
 )
+from trioflow.runtime.agents import StubAgent
 from trioflow.runtime.lowlevel import ConditionalStep, PatchOp
 
 
@@ -282,3 +283,21 @@ def test_a_key_that_cannot_be_a_path_segment_is_refused() -> None:
         match=r"^step 'cond': a branch name must be a non-empty string without '/', got 'x/y'$",
     ):
         Step.branch_on("cond", by_mode, {"x/y": act("in_a")})
+
+
+def test_conditional_branch_keys_may_not_share_a_path() -> None:
+    with pytest.raises(ConfigurationError, match="branch keys \\[1, '1'\\] share a path"):
+        Step.branch_on(
+            "pick", lambda data, context: data, {1: StubAgentStep(), "1": StubAgentStep()}
+        )
+    with pytest.raises(ConfigurationError, match="a key named 'default' would share its path"):
+        Step.branch_on(
+            "pick",
+            lambda data, context: data,
+            {"default": StubAgentStep()},
+            default=StubAgentStep(),
+        )
+
+
+def StubAgentStep() -> AgentStep:
+    return AgentStep("s", StubAgent(["x"]))

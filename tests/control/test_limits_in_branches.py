@@ -85,7 +85,7 @@ async def cancels(store: InMemoryStore, run_id: str) -> set[tuple[str, str | Non
 
 @pytest.mark.parametrize("policy", ["propagate", "ignore"])
 async def test_a_breach_in_a_parallel_cancels_the_running_siblings_with_the_reason(
-    rt: Runtime, store: InMemoryStore, autojump_clock: Any, policy: str
+    rt: Runtime, trioflow_store: InMemoryStore, autojump_clock: Any, policy: str
 ) -> None:
     calls: list[str] = []
     parallel = Step.parallel(
@@ -107,7 +107,7 @@ async def test_a_breach_in_a_parallel_cancels_the_running_siblings_with_the_reas
     result = breach_result(caught)
     assert calls == ["slow1 called"]  # it started, and never returned
     assert trio.current_time() == 2.0
-    assert await cancels(store, result.run_id) == {
+    assert await cancels(trioflow_store, result.run_id) == {
         ("main/0:par/slow", reason),
         ("main/0:par/slow/1:slow1", reason),
     }
@@ -154,7 +154,7 @@ async def test_a_breach_in_a_parallel_cancels_the_running_siblings_with_the_reas
 
 
 async def test_a_per_step_limit_inside_a_branch_stops_the_parallel(
-    rt: Runtime, store: InMemoryStore, autojump_clock: Any
+    rt: Runtime, trioflow_store: InMemoryStore, autojump_clock: Any
 ) -> None:
     calls: list[str] = []
     capped = paid("capped", "0.20", delay=1, limits=UsageLimits(total_cost_usd="0.10"))
@@ -169,7 +169,7 @@ async def test_a_per_step_limit_inside_a_branch_stops_the_parallel(
     result = breach_result(caught)
     reason = "usage limit: Cost limit of $0.10 for step 'main/0:par/a' exceeded"
     assert calls == ["other called"]
-    assert await cancels(store, result.run_id) == {("main/0:par/b", reason)}
+    assert await cancels(trioflow_store, result.run_id) == {("main/0:par/b", reason)}
     assert result.usage == Usage(Decimal("0.20"))
 
 
@@ -289,7 +289,7 @@ def _pipeline(name: str, path: str, *steps: StepResult) -> StepResult:
 
 
 async def test_a_breach_inside_a_loop_with_a_nested_parallel(
-    rt: Runtime, store: InMemoryStore, autojump_clock: Any
+    rt: Runtime, trioflow_store: InMemoryStore, autojump_clock: Any
 ) -> None:
     async def p_run(data: Any, context: Ctx) -> Completion:
         await trio.sleep(1)
@@ -380,7 +380,7 @@ async def test_a_breach_inside_a_loop_with_a_nested_parallel(
     # p's body is its one step: its own result, whose call succeeded and breached.
     p_done = _leaf("p", f"{at}/0:fan/p", "0.30", (AppendTo("log", "p2"),), 1.0, feedback=breach)
     assert fan3.step_history == (p_done,)
-    assert await cancels(store, result.run_id) == {
+    assert await cancels(trioflow_store, result.run_id) == {
         (f"{at}/0:fan/q", reason),
         (f"{at}/0:fan/q/1:q1", reason),
     }

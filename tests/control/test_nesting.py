@@ -53,7 +53,7 @@ def paths(results: Iterable[StepResult]) -> list[str]:
 
 
 async def test_a_nested_pipeline_update_reaches_the_outer_pipeline(
-    rt: Runtime, store: InMemoryStore, autojump_clock: Any
+    rt: Runtime, trioflow_store: InMemoryStore, autojump_clock: Any
 ) -> None:
     seen: list[tuple[str, Ctx]] = []
 
@@ -122,7 +122,7 @@ async def test_a_nested_pipeline_update_reaches_the_outer_pipeline(
     )
     assert (first.path, last.path) == ("main/0:first", "main/2:last")
     # Each step is journaled when it completes: a nested pipeline after its steps.
-    journal = [record.path for record in await store.steps_of(run_id)]
+    journal = [record.path for record in await trioflow_store.steps_of(run_id)]
     assert journal == [
         "main/0:first",
         "main/1:inner/0:i0",
@@ -255,7 +255,7 @@ async def test_nested_pipelines_as_parallel_branches_and_map_bodies(
 
 
 async def test_parallel_inside_loop_inside_parallel(
-    rt: Runtime, store: InMemoryStore, autojump_clock: Any
+    rt: Runtime, trioflow_store: InMemoryStore, autojump_clock: Any
 ) -> None:
     seen: list[tuple[str, Ctx]] = []
 
@@ -352,7 +352,7 @@ async def test_parallel_inside_loop_inside_parallel(
         AppendTo("log", "right"),
     )
     # Every step path of the tree has its completion record, and so has the run's top.
-    journal = [record.path for record in await store.steps_of(run_id)]
+    journal = [record.path for record in await trioflow_store.steps_of(run_id)]
     assert sorted(journal) == sorted(["main", *paths(result.step_history)])
 
 

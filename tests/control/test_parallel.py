@@ -223,7 +223,7 @@ async def test_parallel_is_one_step_between_others(rt: Runtime, autojump_clock: 
 
 
 async def test_propagate_cancels_the_siblings_and_names_the_failed_branch(
-    rt: Runtime, store: InMemoryStore, autojump_clock: Any
+    rt: Runtime, trioflow_store: InMemoryStore, autojump_clock: Any
 ) -> None:
     finished: list[str] = []
     parallel = Step.parallel(
@@ -258,7 +258,7 @@ async def test_propagate_cancels_the_siblings_and_names_the_failed_branch(
     ]
     cancels = {
         (event.path, event.detail)
-        for event in await store.trace_of(result.run_id)
+        for event in await trioflow_store.trace_of(result.run_id)
         if event.kind is TraceKind.CANCEL
     }
     assert cancels == {

@@ -1,6 +1,7 @@
-"""Fixtures of the durability tests: every scenario runs on every store.
+"""Fixtures of the durability tests: every scenario runs on every kind of store.
 
-``store`` is the suite's ``each_store`` (memory, SQLite, PostgreSQL).
+``rt`` (the testing plugin's runtime) opens over the suite's ``store``
+(memory, SQLite, PostgreSQL);
 ``stores`` gives two racing runtimes their stores: one shared store in memory
 or SQLite, or two SQLite stores on one file, or two PostgreSQL stores on one
 database (two "processes").
@@ -13,18 +14,12 @@ from pathlib import Path
 
 import pytest
 from trioflow.persistence import InMemoryStore, PostgresStore, RunStore, SQLiteStore
-from trioflow.runtime import Runtime, open_runtime
 
 
 @pytest.fixture
-def store(each_store: RunStore) -> RunStore:
-    return each_store
-
-
-@pytest.fixture
-async def rt(store: RunStore) -> AsyncIterator[Runtime]:
-    async with open_runtime(store=store) as runtime:
-        yield runtime
+def trioflow_store(store: RunStore) -> RunStore:
+    """Every durability scenario runs on every kind of store: the plugin's runtime opens over it."""
+    return store
 
 
 @pytest.fixture(params=["memory", "one sqlite store", "two sqlite stores", "two postgres stores"])

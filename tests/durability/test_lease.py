@@ -218,6 +218,7 @@ def stalled_heartbeat(stall: trio.Event) -> Callable[[str], Awaitable[None]]:
 async def test_an_owner_stalled_past_its_lease_is_taken_over_and_then_writes_nothing(
     stores: tuple[RunStore, RunStore],
     autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     calls = Calls()
     gate = Gate()  # holds the stalled owner in s2
@@ -285,6 +286,18 @@ async def test_an_owner_stalled_past_its_lease_is_taken_over_and_then_writes_not
     ]
     trace = await stores[0].trace_of(run.run_id)
     assert [event.label for event in trace if event.label in ("started", "resumed")] == ["resumed"]
+    # Both owners say so in the log: the new one took the run over, the stalled one stopped.
+    assert [
+        (record.levelname, record.getMessage())
+        for record in caplog.records
+        if record.name == "trioflow.lease"
+    ] == [
+        ("WARNING", f"run {run.run_id} taken over at epoch 2: its owner's lease had run out"),
+        (
+            "WARNING",
+            f"run {run.run_id} was taken over by another owner: this drive (epoch 1) stopped",
+        ),
+    ]
 
 
 # -- a run stopped cleanly is released: the next resume need not wait -----------------------------

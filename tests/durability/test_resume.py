@@ -1,7 +1,7 @@
 """Resuming runs: which runs can be resumed, by which runtime, and what comes back.
 
 A resumed run re-walks its pipeline from the journal: completed steps are
-replayed, never run again, and usage totals are rebuilt from the ledger.
+restored, never run again, and usage totals are rebuilt from the ledger.
 Mistakes (a finished run, an unknown id, an answer nobody waits for, a
 runtime that does not know the pipeline) raise precise errors and change
 nothing. Every scenario runs against both stores.
@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 import trio
-from trioflow.persistence import LedgerEntry, RunStore, SQLiteStore, UnknownRun
+from trioflow.persistence import (
+    InMemoryStore,
+    LedgerEntry,
+    RunStore,
+    SQLiteStore,
+    StoreError,
+    UnknownRun,
+)
 from trioflow.runtime import (
     AgentStep,
     Completion,
@@ -22,11 +29,13 @@ from trioflow.runtime import (
     HumanInputRequired,
     Pipeline,
     RunNotResumable,
+    RunStatus,
     Runtime,
     Step,
     Usage,
     open_runtime,
 )
+from trioflow.runtime.agents import StubAgent
 
 # -- stores and runtime --------------------------------------------------------------------
 
@@ -236,7 +245,7 @@ async def test_usage_totals_after_a_pause_equal_an_uninterrupted_run(
     ]
 
 
-async def test_replayed_steps_keep_their_recorded_results(rt: Runtime) -> None:
+async def test_restored_steps_keep_their_recorded_results(rt: Runtime) -> None:
     paused = await rt.run(review_pipeline([]), "in")
     result = await rt.resume(paused.run_id, True)
     draft = result.step("draft")
@@ -248,3 +257,34 @@ async def test_replayed_steps_keep_their_recorded_results(rt: Runtime) -> None:
     )
     assert draft.usage == Usage(COST, 10, 5)
     assert [step.name for step in result.step_history] == ["draft", "approve", "publish"]
+
+
+class LedgerFailsOnce(InMemoryStore):
+    """A store whose first ledger write fails, as a full disk would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def record_usage(self, entry: LedgerEntry, *, epoch: int | None = None) -> None:
+        if not self.failed:
+            self.failed = True
+            raise StoreError("disk full")
+        await super().record_usage(entry, epoch=epoch)
+
+
+async def test_a_journal_failure_ends_the_run_as_interrupted_and_is_never_retried() -> None:
+    store = LedgerFailsOnce()
+    model = StubAgent([Completion("a", Usage("0.25")), Completion("b", Usage("0.25"))])
+    async with open_runtime(store=store) as rt:
+        with pytest.raises(StoreError, match=r"^disk full$"):
+            await rt.run(AgentStep("ask", model), "q")
+        [record] = await store.list_runs()
+        assert model.calls == 1  # not retried as if the model had failed
+        assert record.status == RunStatus.INTERRUPTED.value
+
+        resumed = await rt.resume(record.run_id)  # the disk has room again
+
+    assert resumed.status is RunStatus.COMPLETED
+    assert resumed.output == "b"
+    assert model.calls == 2

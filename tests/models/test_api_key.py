@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import urllib.parse
 from pathlib import Path
 
 import pytest
 from cli_in_process import trioflow
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from trioflow.persistence import InMemoryStore, RunStore
 from trioflow.runtime import AgentStep, ConfigurationError, RetryPolicy, RunStatus, open_runtime
 from trioflow.runtime._cli._commands import ExitCode
@@ -78,6 +83,33 @@ async def test_the_key_is_sent_but_never_journaled_or_traced() -> None:
     assert "Internal Server Error" in text
     assert SECRET not in text
     assert "SECRET" not in text
+
+
+async def test_the_key_never_reaches_a_log_record_or_a_span(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    monkeypatch.setenv("TRIOFLOW_OTEL", "1")
+    caplog.set_level(logging.DEBUG, logger="trioflow")
+    with serving(api_key=SECRET) as fake:
+        fake.script(
+            Reply("hi"),
+            Reply(status=500, error=f"upstream rejected key {SECRET}"),
+            Reply(status=500, error=f"upstream rejected key {SECRET}"),
+        )
+        await _run_everything(InMemoryStore(), fake.base_url)
+
+    logs = "\n".join(f"{record.getMessage()} {record.__dict__!r}" for record in caplog.records)
+    spans = "\n".join(span.to_json() for span in exporter.get_finished_spans())
+    assert "retry: attempt 1 agent_error" in logs  # the records are there, without the key
+    assert "Internal Server Error" in logs
+    assert "Internal Server Error" in spans
+    for text in (logs, spans):
+        assert SECRET not in text
+        assert "SECRET" not in text
 
 
 def _files_of(path: Path) -> bytes:

@@ -184,18 +184,18 @@ def test_options_may_not_replace_max_tokens() -> None:
 
 
 async def test_more_than_was_reserved_is_recorded_and_traced(
-    fake_openai: FakeOpenAI, store: InMemoryStore
+    fake_openai: FakeOpenAI, trioflow_store: InMemoryStore
 ) -> None:
     # An endpoint whose count is beyond any byte-level bound (or that misreports).
     fake_openai.script(Reply("hi", prompt_tokens=5_000, completion_tokens=3))
     agent = OpenAIChat("gpt-4o-mini", base_url=fake_openai.base_url, api_key="sk-test-key")
     reserved = agent.estimate_usage("hello")
 
-    async with open_runtime(store=store) as rt:
+    async with open_runtime(store=trioflow_store) as rt:
         result = await rt.run(
             AgentStep("ask", agent), "hello", limits=UsageLimits(total_cost_usd=1)
         )
-        trace = await store.trace_of(result.run_id)
+        trace = await trioflow_store.trace_of(result.run_id)
 
     assert reserved == gpt_4o_mini(5 + 2 * TEMPLATE_TOKENS, 1024)
     assert result.status is RunStatus.COMPLETED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -147,7 +148,7 @@ def test_with_prices_adds_and_replaces_without_changing_the_table() -> None:
 
     assert table.price_of("house") == ModelPrice(0, 0)
     assert table.price_of("gpt-4o") == ModelPrice(Decimal(2), Decimal(1))
-    assert DEFAULT_PRICES.price_of("gpt-4o") == ModelPrice("2.50", "10.00")
+    assert DEFAULT_PRICES.price_of("gpt-4o") == ModelPrice("2.50", "10.00", "1.25")
     assert DEFAULT_PRICES.price_of("house") is None
     assert table.cost("house", 10, 10) == 0
     assert table.cost("unknown", 10, 10) is None
@@ -177,3 +178,36 @@ def test_the_readme_example_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (local.api_key, local.endpoint) == (None, "http://localhost:11434/v1/chat/completions")
     assert local.prices.price_of("llama3.2") == ModelPrice(0, 0)
     assert namespace["review"].output_type is namespace["Verdict"]
+
+
+def test_the_readme_provider_examples_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-readme")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    wanted = ("judge = OpenAIChat(", "claude = AnthropicChat(", "gemma = OpenAIChat(")
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+
+    for marker in wanted:
+        [block] = [block for block in blocks if marker in block]
+        exec(compile(block, "README.md", "exec"), namespace)
+
+    claude, gemma = namespace["claude"], namespace["gemma"]
+    assert (claude.endpoint, claude.headers()["x-api-key"]) == (
+        "https://api.anthropic.com/v1/messages",
+        "sk-ant-readme",
+    )
+    assert claude.request_body("x")["system"] == [
+        {"type": "text", "text": "You review designs.", "cache_control": {"type": "ephemeral"}}
+    ]
+    assert claude.model == "claude-sonnet-4-5"
+    assert claude.model in claude.prices
+    schema = json.dumps(namespace["Verdict"].model_json_schema(), separators=(",", ":"))
+    assert gemma.messages("Is it sound?") == [
+        {
+            "role": "user",
+            "content": "Reply with one JSON object that matches this JSON schema, and nothing "
+            f"else (no prose, no code fence):\n{schema}\n\nIs it sound?",
+        }
+    ]
+    assert gemma.api_key is None

@@ -160,7 +160,7 @@ async def test_invalid_json_is_a_validation_failure_with_feedback(
 
 
 async def test_a_reply_missing_a_field_names_the_field(
-    fake_openai: FakeOpenAI, store: InMemoryStore, rt: Runtime
+    fake_openai: FakeOpenAI, trioflow_store: InMemoryStore, rt: Runtime
 ) -> None:
     fake_openai.script(Reply('{"title": "Nurseries", "score": "high"}'), Reply('{"title": "x"}'))
     agent = chat(fake_openai, output_type=Answer)
@@ -236,12 +236,12 @@ async def test_the_estimate_bounds_the_prompt_by_its_bytes_and_the_reply_by_max_
 
 
 async def test_the_governor_reserves_the_estimate(
-    fake_openai: FakeOpenAI, store: InMemoryStore
+    fake_openai: FakeOpenAI, trioflow_store: InMemoryStore
 ) -> None:
     agent = chat(fake_openai, max_tokens=100_000)
     limits = UsageLimits(total_cost_usd="0.05")
 
-    async with open_runtime(store=store, limits=limits) as rt:
+    async with open_runtime(store=trioflow_store, limits=limits) as rt:
         with pytest.raises(Exception, match=r"Cost limit of \$0.05 would be exceeded") as caught:
             await rt.run(AgentStep("say", agent), "hello")
 
@@ -250,11 +250,11 @@ async def test_the_governor_reserves_the_estimate(
 
 
 async def test_a_model_with_no_price_under_a_cost_limit_is_a_configuration_error(
-    fake_openai: FakeOpenAI, store: InMemoryStore
+    fake_openai: FakeOpenAI, trioflow_store: InMemoryStore
 ) -> None:
     agent = OpenAIChat("house-model", base_url=fake_openai.base_url, api_key=KEY)
 
-    async with open_runtime(store=store, limits=UsageLimits(total_cost_usd=1)) as rt:
+    async with open_runtime(store=trioflow_store, limits=UsageLimits(total_cost_usd=1)) as rt:
         result = await rt.run(AgentStep("say", agent, retry=RetryPolicy(max_attempts=3)), "hello")
 
     assert result.status is RunStatus.FAILED
@@ -283,7 +283,7 @@ async def test_a_model_with_no_price_and_no_limit_reports_tokens(
 
 
 async def test_429_waits_for_retry_after_then_retries(
-    fake_openai: FakeOpenAI, store: InMemoryStore, rt: Runtime
+    fake_openai: FakeOpenAI, trioflow_store: InMemoryStore, rt: Runtime
 ) -> None:
     fake_openai.script(
         Reply(status=429, error="Rate limit reached", headers={"Retry-After": "1"}),
@@ -298,7 +298,7 @@ async def test_429_waits_for_retry_after_then_retries(
     first, second = fake_openai.requests
     assert second.at - first.at >= 1.0
     assert second.user_message == QUESTION  # an agent error carries no feedback
-    notes = [e.detail for e in await store.trace_of(result.run_id) if e.label == "retry"]
+    notes = [e.detail for e in await trioflow_store.trace_of(result.run_id) if e.label == "retry"]
     assert notes == [
         f"attempt 1 agent_error: ModelCallFailed: model 'gpt-4o-mini' at "
         f"{fake_openai.base_url}/chat/completions: HTTP 429 Too Many Requests: Rate limit "
@@ -346,7 +346,7 @@ async def test_server_errors_are_retried(
 
 
 async def test_401_is_a_configuration_error_never_retried(
-    fake_openai: FakeOpenAI, store: InMemoryStore, rt: Runtime
+    fake_openai: FakeOpenAI, trioflow_store: InMemoryStore, rt: Runtime
 ) -> None:
     agent = chat(fake_openai, api_key="sk-wrong-key-0123456789")
     step = AgentStep("say", agent, retry=RetryPolicy(max_attempts=4))
@@ -384,7 +384,7 @@ async def test_request_errors_are_never_retried(
 
 
 async def test_a_call_past_its_timeout_is_cancelled_and_retried(
-    fake_openai: FakeOpenAI, store: InMemoryStore, rt: Runtime
+    fake_openai: FakeOpenAI, trioflow_store: InMemoryStore, rt: Runtime
 ) -> None:
     fake_openai.script(Reply("too late", delay_s=30), Reply("in time"))
     agent = chat(fake_openai, timeout_s=0.5)
@@ -396,7 +396,7 @@ async def test_a_call_past_its_timeout_is_cancelled_and_retried(
     assert result.output == "in time"
     assert result.step("say").attempts == 2
     assert 0.5 <= elapsed < 5
-    notes = [e.detail for e in await store.trace_of(result.run_id) if e.label == "retry"]
+    notes = [e.detail for e in await trioflow_store.trace_of(result.run_id) if e.label == "retry"]
     assert notes == [
         f"attempt 1 agent_error: ModelTimeout: model 'gpt-4o-mini' at "
         f"{fake_openai.base_url}/chat/completions: no reply within 0.5s"

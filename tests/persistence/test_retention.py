@@ -32,11 +32,6 @@ T0 = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 DAY = datetime.timedelta(days=1)
 
 
-@pytest.fixture
-def store(each_store: RunStore) -> RunStore:
-    return each_store
-
-
 def a_run(run_id: str, status: str = "completed", day: int = 0) -> RunRecord:
     return RunRecord(run_id, "p", status, T0 + day * DAY, input="in")
 

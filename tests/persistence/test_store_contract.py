@@ -1,6 +1,6 @@
 """The store contract: one suite, run against every store.
 
-Each test runs with every store (``each_store``: :class:`InMemoryStore`,
+Each test runs with every store (the suite's ``store``: :class:`InMemoryStore`,
 :class:`SQLiteStore` in a fresh file, :class:`PostgresStore` in a fresh
 database), so they cannot drift apart. Values
 are compared exactly (:func:`assert_identical`): same types, enum members
@@ -40,11 +40,6 @@ from trioflow.persistence import (
 UTC = datetime.UTC
 IST = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
 T0 = datetime.datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(each_store: RunStore) -> RunStore:
-    return each_store
 
 
 # -- values the journal must keep exactly ---------------------------------------------------

@@ -38,14 +38,14 @@ class NotAContext:
 
 
 async def test_input_of_the_wrong_type_names_the_step_and_types(
-    rt: Runtime, store: InMemoryStore
+    rt: Runtime, trioflow_store: InMemoryStore
 ) -> None:
     with pytest.raises(
         InputTypeError, match="the first step 'count_words' expects str, got int: 42"
     ):
         await rt.run(count_words, 42)
 
-    assert await store.list_runs() == []
+    assert await trioflow_store.list_runs() == []
 
 
 async def test_input_of_a_union_type(rt: Runtime) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import trio
+from pydantic import Field
 from trioflow.runtime import (
     AgentStep,
     BaseContext,
     Cache,
     Completion,
+    ConfigurationError,
     PipelineResult,
     RetryPolicy,
     RunStatus,
@@ -240,3 +243,17 @@ async def test_a_new_step_never_gets_a_dropped_steps_entries(rt: Runtime) -> Non
         outputs.append((await rt.run(make_translator(f"lang{number}"), "hello")).output)
 
     assert outputs == [f"lang{number}:hello" for number in range(20)]
+
+
+class Tagged(BaseContext):
+    tags: list[str] = Field(default_factory=list)
+
+
+async def test_caching_on_an_unknown_context_field_is_a_configuration_error(rt: Runtime) -> None:
+    cached = AgentStep("lookup", StubAgent(["a"]), cache=Cache(context_fields=("user", "tags")))
+
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^step 'lookup' caches on context field\(s\) 'user', which Tagged does not have$",
+    ):
+        await rt.run(cached, "x", context=Tagged())

@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 import pytest
+from pydantic import Field
 from trioflow.runtime import (
     AgentStep,
     BaseContext,
@@ -293,3 +294,18 @@ async def test_function_without_a_data_parameter_is_called_without_data(rt: Runt
     result = await rt.run(start >> exclaim, None, context=Ctx(greeting="hey"))
 
     assert result.output == "hey!"
+
+
+class Tagged(BaseContext):
+    tags: list[str] = Field(default_factory=list)
+
+
+async def test_context_may_come_before_the_data_parameter(rt: Runtime) -> None:
+    @step
+    async def greet(context: Tagged, name: str) -> str:
+        return f"hello {name} ({len(context.tags)} tags)"
+
+    result = await rt.run(greet, "ann", context=Tagged(tags=["x"]))
+
+    assert result.output == "hello ann (1 tags)"
+    assert result.step("greet").attempts == 1

@@ -11,6 +11,7 @@ import trio
 import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import Field
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
     AddTo,
@@ -84,7 +85,7 @@ def check_run(result: PipelineResult, number: int) -> None:
 
 
 async def test_a_hundred_concurrent_runs_do_not_see_each_other(
-    rt: Runtime, store: InMemoryStore, autojump_clock: Any
+    rt: Runtime, trioflow_store: InMemoryStore, autojump_clock: Any
 ) -> None:
     results: dict[int, PipelineResult] = {}
 
@@ -105,13 +106,13 @@ async def test_a_hundred_concurrent_runs_do_not_see_each_other(
     assert len({result.run_id for result in results.values()}) == 100
 
     for number, result in results.items():
-        steps = await store.steps_of(result.run_id)
+        steps = await trioflow_store.steps_of(result.run_id)
         assert [(s.path, s.output) for s in steps] == [
             ("main/0:scale", number * 10),
             ("main/1:label", f"run{number}={number * 10}"),
             ("main", f"run{number}={number * 10}"),
         ]
-        record = await store.get_run(result.run_id)
+        record = await trioflow_store.get_run(result.run_id)
         assert record.status == "completed"
         assert record.input == number
         assert Decimal(record.total_cost_usd) == expected_usage(number).cost_usd
@@ -210,3 +211,22 @@ def test_results_do_not_depend_on_scheduling(delays: list[tuple[int, int]]) -> N
     for number, result in enumerate(results):
         check_run(result, number)
     assert len({result.run_id for result in results}) == len(delays)
+
+
+class Tagged(BaseContext):
+    tags: list[str] = Field(default_factory=list)
+
+
+async def test_a_run_never_shares_mutable_context_values_with_its_caller(rt: Runtime) -> None:
+    @step
+    async def misbehave(text: str, *, context: Tagged) -> str:
+        context.tags.append("mutated in place")  # wrong, but must not leak out of the run
+        return text
+
+    original = Tagged(tags=["kept"])
+    first = await rt.run(misbehave, "a", context=original)
+    second = await rt.run(misbehave, "b", context=original)
+
+    assert original.tags == ["kept"]
+    assert first.context.tags == ["kept", "mutated in place"]
+    assert second.context.tags == ["kept", "mutated in place"]

@@ -169,3 +169,23 @@ async def test_timeout_retry_sends_the_original_input(rt: Runtime, autojump_cloc
 
     assert result.output == "done"
     assert seen == [TOPIC, TOPIC]
+
+
+async def test_a_rejected_reply_is_paid_for_and_counted(rt: Runtime) -> None:
+    from decimal import Decimal
+
+    from trioflow.runtime import AgentOutputInvalid, Completion, RetryPolicy, Usage
+
+    agent = StubAgent(
+        [
+            AgentOutputInvalid("reply is not JSON", usage=Usage("0.10", 5, 7)),
+            Completion("fine", Usage("0.25", 5, 3)),
+        ]
+    )
+    result = await rt.run(AgentStep("ask", agent, retry=RetryPolicy(max_attempts=2)), "q")
+
+    answered = result.step("ask")
+    assert (answered.success, answered.attempts) == (True, 2)
+    assert answered.usage == Usage(Decimal("0.35"), 10, 10)
+    assert result.usage == Usage(Decimal("0.35"), 10, 10)
+    assert agent.inputs[1] == "q\n\nFeedback on the previous attempt: reply is not JSON"

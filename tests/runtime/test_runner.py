@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import trio
-from trioflow.actors import TraceKind
+from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import InMemoryStore, StepRecord, UnknownRun
 from trioflow.runtime import (
     AddTo,
@@ -78,12 +78,12 @@ def test_run_sync_passes_resources() -> None:
 # --- the store -----------------------------------------------------------------------------------
 
 
-async def test_store_records_a_completed_run(rt: Runtime, store: InMemoryStore) -> None:
+async def test_store_records_a_completed_run(rt: Runtime, trioflow_store: InMemoryStore) -> None:
     pipeline = priced("a", "A", "0.10", (1, 2)) >> priced("b", "B", "0.25", (3, 4))
 
     result = await rt.run(pipeline, "in")
 
-    record = await store.get_run(result.run_id)
+    record = await trioflow_store.get_run(result.run_id)
     assert record.run_id == result.run_id
     assert record.status == "completed"
     assert record.pipeline_name == "pipeline"
@@ -96,7 +96,7 @@ async def test_store_records_a_completed_run(rt: Runtime, store: InMemoryStore) 
     assert isinstance(record.finished_at, datetime.datetime)
     assert record.finished_at >= record.started_at
 
-    steps = await store.steps_of(result.run_id)
+    steps = await trioflow_store.steps_of(result.run_id)
     assert [(s.path, s.name, s.success, s.output, s.attempts) for s in steps] == [
         ("main/0:a", "a", True, "A", 1),
         ("main/1:b", "b", True, "B", 1),
@@ -112,7 +112,7 @@ async def test_store_records_a_completed_run(rt: Runtime, store: InMemoryStore) 
 
 
 async def test_store_records_a_failed_run_up_to_the_failing_step(
-    rt: Runtime, store: InMemoryStore
+    rt: Runtime, trioflow_store: InMemoryStore
 ) -> None:
     unreached = StubAgent(["never"])
     pipeline = (
@@ -124,11 +124,11 @@ async def test_store_records_a_failed_run_up_to_the_failing_step(
     result = await rt.run(pipeline, "in")
 
     assert result.status is RunStatus.FAILED
-    record = await store.get_run(result.run_id)
+    record = await trioflow_store.get_run(result.run_id)
     assert record.status == "failed"
     assert record.error == "step 'main/1:b' failed (agent_error): RuntimeError: b broke"
     assert record.output is None
-    steps = await store.steps_of(result.run_id)
+    steps = await trioflow_store.steps_of(result.run_id)
     assert [(s.path, s.success) for s in steps] == [
         ("main/0:a", True),
         ("main/1:b", False),
@@ -137,7 +137,7 @@ async def test_store_records_a_failed_run_up_to_the_failing_step(
     assert unreached.calls == 0
 
 
-async def test_store_records_a_usage_limit_run(rt: Runtime, store: InMemoryStore) -> None:
+async def test_store_records_a_usage_limit_run(rt: Runtime, trioflow_store: InMemoryStore) -> None:
     pipeline = priced("a", "A", "0.60") >> priced("b", "B", "0.60")
 
     with pytest.raises(UsageLimitExceeded) as caught:
@@ -145,11 +145,11 @@ async def test_store_records_a_usage_limit_run(rt: Runtime, store: InMemoryStore
 
     result = caught.value.result
     assert isinstance(result, PipelineResult)
-    record = await store.get_run(result.run_id)
+    record = await trioflow_store.get_run(result.run_id)
     assert record.status == "usage_limit"
     assert record.error == "Cost limit of $1.00 exceeded"
     assert Decimal(record.total_cost_usd) == Decimal("1.20")
-    steps = await store.steps_of(result.run_id)
+    steps = await trioflow_store.steps_of(result.run_id)
     assert [(s.path, s.success, s.breach) for s in steps] == [
         ("main/0:a", True, None),
         ("main/1:b", True, "Cost limit of $1.00 exceeded"),
@@ -158,7 +158,7 @@ async def test_store_records_a_usage_limit_run(rt: Runtime, store: InMemoryStore
 
 
 async def test_store_has_one_record_per_step_path_of_a_nested_pipeline(
-    rt: Runtime, store: InMemoryStore
+    rt: Runtime, trioflow_store: InMemoryStore
 ) -> None:
     inner = (add_one >> add_one).named("inner")
     pipeline = Pipeline.of(add_one, inner.as_step(), add_one)
@@ -167,7 +167,7 @@ async def test_store_has_one_record_per_step_path_of_a_nested_pipeline(
 
     assert result.output == 5
     assert result.context.total == 1 + 2 + 3 + 4
-    steps = await store.steps_of(result.run_id)
+    steps = await trioflow_store.steps_of(result.run_id)
     assert sorted(s.path for s in steps) == [
         "main",
         "main/0:add_one",
@@ -182,18 +182,18 @@ async def test_store_has_one_record_per_step_path_of_a_nested_pipeline(
     assert by_path["main/2:add_one"].patch == (AddTo("total", 4),)
 
 
-async def test_store_lists_every_run(rt: Runtime, store: InMemoryStore) -> None:
+async def test_store_lists_every_run(rt: Runtime, trioflow_store: InMemoryStore) -> None:
     first = await rt.run(priced("a", "A", "0"), "1")
     second = await rt.run(priced("a", "A", "0"), "2")
 
-    runs = await store.list_runs()
+    runs = await trioflow_store.list_runs()
     assert [run.run_id for run in runs] == [first.run_id, second.run_id]
     with pytest.raises(UnknownRun, match="no run with id 'nope' is stored"):
-        await store.get_run("nope")
+        await trioflow_store.get_run("nope")
 
 
 async def test_a_cancelled_run_is_recorded_as_cancelled(
-    rt: Runtime, store: InMemoryStore, autojump_clock: Any
+    rt: Runtime, trioflow_store: InMemoryStore, autojump_clock: Any
 ) -> None:
     @step
     async def forever(text: str) -> str:
@@ -203,7 +203,7 @@ async def test_a_cancelled_run_is_recorded_as_cancelled(
     with trio.move_on_after(5):
         await rt.run(forever, "x")
 
-    [record] = await store.list_runs()
+    [record] = await trioflow_store.list_runs()
     assert record.status == "cancelled"
 
 
@@ -211,14 +211,14 @@ async def test_a_cancelled_run_is_recorded_as_cancelled(
 
 
 async def test_trace_has_spawn_events_for_main_governor_and_every_step(
-    rt: Runtime, store: InMemoryStore
+    rt: Runtime, trioflow_store: InMemoryStore
 ) -> None:
     inner = Pipeline.of(priced("x", "X", "0"), name="inner")
     pipeline = priced("a", "A", "0") >> inner.as_step() >> priced("b", "B", "0")
 
     result = await rt.run(pipeline, "in")
 
-    events = await store.trace_of(result.run_id)
+    events = await trioflow_store.trace_of(result.run_id)
     spawned = [event.path for event in events if event.kind is TraceKind.SPAWN]
     assert spawned == [
         "governor",
@@ -233,24 +233,26 @@ async def test_trace_has_spawn_events_for_main_governor_and_every_step(
     assert parents["main/1:inner/0:x"] == "main/1:inner"
 
 
-async def test_trace_records_each_step_exit(rt: Runtime, store: InMemoryStore) -> None:
+async def test_trace_records_each_step_exit(rt: Runtime, trioflow_store: InMemoryStore) -> None:
     result = await rt.run(priced("a", "A", "0") >> priced("b", "B", "0"), "in")
 
-    events = await store.trace_of(result.run_id)
+    events = await trioflow_store.trace_of(result.run_id)
     exits = {event.path: event.label for event in events if event.kind is TraceKind.EXIT}
     assert exits["main/0:a"] == "ok"
     assert exits["main/1:b"] == "ok"
     assert exits["main"] == "ok"
 
 
-async def test_trace_records_retries_with_their_reason(rt: Runtime, store: InMemoryStore) -> None:
+async def test_trace_records_retries_with_their_reason(
+    rt: Runtime, trioflow_store: InMemoryStore
+) -> None:
     agent = StubAgent([RuntimeError("first try"), "ok"])
 
     result = await rt.run(AgentStep("s", agent), "in")
 
     notes = [
         (event.path, event.label, event.detail)
-        for event in await store.trace_of(result.run_id)
+        for event in await trioflow_store.trace_of(result.run_id)
         if event.kind is TraceKind.NOTE and event.label == "retry"
     ]
     assert notes == [("main/0:s", "retry", "attempt 1 agent_error: RuntimeError: first try")]
@@ -262,3 +264,18 @@ async def test_result_step_lookup(rt: Runtime) -> None:
     assert result.step("b").output == "B"
     with pytest.raises(KeyError, match="no step named 'zzz'"):
         result.step("zzz")
+
+
+async def test_a_watcher_that_raises_is_dropped_and_the_run_goes_on(rt: Runtime) -> None:
+    class Broken:
+        def record(self, event: TraceEvent) -> None:
+            raise ValueError("display crashed")
+
+    @step
+    async def shout(text: str) -> str:
+        return text.upper()
+
+    with pytest.warns(UserWarning, match="trace watcher dropped after it raised ValueError"):
+        result = await rt.run(shout, "hi", watch=Broken())
+
+    assert result.output == "HI"

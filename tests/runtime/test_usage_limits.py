@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from trioflow.persistence import InMemoryStore
 from trioflow.runtime import (
+    AgentOutputInvalid,
     AgentStep,
     BaseContext,
     Completion,
@@ -71,7 +72,9 @@ async def test_cost_breach_on_the_last_step_is_recorded_with_exact_totals(rt: Ru
     assert result.error == "Cost limit of $1.20 exceeded"
 
 
-async def test_breaching_step_keeps_its_context_update(rt: Runtime, store: InMemoryStore) -> None:
+async def test_breaching_step_keeps_its_context_update(
+    rt: Runtime, trioflow_store: InMemoryStore
+) -> None:
     """The breaching step is recorded as a success; its patch must not be lost with it."""
 
     @step(updates_context=True)
@@ -86,7 +89,7 @@ async def test_breaching_step_keeps_its_context_update(rt: Runtime, store: InMem
     assert breaching.success is True
     assert breaching.patch == (SetField("note", "set by the breaching step"),)
     assert result.context.note == "set by the breaching step"
-    [record, top] = await store.steps_of(result.run_id)
+    [record, top] = await trioflow_store.steps_of(result.run_id)
     assert record.path == "main/0:costly"
     assert record.patch == (SetField("note", "set by the breaching step"),)
     assert top.path == "main"
@@ -349,3 +352,15 @@ async def test_total_is_the_sum_over_step_history(rt: Runtime) -> None:
     )
     assert result.total_tokens == sum(entry.total_tokens for entry in result.step_history)
     assert result.total_tokens == 30
+
+
+async def test_a_rejected_reply_that_breaches_is_not_a_success(rt: Runtime) -> None:
+    rejected = StubAgent([AgentOutputInvalid("not JSON", usage=Usage("2.00"))])
+
+    with pytest.raises(UsageLimitExceeded) as caught:
+        await rt.run(AgentStep("ask", rejected), "q", limits=UsageLimits(total_cost_usd=1))
+
+    assert caught.value.result is not None  # narrows Optional; exact checks follow
+    asked = caught.value.result.step("ask")
+    assert (asked.success, asked.output, asked.attempts) == (False, None, 1)
+    assert asked.usage == Usage(Decimal("2.00"))

@@ -19,7 +19,6 @@ import datetime
 import itertools
 import json
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -37,7 +36,6 @@ from trioflow.runtime import (
     UsageLimitExceeded,
     UsageLimits,
     ValidationResult,
-    open_runtime,
 )
 from trioflow.runtime.agents import StubAgent
 from trioflow.runtime.traces import RunTrace, perfetto_json, perfetto_trace
@@ -137,17 +135,6 @@ def _check_binding(events: list[Event]) -> None:
 
 
 # -- runs to export --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def store() -> InMemoryStore:
-    return InMemoryStore()
-
-
-@pytest.fixture
-async def rt(store: InMemoryStore) -> AsyncIterator[Runtime]:
-    async with open_runtime(store=store) as runtime:
-        yield runtime
 
 
 def timed(
@@ -399,7 +386,7 @@ async def test_governor_denials_and_waits_are_on_the_refused_steps_track(
 
 
 async def test_loops_maps_and_a_pause_then_resume_export_cleanly(
-    store: InMemoryStore, rt: Runtime, autojump_clock: Any
+    trioflow_store: InMemoryStore, rt: Runtime, autojump_clock: Any
 ) -> None:
     body = timed("draft", 1, cost="0.10")
     loop = Step.loop_until("loop", body, lambda output, context: True, max_loops=2)
@@ -423,9 +410,9 @@ async def test_loops_maps_and_a_pause_then_resume_export_cleanly(
     assert found == [
         ("main", "resumed", 5_000_000),
         ("main/3:approve", "pause", 5_000_000),
-        ("main/0:loop", "replayed", 5_000_000),
-        ("main/1:list", "replayed", 5_000_000),
-        ("main/2:each", "replayed", 5_000_000),
+        ("main/0:loop", "restored", 5_000_000),
+        ("main/1:list", "restored", 5_000_000),
+        ("main/2:each", "restored", 5_000_000),
     ]
     main_slices = [s for s in slices(events, "actor") if s[0] == "main"]
     assert main_slices == [("main", "main", 0, 5_000_000), ("main", "main", 5_000_000, 1_000_000)]

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from node_packages import node_with
 from trioflow.actors import TraceEvent, TraceKind
 from trioflow.persistence import InMemoryStore, RunRecord
 from trioflow.runtime import AgentStep, Step, UsageLimitExceeded, UsageLimits, open_runtime
@@ -40,13 +40,7 @@ Parsed = dict[str, Any]
 @pytest.fixture(scope="session")
 def devtools() -> Callable[[dict[str, Any], Path], Parsed]:
     """Parse a trace document with DevTools' trace engine (installed on first use)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail("node and npm are needed to check traces in a third-party viewer")
-    if not all((NODE_DIR / "node_modules" / name).is_dir() for name in PARSERS):
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=600
-        )
+    node = node_with(PARSERS, NODE_DIR, needed_for="to check traces in a third-party viewer")
 
     def parse(document: dict[str, Any], tmp_path: Path) -> Parsed:
         path = tmp_path / "trace.json"

@@ -142,7 +142,7 @@ def test_json_gives_the_tree_for_machines(
                 "cost_usd": "0.25",
                 "tokens": 15,
                 "reason": STOPPED,
-                "replayed": False,
+                "restored": False,
                 "children": [
                     {
                         "path": "main/0:draft",
@@ -157,7 +157,7 @@ def test_json_gives_the_tree_for_machines(
                         "cost_usd": "0.25",
                         "tokens": 15,
                         "reason": None,
-                        "replayed": False,
+                        "restored": False,
                         "children": [],
                     }
                 ],

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import trio
 from trioflow.actors import TraceEvent, TraceKind
-from trioflow.persistence import InMemoryStore, RunRecord, StepRecord, UnknownRun
+from trioflow.persistence import InMemoryStore, LedgerEntry, RunRecord, StepRecord, UnknownRun
 from trioflow.runtime import (
     AgentStep,
     Completion,
@@ -21,24 +20,12 @@ from trioflow.runtime import (
     UsageLimitExceeded,
     UsageLimits,
     ValidationResult,
-    open_runtime,
 )
 from trioflow.runtime.agents import StubAgent
 from trioflow.runtime.traces import NodeKind, NodeStatus, NoTrace, RunTrace, TraceNode, filter_nodes
-from trioflow.runtime.traces._tree import build_trace, committed_usage
+from trioflow.runtime.traces._tree import build_trace
 
 T0 = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.UTC)
-
-
-@pytest.fixture
-def store() -> InMemoryStore:
-    return InMemoryStore()
-
-
-@pytest.fixture
-async def rt(store: InMemoryStore) -> AsyncIterator[Runtime]:
-    async with open_runtime(store=store) as runtime:
-        yield runtime
 
 
 def timed(
@@ -105,13 +92,13 @@ async def test_a_sequence_gives_the_pipeline_and_its_steps(
 
 
 async def test_the_trace_starts_with_a_wall_clock_anchor(
-    rt: Runtime, store: InMemoryStore, autojump_clock: Any
+    rt: Runtime, trioflow_store: InMemoryStore, autojump_clock: Any
 ) -> None:
     before = datetime.datetime.now(datetime.UTC)
     result = await rt.run(timed("a", 2), "x")
     after = datetime.datetime.now(datetime.UTC)
 
-    first = (await store.trace_of(result.run_id))[0]
+    first = (await trioflow_store.trace_of(result.run_id))[0]
     assert (first.kind, first.path, first.label, first.peer) == (
         TraceKind.NOTE,
         "",
@@ -327,7 +314,7 @@ async def test_a_breaching_step_fails_with_the_breach(rt: Runtime, autojump_cloc
 
 
 async def test_a_pause_and_its_resume_are_on_one_timeline(
-    rt: Runtime, store: InMemoryStore, autojump_clock: Any
+    rt: Runtime, trioflow_store: InMemoryStore, autojump_clock: Any
 ) -> None:
     pipeline = (
         timed("draft", 3, cost="0.20")
@@ -372,11 +359,11 @@ async def test_a_pause_and_its_resume_are_on_one_timeline(
         ("main/1:approve", "step", "ok", 3.0, 3.0, 0.0, 1, "0", 0, None),
         ("main/2:publish", "step", "ok", 3.0, 5.0, 2.0, 1, "0", 0, None),
     ]
-    assert [node.replayed for node in trace.nodes()] == [False, True, False, False]
+    assert [node.restored for node in trace.nodes()] == [False, True, False, False]
     pauses = [t.event for t in trace.events if t.event.label == "pause"]
     assert [(e.path, e.detail) for e in pauses] == [("main/1:approve", "Publish?")]
     assert [
-        (s.path, s.start_s, s.end_s, s.replayed) for s in trace.spans if s.path == "main/0:draft"
+        (s.path, s.start_s, s.end_s, s.restored) for s in trace.spans if s.path == "main/0:draft"
     ] == [
         ("main/0:draft", 0.0, 3.0, False),
         ("main/0:draft", 3.0, 3.0, True),
@@ -432,11 +419,13 @@ async def test_filters_keep_matches_with_their_ancestors(rt: Runtime, autojump_c
 # -- errors ----------------------------------------------------------------------------------
 
 
-async def test_an_unknown_run_and_a_run_without_a_trace(rt: Runtime, store: InMemoryStore) -> None:
+async def test_an_unknown_run_and_a_run_without_a_trace(
+    rt: Runtime, trioflow_store: InMemoryStore
+) -> None:
     with pytest.raises(UnknownRun, match="no run with id 'nope' is stored"):
         await rt.trace("nope")
 
-    await store.create_run(RunRecord("quiet", "p", "running", T0, None))
+    await trioflow_store.create_run(RunRecord("quiet", "p", "running", T0, None))
     with pytest.raises(NoTrace, match=r"run 'quiet' has no trace \(status: running\)") as raised:
         await rt.trace("quiet")
     assert (raised.value.run_id, raised.value.status) == ("quiet", "running")
@@ -556,11 +545,26 @@ def test_a_record_decides_the_status_of_a_step() -> None:
     )
 
 
-def test_the_governors_commit_notes_are_read_exactly() -> None:
-    def commit(detail: str, peer: str | None = "main/0:a") -> TraceEvent:
-        return TraceEvent(TraceKind.NOTE, "governor", 0.0, "commit", peer, detail)
+def test_the_governors_commit_notes_take_their_usage_from_the_ledger() -> None:
+    def commit(key: str, peer: str | None = "main/0:a") -> TraceEvent:
+        return TraceEvent(TraceKind.NOTE, "governor", 0.0, "commit", peer, key)
 
-    assert committed_usage(commit("$1,234.50, 30 tokens")) == ("main/0:a", Decimal("1234.50"), 30)
-    assert committed_usage(commit("$0.00042, 0 tokens")) == ("main/0:a", Decimal("0.00042"), 0)
-    assert committed_usage(commit("$0.10, 5 tokens", peer=None)) is None
-    assert committed_usage(commit("spent a lot")) is None
+    events = [
+        commit("main/0:a#1#1"),
+        commit("main/0:a#1#2", peer=None),
+        commit("main/0:a#2#1"),
+        commit("main/0:a#9#9"),
+    ]
+    ledger = [
+        LedgerEntry("r1", "main/0:a#1#1", "main/0:a", "1234.50", 10, 20),
+        LedgerEntry("r1", "main/0:a#1#2", "main/0:a", "0.10", 5, 0),
+        LedgerEntry("r1", "main/0:a#2#1", "main/0:a", "0.00042", 0, 0),
+    ]
+
+    trace = build_trace(RUN, events, [], ledger=ledger)
+
+    # A note without a step (peer) or without a ledger entry contributes nothing.
+    assert [(path, usage) for _, path, usage in trace.commits()] == [
+        ("main/0:a", Usage(Decimal("1234.50"), 10, 20)),
+        ("main/0:a", Usage(Decimal("0.00042"), 0, 0)),
+    ]
