@@ -77,17 +77,19 @@ class Workers:
 
     def start(self, *options: str) -> subprocess.Popen[bytes]:
         out = self.folder / f"worker{len(self.started)}.out"
-        with open(out, "wb") as sink:
+        log = out.with_suffix(".log")  # standard error: the runtime's log, apart
+        with open(out, "wb") as sink, open(log, "wb") as errors:
             worker = subprocess.Popen(
                 [str(TRIOFLOW), "worker", "--db", self.url, *options],
                 stdout=sink,
-                stderr=subprocess.STDOUT,
+                stderr=errors,
                 env=self.env,
             )
         self.started.append((worker, out))
         return worker
 
     def output(self, worker: subprocess.Popen[bytes]) -> list[str]:
+        """The lines the worker said on standard output."""
         [out] = [path for started, path in self.started if started is worker]
         return out.read_text().splitlines()
 
