@@ -34,6 +34,8 @@ import workloads.journal_growth
 import workloads.long_lived
 import workloads.map
 import workloads.observe
+import workloads.postgres_journal
+import workloads.postgres_workers
 from harness import Report, Workload
 
 #: Every workload the suite runs, in the plan's order.
@@ -49,6 +51,8 @@ WORKLOADS: tuple[Workload[Any], ...] = (
     workloads.idle_actors.WORKLOAD,
     workloads.long_lived.WORKLOAD,
     workloads.observe.WORKLOAD,
+    workloads.postgres_journal.WORKLOAD,
+    workloads.postgres_workers.WORKLOAD,
 )
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

@@ -5,10 +5,12 @@ from ._failures import DEFAULT_BUSY_TIMEOUT_S, CorruptDatabase, JournalBusy
 from ._files import NotAJournal
 from ._health import JournalHealth, Recovery, examine_journal
 from ._memory import InMemoryStore
+from ._postgres import PostgresStore, is_postgres_url
 from ._records import LedgerEntry, PauseRecord, RunRecord, RunSummary, StepRecord
 from ._retention import PrunePolicy, prune_runs
+from ._rows import UnreadableRuns
 from ._schema import SchemaTooNew
-from ._sqlite import Durability, SQLiteStore, UnreadableRuns
+from ._sqlite import Durability, SQLiteStore
 from ._store import RunStore, StaleEpoch, StoreError, UnknownRun
 from ._trusted import NO_TYPES, TrustedTypes
 
@@ -26,6 +28,7 @@ __all__ = [
     "LedgerEntry",
     "NotAJournal",
     "PauseRecord",
+    "PostgresStore",
     "PrunePolicy",
     "Recovery",
     "RunRecord",
@@ -42,6 +45,7 @@ __all__ = [
     "Unresolved",
     "UnstorableValue",
     "examine_journal",
+    "is_postgres_url",
     "prune_runs",
     "register_type",
 ]

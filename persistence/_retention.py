@@ -26,11 +26,20 @@ from ._records import RunSummary
 from ._store import RunStore
 
 #: Statuses of runs that a resume would continue: pruned only when forced.
-RESUMABLE_STATUSES = frozenset({"running", "paused", "interrupted"})
+RESUMABLE_STATUSES = frozenset({"queued", "running", "paused", "interrupted"})
 
 #: Every status a stored run can have.
 RUN_STATUSES = frozenset(
-    {"running", "completed", "failed", "paused", "usage_limit", "cancelled", "interrupted"}
+    {
+        "queued",
+        "running",
+        "completed",
+        "failed",
+        "paused",
+        "usage_limit",
+        "cancelled",
+        "interrupted",
+    }
 )
 
 #: How many runs are read at a time while choosing, so memory stays flat at any journal size.

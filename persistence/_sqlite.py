@@ -60,16 +60,16 @@ from typing import Any, Literal, TypeVar
 import apsw
 import attrs
 import trio
-from trioflow.actors import ActorRef, TraceEvent, TraceKind, TraceSink, open_supervisor
+from trioflow.actors import ActorRef, TraceEvent, TraceSink, open_supervisor
 
-from ._codec import CODEC, CorruptJournal, parse
+from ._codec import CODEC, CorruptJournal
 from ._failures import DAMAGE, DEFAULT_BUSY_TIMEOUT_S, CorruptDatabase, storage_error
 from ._files import is_new, make_private, make_private_folder
 from ._health import Recovery, check_file, problems, recover_journal, summary
 from ._records import LedgerEntry, PauseRecord, RunRecord, RunSummary, StepRecord
-from ._schema import CURRENT_VERSION, migrate, schema_version, utc_text
+from ._rows import decoded, run_row, summaries, trace_event
+from ._schema import CURRENT_VERSION, migrate, schema_version
 from ._store import StoreError, UnknownRun, require_same_run
-from ._summary import run_summary
 from ._trusted import NO_TYPES, TrustedTypes
 from ._writer import (
     AppendTrace,
@@ -81,7 +81,6 @@ from ._writer import (
     PutStep,
     PutUsage,
     RenewLease,
-    RunRow,
     SwapRun,
     WriteRequest,
 )
@@ -91,19 +90,6 @@ R = TypeVar("R")
 Durability = Literal["normal", "full"]
 
 _SYNCHRONOUS: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}
-
-
-class UnreadableRuns(StoreError):
-    """Some stored runs cannot be decoded; ``readable`` holds all the others, in order."""
-
-    def __init__(self, unreadable: dict[str, str], readable: list[RunSummary]) -> None:
-        named = "; ".join(f"run {run_id!r}: {reason}" for run_id, reason in unreadable.items())
-        super().__init__(
-            f"{len(unreadable)} stored run(s) cannot be read and were left out ({named}); "
-            f"the other {len(readable)} run(s) are intact"
-        )
-        self.unreadable = unreadable
-        self.readable = readable
 
 
 class _DiscardTrace:
@@ -194,20 +180,20 @@ class SQLiteStore:
     # -- writes: encoded here, in the caller's task, then committed by the writer ----------
 
     async def create_run(self, run: RunRecord) -> None:
-        await self._write(CreateRun(_run_row(run)))
+        await self._write(CreateRun(run_row(run)))
 
     async def swap_run(self, expected: RunRecord, replacement: RunRecord) -> RunRecord | None:
         # Compared and written by the writer in one IMMEDIATE transaction: no other
         # connection, in this process or another, can write the run in between.
         require_same_run(expected, replacement)
         swapped = attrs.evolve(replacement, revision=expected.revision + 1)
-        swap = SwapRun(_run_row(swapped), expected.revision)
+        swap = SwapRun(run_row(swapped), expected.revision)
         return swapped if await self._write(swap) else None
 
     async def renew_lease(self, run: RunRecord, until: datetime.datetime) -> RunRecord | None:
         # Compared (revision and epoch) and written in one statement by the writer.
         renewed = attrs.evolve(run, lease_expires_at=until)
-        return renewed if await self._write(RenewLease(_run_row(renewed))) else None
+        return renewed if await self._write(RenewLease(run_row(renewed))) else None
 
     # Fenced writes: the writer compares ``epoch`` in the statement that writes.
 
@@ -246,7 +232,7 @@ class SQLiteStore:
         if not found:
             raise UnknownRun(run_id)
         try:
-            return _decoded(found[0][0], RunRecord, types)
+            return decoded(found[0][0], RunRecord, types)
         except CorruptJournal as error:
             raise CorruptJournal(f"run {run_id!r} cannot be read: {error}") from error
 
@@ -260,16 +246,7 @@ class SQLiteStore:
             "SELECT run_id, payload FROM runs ORDER BY started_at, rowid LIMIT ? OFFSET ?",
             (-1 if limit is None else limit, offset),
         )
-        runs: list[RunSummary] = []
-        unreadable: dict[str, str] = {}
-        for run_id, payload in rows:
-            try:
-                runs.append(run_summary(parse(_text(payload, RunRecord))))
-            except CorruptJournal as error:
-                unreadable[str(run_id)] = str(error)
-        if unreadable:
-            raise UnreadableRuns(unreadable, runs)
-        return runs
+        return summaries(rows)
 
     async def count_runs(self) -> int:
         rows = await self._rows("SELECT count(*) FROM runs")
@@ -291,7 +268,7 @@ class SQLiteStore:
             " WHERE run_id = ? ORDER BY seq",
             (run_id,),
         )
-        return [_trace_event(row) for row in rows]
+        return [trace_event(row) for row in rows]
 
     async def _payloads(
         self, table: str, run_id: str, kind: type[R], types: TrustedTypes
@@ -301,7 +278,7 @@ class SQLiteStore:
         rows = await self._rows(
             f"SELECT payload FROM {table} WHERE run_id = ? ORDER BY seq", (run_id,)
         )
-        return [_decoded(payload, kind, types) for (payload,) in rows]
+        return [decoded(payload, kind, types) for (payload,) in rows]
 
     async def _require(self, run_id: str) -> None:
         if not await self._rows("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)):
@@ -320,43 +297,6 @@ class SQLiteStore:
         busy_ms = round(self.busy_timeout_s * 1000)
         found = await trio.to_thread.run_sync(problems, self.path, busy_ms)
         return CorruptDatabase(self.path, summary(found) if found else str(error))
-
-
-def _run_row(run: RunRecord) -> RunRow:
-    return RunRow(
-        run.run_id,
-        run.pipeline_name,
-        run.status,
-        utc_text(run.started_at),
-        None if run.finished_at is None else utc_text(run.finished_at),
-        CODEC.encode(run, where="run"),
-        run.revision,
-        run.owner,
-        run.epoch,
-        None if run.lease_expires_at is None else utc_text(run.lease_expires_at),
-    )
-
-
-def _text(payload: Any, kind: type[Any]) -> str:
-    if not isinstance(payload, str):
-        raise CorruptJournal(f"expected a stored {kind.__name__} as text, read {payload!r}")
-    return payload
-
-
-def _decoded(payload: Any, kind: type[R], types: TrustedTypes) -> R:
-    record: Any = CODEC.decode(_text(payload, kind), types=types)
-    if not isinstance(record, kind):
-        raise CorruptJournal(f"expected a {kind.__name__}, read {type(record).__name__}")
-    return record
-
-
-def _trace_event(row: tuple[Any, ...]) -> TraceEvent:
-    kind, path, time, label, peer, detail = row
-    try:
-        known = TraceKind(kind)
-    except ValueError:
-        raise CorruptJournal(f"the journal holds a trace event of unknown kind {kind!r}") from None
-    return TraceEvent(known, path, time, label, peer, detail)
 
 
 # -- opening: runs in a worker thread (it may wait for locks) -------------------------------

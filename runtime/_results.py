@@ -16,6 +16,8 @@ from ._usage import NO_USAGE, Usage
 class RunStatus(enum.StrEnum):
     """Where a run ended. A ``StrEnum``, so ``result.status == "paused"`` works."""
 
+    #: Submitted to the run queue (or answered and re-queued): a worker will take it.
+    QUEUED = "queued"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"

@@ -52,6 +52,7 @@ NO_INPUT: Any = _NoInput()
 
 _RESUMABLE = frozenset(
     {
+        RunStatus.QUEUED.value,
         RunStatus.PAUSED.value,
         RunStatus.RUNNING.value,
         RunStatus.CANCELLED.value,
@@ -173,7 +174,7 @@ def require_resumable(record: RunRecord, now: datetime.datetime, *, answered: bo
     answer for a run that may be running elsewhere."""
     if record.status not in _RESUMABLE:
         raise RunNotResumable(
-            f"run {record.run_id!r} has status {record.status!r}: only paused, running "
+            f"run {record.run_id!r} has status {record.status!r}: only queued, paused, running "
             "(interrupted) or cancelled runs can be resumed"
         )
     if not answered and record.status == RunStatus.RUNNING.value and record.leased_at(now):

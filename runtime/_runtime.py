@@ -20,7 +20,6 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -34,7 +33,6 @@ from trioflow.persistence import (
     PauseRecord,
     RunRecord,
     RunStore,
-    SQLiteStore,
     StaleEpoch,
     StoreError,
     TrustedTypes,
@@ -56,6 +54,7 @@ from ._interrupts import StopSignals
 from ._journal import Journal
 from ._lease import DEFAULT_LEASE_S, LeaseClock, LeaseKeeper, LeaseTerms, Ownership
 from ._logging import LoggedTrace, run_ended, run_lost, run_started
+from ._queue_signal import announce_runnable
 from ._recorded_usage import ledger_total, run_totals
 from ._replay import Replay, first_difference
 from ._results import PipelineResult, RunStatus
@@ -64,6 +63,7 @@ from ._services import RunServices
 from ._steps._cache import StepCache
 from ._steps._messages import Execute, StepDone
 from ._steps._pipeline_actor import PipelineActor
+from ._store_choice import journal_location, open_journal
 from ._stored import reading_run
 from ._stored_types import stored_types
 from ._usage import NO_USAGE, Usage, UsageLimits
@@ -171,6 +171,23 @@ class Runtime:
         the command line does not import it again.
         """
         pipeline = as_pipeline(pipeline, where="run()")
+        record = self._new_record(pipeline, input, context, limits, target, target_sha256)
+        ownership = await self._start(record)
+        self._remember(record.run_id, pipeline)
+        journal = Journal(self.store, record.run_id, ownership.epoch)
+        return await self._drive(_Drive(pipeline, ownership, journal, resources, watch=watch))
+
+    def _new_record(
+        self,
+        pipeline: Pipeline,
+        input: Any,
+        context: BaseContext | None,
+        limits: UsageLimits | None,
+        target: str | None,
+        target_sha256: str | None,
+        status: RunStatus = RunStatus.RUNNING,
+    ) -> RunRecord:
+        """A new run of ``pipeline``, checked: a fresh id, its own copy of the context."""
         if pipeline not in self._nesting_checked:
             check_nesting(pipeline)
             self._nesting_checked.add(pipeline)
@@ -179,22 +196,74 @@ class Runtime:
         run_id = uuid.uuid4().hex
         # A deep copy: nothing the caller (or another run) holds is shared with this run.
         context = context.model_copy(update={"run_id": run_id}, deep=True)
-        limits = limits if limits is not None else self.limits
-        record = RunRecord(
+        return RunRecord(
             run_id,
             pipeline.name,
-            RunStatus.RUNNING.value,
+            status.value,
             _now(),
             input,
             context=context,
-            limits=limits,
+            limits=limits if limits is not None else self.limits,
             target=target,
             target_sha256=target_sha256,
         )
-        ownership = await self._start(record)
-        self._remember(run_id, pipeline)
-        journal = Journal(self.store, run_id, ownership.epoch)
-        return await self._drive(_Drive(pipeline, ownership, journal, resources, watch=watch))
+
+    async def submit(
+        self,
+        pipeline: StepLike,
+        input: Any = None,
+        *,
+        context: BaseContext | None = None,
+        limits: UsageLimits | None = None,
+        target: str | None = None,
+        target_sha256: str | None = None,
+    ) -> str:
+        """Store a run of ``pipeline`` as ``queued`` for a worker to drive; its id.
+
+        Checked as :meth:`run` checks it, nothing run here. A worker
+        (``trioflow worker``, sharing a PostgreSQL journal) finds the
+        pipeline by ``target`` (``FILE.py:NAME``), imported only while the
+        file still hashes to ``target_sha256``.
+        """
+        pipeline = as_pipeline(pipeline, where="submit()")
+        record = self._new_record(
+            pipeline, input, context, limits, target, target_sha256, RunStatus.QUEUED
+        )
+        await self.store.create_run(record)
+        await announce_runnable(self.store)
+        return record.run_id
+
+    async def requeue(
+        self,
+        run_id: str,
+        human_input: Any,
+        *,
+        path: str | None = None,
+        pipeline: StepLike | None = None,
+    ) -> None:
+        """Answer a paused run and queue it again for a worker, from any process or host.
+
+        The answer is validated as :meth:`resume` validates it; then the run
+        is claimed (so of two answers racing only one is stored), the answer
+        journaled under that claim, and the run released as ``queued``.
+        """
+        with reading_run(run_id):
+            found, types, record = await self._pipeline_and_run(run_id, pipeline)
+            read = await _resume.prepare(
+                self.store,
+                found,
+                record,
+                _resume.Answer(human_input, path),
+                types=types,
+                now=self.leases.clock.now(),
+                root=ROOT_PATH,
+            )
+        ownership = await _resume.claim(self.store, self.leases, record)
+        if read.answered is not None:
+            await self.store.record_pause(read.answered, epoch=ownership.epoch)
+        if not await ownership.end(status=RunStatus.QUEUED.value, paused_at=()):
+            raise _taken_over(ownership)
+        await announce_runnable(self.store)
 
     async def _start(self, record: RunRecord) -> Ownership:
         """Store a new run, owned by this drive (epoch 1) under a fresh lease."""
@@ -614,15 +683,6 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-#: Where runs are kept unless ``store=``, ``--db`` or ``TRIOFLOW_DB`` say otherwise.
-DEFAULT_DB = Path(".trioflow") / "trioflow.db"
-
-
-def default_db_path() -> Path:
-    """``$TRIOFLOW_DB`` if set, else ``.trioflow/trioflow.db`` in the working directory."""
-    return Path(os.environ.get("TRIOFLOW_DB") or DEFAULT_DB)
-
-
 @asynccontextmanager
 async def open_runtime(
     *,
@@ -639,8 +699,10 @@ async def open_runtime(
     """Open a runtime over a store.
 
     ``store`` is a :class:`RunStore` (an :class:`InMemoryStore` for
-    throwaway runs) or the path of an SQLite journal; by default the
-    journal at :func:`default_db_path`. A damaged journal is refused
+    throwaway runs), the path of an SQLite journal or a ``postgresql://``
+    URL (:class:`~trioflow.persistence.PostgresStore`); by default
+    ``$TRIOFLOW_DB`` (either), else the journal at :func:`default_db_path`.
+    A damaged journal is refused
     (:class:`~trioflow.persistence.CorruptDatabase`) and left in place until
     ``recover=True`` repairs it, or moves it aside (never deleting it) and
     starts a fresh one. ``busy_timeout_s`` is how long a journal write waits
@@ -672,8 +734,9 @@ async def open_runtime(
     otel = _otel(tracer_provider, meter_provider)
     # The keeper's heartbeat runs inside the store's block: it stops before the store closes.
     if store is None or isinstance(store, str | os.PathLike):
-        path = default_db_path() if store is None else Path(store)
-        opening = SQLiteStore.open(path, recover=recover, busy_timeout_s=busy_timeout_s)
+        opening = open_journal(
+            journal_location(store), recover=recover, busy_timeout_s=busy_timeout_s
+        )
         async with opening as journal, keeper.running():
             with raised_threshold(gc_threshold):
                 yield Runtime(journal, limits, cache, keeper, otel)

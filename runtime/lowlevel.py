@@ -23,7 +23,7 @@ from ._dsl._pipeline import PipelineStep
 from ._dsl._retry import append_feedback
 from ._errors import ReplayMismatch
 from ._replay import Difference, Replay
-from ._runtime import default_db_path
+from ._store_choice import default_db_path
 from ._stored_types import stored_types
 
 __all__ = [

@@ -32,6 +32,8 @@ NAMES = [
     "idle_actors",
     "long_lived",
     "observe",
+    "postgres_journal",
+    "postgres_workers",
 ]
 #: The workloads timed by repetitions (long_lived runs one pass; its samples are windows).
 REPEATED = [name for name in NAMES if name != "long_lived"]
@@ -53,7 +55,7 @@ def reports(run: ModuleType) -> dict[str, Any]:
 
 def test_the_suite_lists_the_plans_workloads_in_order(run: ModuleType) -> None:
     assert [workload.name for workload in run.WORKLOADS] == NAMES
-    assert [workload.number for workload in run.WORKLOADS] == list(range(1, 12))
+    assert [workload.number for workload in run.WORKLOADS] == list(range(1, 14))
 
 
 @pytest.mark.parametrize("name", REPEATED)

@@ -32,11 +32,14 @@
 
 * ``trioflow doctor`` checks every page of the journal (opening one never
   does): exit code 0 when it is sound, 7 when it is damaged.
+* ``trioflow submit``, ``trioflow worker`` and ``trioflow resume --queue``
+  are the run queue's, on a PostgreSQL journal (``_queue_commands``).
 
 ``-v`` logs what runs do (their start, end, retries, failures, pauses)
 to standard error, ``-vv`` every step's outcome too.
 
-Runs are journaled in ``--db PATH``, else ``$TRIOFLOW_DB``, else
+Runs are journaled in ``--db PATH`` (an SQLite file, or a
+``postgresql://`` URL), else ``$TRIOFLOW_DB``, else
 ``.trioflow/trioflow.db``. A damaged journal is refused (exit code 7) and
 left in place until ``--recover`` repairs it or moves it aside (never
 deleting it) for a fresh one. ``--busy-timeout SECONDS`` is how long a
@@ -98,17 +101,20 @@ from .._errors import (
     UsageLimitExceeded,
 )
 from .._interrupts import CTRL_C, StopSignals, was_interrupted
+from .._lease import DEFAULT_LEASE_S
 from .._logging import set_verbosity
 from .._replay import Replay
 from .._results import PipelineResult, RunStatus
-from .._runtime import Runtime, default_db_path, open_runtime
+from .._runtime import Runtime, open_runtime
 from .._safe_text import inert, shown
+from .._store_choice import JournalLocation, journal_location
 from .._stored import reading_run
 from .._usage import UsageLimits
 from ..traces._perfetto import perfetto_json
 from ..traces._progress import RunProgress
 from ..traces._tree import NoTrace, RunTrace
 from ..traces._tree_view import print_trace, trace_json
+from . import _queue_commands
 from ._doctor import doctor
 from ._documents import json_text, replay_document, run_document, summary_document
 from ._graph import add_graph_command, picture
@@ -173,6 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     _pipeline_argument(resume)
     resume.add_argument("--json", action="store_true", help="print the result as JSON")
     resume.add_argument("--quiet", action="store_true", help="plain progress lines, no live panel")
+    resume.add_argument(
+        "--queue", action="store_true", help="store the answer and queue the run for a worker"
+    )
 
     replay = commands.add_parser(
         "replay", parents=[journal], help="run a stored run again, models answered from it"
@@ -216,13 +225,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("doctor", parents=[journal], help="check every page of the journal")
     add_graph_command(commands)
+    _queue_commands.add_queue_commands(commands, journal)
     return parser
 
 
 def _global_options(parser: argparse.ArgumentParser) -> None:
     """Options every command takes, before or after the command's name."""
     parser.add_argument(
-        "--db", metavar="PATH", help="the journal (default: $TRIOFLOW_DB or .trioflow/trioflow.db)"
+        "--db",
+        metavar="PATH|URL",
+        help="the journal: an SQLite file or a postgresql:// URL "
+        "(default: $TRIOFLOW_DB or .trioflow/trioflow.db)",
     )
     parser.add_argument(
         "--recover",
@@ -318,6 +331,8 @@ def _with_runtime(
     arguments: argparse.Namespace,
     work: Callable[[Runtime], Awaitable[T]],
     limits: UsageLimits | None = None,
+    *,
+    lease_s: float = DEFAULT_LEASE_S,
 ) -> T:
     """Run ``work`` in a runtime over the chosen journal, mapping errors to exit codes."""
 
@@ -327,6 +342,7 @@ def _with_runtime(
             limits=limits,
             recover=arguments.recover,
             busy_timeout_s=arguments.busy_timeout,
+            lease_s=lease_s,
         )
         async with opening as runtime:
             if arguments.recover:
@@ -369,8 +385,8 @@ def _interrupted(stops: StopSignals, error: BaseException) -> _Fail:
     )
 
 
-def _db(arguments: argparse.Namespace) -> Path:
-    return Path(arguments.db) if arguments.db else default_db_path()
+def _db(arguments: argparse.Namespace) -> JournalLocation:
+    return journal_location(arguments.db or None)
 
 
 def _report_recovery(runtime: Runtime) -> None:
@@ -444,6 +460,8 @@ def _replay_command(arguments: argparse.Namespace, console: Console) -> ExitCode
 
 
 def _resume_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
+    if arguments.queue:
+        return _queue_commands.requeue_command(arguments, console)
     text = _read_input(arguments)
 
     async def resume(runtime: Runtime) -> PipelineResult:
@@ -621,8 +639,15 @@ def _age(text: str) -> datetime.timedelta:
 def _doctor_command(arguments: argparse.Namespace, console: Console) -> ExitCode:
     if arguments.recover:  # repair first, then check what is left
         _with_runtime(arguments, _nothing)
+    location = _db(arguments)
+    if not isinstance(location, Path):
+        raise _Fail(
+            ExitCode.BAD_ARGUMENTS,
+            "doctor checks the pages of an SQLite journal file; a PostgreSQL journal is "
+            "checked by its server (e.g. pg_amcheck)",
+        )
     try:
-        sound = doctor(console, _db(arguments), arguments.busy_timeout)
+        sound = doctor(console, location, arguments.busy_timeout)
     except StoreError as error:
         raise _Fail(ExitCode.STORE_ERROR, str(error)) from error
     return ExitCode.OK if sound else ExitCode.STORE_ERROR
@@ -700,6 +725,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], ExitCode]] = {
     "trace": _trace_command,
     "replay": _replay_command,
     "doctor": _doctor_command,
+    "submit": _queue_commands.submit_command,
+    "worker": _queue_commands.worker_command,
 }
 
 

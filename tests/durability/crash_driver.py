@@ -1,6 +1,7 @@
 """Runs the crash pipeline to the end, and, when told to, dies after the k-th journal write.
 
-Usage: ``python crash_driver.py DB KILL_AFTER`` (``KILL_AFTER`` 0: never).
+Usage: ``python crash_driver.py DB KILL_AFTER`` (``KILL_AFTER`` 0: never); ``DB`` is an
+SQLite file or a ``postgresql://`` URL.
 It starts the run if the journal has none, otherwise resumes it (answering
 the pause with ``True``) until it completes, then prints what the journal
 holds about it as JSON. The kill is a SIGKILL sent to itself right after a write returned:
@@ -24,6 +25,7 @@ from trioflow.persistence import (
     NO_TYPES,
     LedgerEntry,
     PauseRecord,
+    PostgresStore,
     RunRecord,
     RunStore,
     RunSummary,
@@ -104,7 +106,8 @@ class KillingStore:
 
 
 async def drive(db: str, kill_after: int) -> dict[str, Any]:
-    async with SQLiteStore.open(db) as journal:
+    opening = PostgresStore.open(db) if db.startswith("postgresql://") else SQLiteStore.open(db)
+    async with opening as journal:
         store = KillingStore(journal, kill_after)
         async with open_runtime(store=store, lease_s=LEASE_S) as runtime:
             runs = await store.list_runs()

@@ -258,7 +258,7 @@ def running_message(run_id: str) -> str:
 
 def completed_message(run_id: str) -> str:
     return (
-        f"run {run_id!r} has status 'completed': only paused, running (interrupted) or "
+        f"run {run_id!r} has status 'completed': only queued, paused, running (interrupted) or "
         "cancelled runs can be resumed"
     )
 

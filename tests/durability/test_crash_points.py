@@ -7,7 +7,8 @@ write. A second process resumes the run to the end. The outcome must equal
 the uninterrupted run's: same output, same context, same totals; each step
 whose completion record was committed at the kill ran exactly once; each
 step that was not ran exactly once after it (and the one that was in
-flight ran again with the same idempotency key).
+flight ran again with the same idempotency key). It runs on an SQLite
+journal and on a PostgreSQL one (each kill point in its own database).
 """
 
 from __future__ import annotations
@@ -18,17 +19,46 @@ import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import apsw
+import psycopg
+import pytest
 
 DRIVER = Path(__file__).with_name("crash_driver.py")
 
 
-def _drive(db: Path, log: Path, kill_after: int) -> subprocess.CompletedProcess[str]:
+class Journals:
+    """Where each kill point's journal lives: an SQLite file, or a PostgreSQL database."""
+
+    def __init__(self, kind: str, request: pytest.FixtureRequest, cleanup: ExitStack) -> None:
+        self._kind = kind
+        self._server = request.getfixturevalue("postgres_server") if kind == "postgres" else None
+        self._cleanup = cleanup
+
+    def new(self, folder: Path) -> str:
+        if self._server is None:
+            return str(folder / "journal.db")
+        return self._cleanup.enter_context(self._server.database())
+
+    def committed_paths(self, db: str) -> set[str]:
+        """The paths of the step records the journal holds."""
+        if self._server is not None:
+            with psycopg.connect(db) as connection:
+                rows = connection.execute("SELECT path FROM trioflow.steps").fetchall()
+            return {path for (path,) in rows}
+        connection = apsw.Connection(db, flags=apsw.SQLITE_OPEN_READONLY)
+        try:
+            return {path for (path,) in connection.execute("SELECT path FROM steps")}
+        finally:
+            connection.close()
+
+
+def _drive(db: str, log: Path, kill_after: int) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(DRIVER), str(db), str(kill_after)],
+        [sys.executable, str(DRIVER), db, str(kill_after)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -43,14 +73,6 @@ def _environ() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key != "TRIOFLOW_DB"}
 
 
-def _committed_paths(db: Path) -> set[str]:
-    connection = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        return {path for (path,) in connection.execute("SELECT path FROM steps")}
-    finally:
-        connection.close()
-
-
 def _executions(log: Path) -> list[tuple[int, str, int, str]]:
     if not log.exists():
         return []
@@ -61,25 +83,29 @@ def _executions(log: Path) -> list[tuple[int, str, int, str]]:
     return rows
 
 
-def _reference(tmp_path: Path) -> tuple[dict[str, Any], list[tuple[int, str, int, str]]]:
+def _reference(
+    tmp_path: Path, journals: Journals
+) -> tuple[dict[str, Any], list[tuple[int, str, int, str]]]:
     folder = tmp_path / "reference"
     folder.mkdir()
-    done = _drive(folder / "journal.db", folder / "log", 0)
+    done = _drive(journals.new(folder), folder / "log", 0)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout), _executions(folder / "log")
 
 
 def _crash_and_resume(
-    tmp_path: Path, k: int, reference: dict[str, Any], leaves: set[str]
+    journals: Journals, at: tuple[Path, str], k: int, reference: dict[str, Any], leaves: set[str]
 ) -> list[str]:
-    """Kill after write ``k``, resume, and list every way the outcome differs."""
-    folder = tmp_path / f"k{k}"
-    folder.mkdir()
-    db, log = folder / "journal.db", folder / "log"
+    """Kill after write ``k``, resume, and list every way the outcome differs.
+
+    ``at``: the kill point's folder (for its log) and journal.
+    """
+    folder, db = at
+    log = folder / "log"
     crashed = _drive(db, log, k)
     if crashed.returncode != -signal.SIGKILL:
         return [f"k={k}: the run was not killed (exit {crashed.returncode}): {crashed.stderr}"]
-    committed = _committed_paths(db)
+    committed = journals.committed_paths(db)
     before = _executions(log)
     resumed = _drive(db, log, 0)
     if resumed.returncode != 0:
@@ -128,17 +154,30 @@ def _exactly_once(
     return problems
 
 
-def test_every_crash_point_resumes_to_the_uninterrupted_outcome(tmp_path: Path) -> None:
-    reference, executions = _reference(tmp_path)
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_every_crash_point_resumes_to_the_uninterrupted_outcome(
+    tmp_path: Path, request: pytest.FixtureRequest, kind: str
+) -> None:
+    with ExitStack() as cleanup:
+        _every_crash_point(tmp_path, Journals(kind, request, cleanup))
+
+
+def _every_crash_point(tmp_path: Path, journals: Journals) -> None:
+    reference, executions = _reference(tmp_path, journals)
     assert reference["status"] == "completed"
     assert reference["output"] == ("approved=True total=4 log=a,b,c,item a,item b,item c")
     leaves = {path for _, path, _, _ in executions}
     assert len(executions) == len(leaves)  # uninterrupted: every step ran once
     writes = reference["writes"]
+    places = {}  # made here, not in the pool's threads: one kill point's folder and journal
+    for k in range(1, writes + 1):
+        folder = tmp_path / f"k{k}"
+        folder.mkdir()
+        places[k] = (folder, journals.new(folder))
     with ThreadPoolExecutor(max_workers=2) as pool:
         outcomes = list(
             pool.map(
-                lambda k: _crash_and_resume(tmp_path, k, reference, leaves),
+                lambda k: _crash_and_resume(journals, places[k], k, reference, leaves),
                 range(1, writes + 1),
             )
         )

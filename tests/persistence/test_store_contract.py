@@ -1,7 +1,8 @@
 """The store contract: one suite, run against every store.
 
-Each test runs once with :class:`InMemoryStore` and once with
-:class:`SQLiteStore` in a fresh file, so the two cannot drift apart. Values
+Each test runs with every store (the suite's ``store``: :class:`InMemoryStore`,
+:class:`SQLiteStore` in a fresh file, :class:`PostgresStore` in a fresh
+database), so they cannot drift apart. Values
 are compared exactly (:func:`assert_identical`): same types, enum members
 by identity, ``Decimal`` exponents, datetime offsets.
 """
@@ -625,6 +626,23 @@ async def test_a_pause_is_recorded_then_answered_in_place(store: RunStore) -> No
     await store.record_pause(answered)
 
     assert_identical(await store.pauses_of("r1"), [answered, review])
+
+
+async def test_writes_of_one_run_called_at_once_are_kept_in_call_order(store: RunStore) -> None:
+    """Parallel branches pausing at once: the run's pauses read back in the order written."""
+    await store.create_run(a_run())
+    called: list[str] = []
+
+    async def pause(path: str) -> None:
+        called.append(path)  # no checkpoint between this and the call below
+        await store.record_pause(a_pause(path))
+
+    async with trio.open_nursery() as nursery:
+        for index in range(12):
+            nursery.start_soon(pause, f"main/{index}:ask")
+
+    assert sorted(called) == sorted(f"main/{index}:ask" for index in range(12))
+    assert [stored.path for stored in await store.pauses_of("r1")] == called
 
 
 # -- traces -----------------------------------------------------------------------------------
