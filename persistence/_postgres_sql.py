@@ -41,28 +41,13 @@ _RUN_COLUMNS = (
 )
 
 
-def _columns(row: RunRow) -> tuple[Any, ...]:
-    return (
-        row.run_id,
-        row.pipeline_name,
-        row.status,
-        row.started_at,
-        row.finished_at,
-        row.payload,
-        row.revision,
-        row.owner,
-        row.epoch,
-        row.lease_expires_at,
-    )
-
-
 def create_run(connection: psycopg.Connection[Any], row: RunRow) -> None:
     """Insert the run; ``ValueError`` if its id is taken."""
     inserted = connection.execute(
         f"INSERT INTO trioflow.runs ({_RUN_COLUMNS})"
         " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (run_id) DO NOTHING RETURNING 1",
-        _columns(row),
+        row.columns(),
     ).fetchone()
     if inserted is None:
         raise ValueError(f"a run with id {row.run_id!r} is already stored")
@@ -89,7 +74,7 @@ def swap_run(connection: psycopg.Connection[Any], row: RunRow, expected: int) ->
         " WHERE run_id = %s AND revision = %s RETURNING 1)"
         " SELECT EXISTS (SELECT 1 FROM trioflow.runs WHERE run_id = %s),"
         " (SELECT count(*) FROM swap)",
-        (*_columns(row)[1:], row.run_id, expected, row.run_id),
+        (*row.columns()[1:], row.run_id, expected, row.run_id),
     ).fetchone()
     return _changed_or_unknown(found, row.run_id)
 

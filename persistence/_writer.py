@@ -71,6 +71,12 @@ class RunRow:
     epoch: int
     lease_expires_at: str | None
 
+    def columns(
+        self,
+    ) -> tuple[str, str, str, str, str | None, str, int, str | None, int, str | None]:
+        """The values in the runs table's column order (the SQLite and PostgreSQL schemas')."""
+        return attrs.astuple(self, recurse=False)
+
 
 @attrs.frozen
 class CreateRun(Ask[bool]):
@@ -298,7 +304,7 @@ class JournalWriter(Actor[WriteRequest]):
                     "INSERT INTO runs (run_id, pipeline_name, status, started_at, finished_at,"
                     " payload, revision, owner, epoch, lease_expires_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    _run_columns(row),
+                    row.columns(),
                 )
             case SwapRun(row, expected):
                 return self._swap(row, expected)
@@ -427,20 +433,3 @@ class JournalWriter(Actor[WriteRequest]):
     def _require(self, run_id: str) -> None:
         if not self._exists(run_id):
             raise UnknownRun(run_id)
-
-
-def _run_columns(
-    row: RunRow,
-) -> tuple[str, str, str, str, str | None, str, int, str | None, int, str | None]:
-    return (
-        row.run_id,
-        row.pipeline_name,
-        row.status,
-        row.started_at,
-        row.finished_at,
-        row.payload,
-        row.revision,
-        row.owner,
-        row.epoch,
-        row.lease_expires_at,
-    )

@@ -247,6 +247,17 @@ class Runtime:
         is claimed (so of two answers racing only one is stored), the answer
         journaled under that claim, and the run released as ``queued``.
         """
+        _, read, ownership = await self._claim_resumable(run_id, pipeline, human_input, path)
+        if read.answered is not None:
+            await self.store.record_pause(read.answered, epoch=ownership.epoch)
+        if not await ownership.end(status=RunStatus.QUEUED.value, paused_at=()):
+            raise _taken_over(ownership)
+        await announce_runnable(self.store)
+
+    async def _claim_resumable(
+        self, run_id: str, pipeline: StepLike | None, human_input: Any, path: str | None
+    ) -> tuple[Pipeline, _resume.Resumption, Ownership]:
+        """Read and check the run as a resume would (see :mod:`._resume`), then claim it."""
         with reading_run(run_id):
             found, types, record = await self._pipeline_and_run(run_id, pipeline)
             read = await _resume.prepare(
@@ -258,12 +269,7 @@ class Runtime:
                 now=self.leases.clock.now(),
                 root=ROOT_PATH,
             )
-        ownership = await _resume.claim(self.store, self.leases, record)
-        if read.answered is not None:
-            await self.store.record_pause(read.answered, epoch=ownership.epoch)
-        if not await ownership.end(status=RunStatus.QUEUED.value, paused_at=()):
-            raise _taken_over(ownership)
-        await announce_runnable(self.store)
+        return found, read, await _resume.claim(self.store, self.leases, record)
 
     async def _start(self, record: RunRecord) -> Ownership:
         """Store a new run, owned by this drive (epoch 1) under a fresh lease."""
@@ -309,18 +315,7 @@ class Runtime:
         (:class:`~trioflow.persistence.StaleEpoch`): it stops, and raises
         :class:`RunTakenOver`, having written nothing since the takeover.
         """
-        with reading_run(run_id):
-            found, types, record = await self._pipeline_and_run(run_id, pipeline)
-            read = await _resume.prepare(
-                self.store,
-                found,
-                record,
-                _resume.Answer(human_input, path),
-                types=types,
-                now=self.leases.clock.now(),
-                root=ROOT_PATH,
-            )
-        ownership = await _resume.claim(self.store, self.leases, record)
+        found, read, ownership = await self._claim_resumable(run_id, pipeline, human_input, path)
         journal = Journal(self.store, run_id, ownership.epoch, read.records, read.answers)
         drive = _Drive(
             found,
