@@ -316,6 +316,15 @@ def test_workers_reconnect_after_the_database_restarts_and_every_run_completes(
             started = [path for _, _, path, _ in executions(workers) if path == "main/2:slow"]
             return len(started) >= 4
 
+        def every_worker_up() -> bool:
+            return all(
+                any("driving up to" in line for line in workers.output(worker))
+                for worker in running
+            )
+
+        # The restart must find both workers connected: one still starting would meet a
+        # database that is down, which is a different case (it exits 7 and says why).
+        wait_until(every_worker_up, "both workers started")
         wait_until(slow_steps_started, "four slow steps started")
         before = {done for done in committed(url) if done[1] in STEPS}
         server.restart()
