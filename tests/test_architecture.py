@@ -205,11 +205,11 @@ def test_every_readme_python_block_compiles(number: int) -> None:
 def test_every_trioflow_import_in_the_readme_resolves(number: int) -> None:
     tree = ast.parse(readme_blocks()[number])
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("trioflow"):
-            assert node.module is not None
-            namespace = importlib.import_module(node.module)
+        module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
+        if isinstance(node, ast.ImportFrom) and module.startswith("trioflow"):
+            namespace = importlib.import_module(module)
             missing = [a.name for a in node.names if not hasattr(namespace, a.name)]
-            assert missing == [], f"README block {number + 1}: {node.module} has no {missing}"
+            assert missing == [], f"README block {number + 1}: {module} has no {missing}"
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("trioflow"):
